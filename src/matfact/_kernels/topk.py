@@ -1,0 +1,113 @@
+"""Top-n selection over rows of a score matrix, with per-row exclusions (numba).
+
+NumPy reference (what the kernel computes, for one row ``r``)::
+
+    s = scores[r].copy()
+    s[exclude_indices[exclude_indptr[r]:exclude_indptr[r + 1]]] = -inf
+    order = np.lexsort((np.arange(len(s)), -s))      # score desc, index asc
+    top = [j for j in order[:n] if s[j] > -inf]
+
+Rows with fewer than ``n`` eligible columns are padded with index -1 and
+score NaN. Ties go to the lower column index, so results do not depend on
+the thread count.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["topk_rows"]
+
+
+@numba.njit(cache=True, inline="always")
+def _before(score_a, index_a, score_b, index_b):
+    # Strict "a ranks before b": higher score, then lower index.
+    return score_a > score_b or (score_a == score_b and index_a < index_b)
+
+
+@numba.njit(cache=True, parallel=True)
+def topk_rows(scores, exclude_indptr, exclude_indices, n):
+    """Best ``n`` columns of each row of ``scores``, skipping excluded columns.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_rows, n_cols), float32
+    exclude_indptr : ndarray of shape (n_rows + 1,), int64
+    exclude_indices : ndarray of shape (n_excluded,), int32
+        CSR-style lists of the columns to skip in each row.
+    n : int
+
+    Returns
+    -------
+    indices : ndarray of shape (n_rows, n), int64
+    values : ndarray of shape (n_rows, n), float32
+    """
+    n_rows, n_cols = scores.shape
+    out_idx = np.full((n_rows, n), -1, dtype=np.int64)
+    out_val = np.full((n_rows, n), np.nan, dtype=np.float32)
+    for r in numba.prange(n_rows):
+        excluded = np.zeros(n_cols, dtype=np.bool_)
+        for p in range(exclude_indptr[r], exclude_indptr[r + 1]):
+            excluded[exclude_indices[p]] = True
+        # A min-heap (by rank) of the best `size` columns seen so far.
+        heap_val = np.empty(n, dtype=np.float32)
+        heap_idx = np.empty(n, dtype=np.int64)
+        size = 0
+        for j in range(n_cols):
+            s = scores[r, j]
+            if excluded[j] or np.isnan(s):
+                continue
+            if size < n:
+                pos = size
+                size += 1
+                while pos > 0:  # sift up: the worst-ranked item sits at the root
+                    parent = (pos - 1) // 2
+                    if _before(heap_val[parent], heap_idx[parent], s, j):
+                        heap_val[pos] = heap_val[parent]
+                        heap_idx[pos] = heap_idx[parent]
+                        pos = parent
+                    else:
+                        break
+                heap_val[pos] = s
+                heap_idx[pos] = j
+            elif _before(s, j, heap_val[0], heap_idx[0]):
+                pos = 0
+                while True:  # sift down the replaced root
+                    child = 2 * pos + 1
+                    if child >= size:
+                        break
+                    if child + 1 < size and _before(heap_val[child], heap_idx[child],
+                                                    heap_val[child + 1], heap_idx[child + 1]):
+                        child += 1
+                    if _before(s, j, heap_val[child], heap_idx[child]):
+                        heap_val[pos] = heap_val[child]
+                        heap_idx[pos] = heap_idx[child]
+                        pos = child
+                    else:
+                        break
+                heap_val[pos] = s
+                heap_idx[pos] = j
+        # Pop worst-first into the tail of the output row.
+        for slot in range(size - 1, -1, -1):
+            out_val[r, slot] = heap_val[0]
+            out_idx[r, slot] = heap_idx[0]
+            last_val = heap_val[slot]
+            last_idx = heap_idx[slot]
+            pos = 0
+            while True:
+                child = 2 * pos + 1
+                if child >= slot:
+                    break
+                if child + 1 < slot and _before(heap_val[child], heap_idx[child],
+                                                heap_val[child + 1], heap_idx[child + 1]):
+                    child += 1
+                if _before(last_val, last_idx, heap_val[child], heap_idx[child]):
+                    heap_val[pos] = heap_val[child]
+                    heap_idx[pos] = heap_idx[child]
+                    pos = child
+                else:
+                    break
+            heap_val[pos] = last_val
+            heap_idx[pos] = last_idx
+    return out_idx, out_val

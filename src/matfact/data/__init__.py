@@ -1,0 +1,5 @@
+"""Data: the :class:`Interactions` model, id maps, datasets and synthetic data."""
+
+from matfact.data.interactions import IdIndex, Interactions
+
+__all__ = ["IdIndex", "Interactions"]

@@ -1,0 +1,894 @@
+"""The one data model of matfact: :class:`Interactions` and its id maps.
+
+Rows are always users and columns always items. An :class:`Interactions`
+keeps the interactions in the order they were given (the splits depend on
+that order) and derives a CSR matrix from them on demand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from matfact.exceptions import DataError, ParameterError
+
+__all__ = ["IdIndex", "Interactions"]
+
+_DUPLICATE_POLICIES = ("error", "last", "sum", "mean")
+_MAX_SHOWN = 5
+
+
+def _frozen(array: np.ndarray | None) -> np.ndarray | None:
+    if array is None:
+        return None
+    array = np.ascontiguousarray(array)
+    if array.flags.writeable:
+        if array.base is not None:
+            array = array.copy()
+        array.flags.writeable = False
+    return array
+
+
+def _positions(mask: np.ndarray) -> str:
+    rows = np.flatnonzero(mask)
+    shown = ", ".join(str(r) for r in rows[:_MAX_SHOWN])
+    more = f" and {len(rows) - _MAX_SHOWN} more" if len(rows) > _MAX_SHOWN else ""
+    return f"{len(rows)} row(s) (positions {shown}{more})"
+
+
+def normalize_ids(values: Any, what: str) -> np.ndarray:
+    """Turn raw ids into an ``int64`` or a unicode array, or raise :class:`DataError`.
+
+    Integers (and floats that are all integral) become ``int64``; strings stay
+    strings. Missing values, booleans, non-integral floats and a mix of numbers
+    and strings are refused, because each would silently split or merge ids.
+
+    Parameters
+    ----------
+    values : array-like of shape (n,)
+        Raw ids.
+    what : str
+        Name used in error messages, e.g. ``"user"``.
+
+    Returns
+    -------
+    ids : ndarray of shape (n,), dtype int64 or ``<U``
+    """
+    if isinstance(values, (pd.Series, pd.Index)):
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            values = values.astype(values.dtype.categories.dtype)
+        if values.isna().any():
+            raise DataError(f"missing {what} ids in {_positions(values.isna().to_numpy())}")
+        values = values.to_numpy()
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise DataError(f"{what} ids must be one-dimensional, got shape {array.shape}")
+    kind = array.dtype.kind
+    if kind == "b":
+        raise DataError(f"{what} ids are booleans; use integers or strings")
+    if kind in "iu":
+        if kind == "u" and array.size and array.max() > np.iinfo(np.int64).max:
+            raise DataError(f"{what} ids exceed the int64 range")
+        return array.astype(np.int64, copy=False)
+    if kind == "f":
+        bad = ~np.isfinite(array)
+        if bad.any():
+            raise DataError(f"missing or infinite {what} ids in {_positions(bad)}")
+        if np.any(array != np.round(array)):
+            raise DataError(f"{what} ids are non-integral numbers; use integers or strings")
+        if array.size and np.abs(array).max() >= 2.0**63:
+            raise DataError(f"{what} ids exceed the int64 range")
+        return array.astype(np.int64)
+    if kind in "US":
+        return array.astype(str)
+    if kind == "O":
+        if array.size == 0:
+            return np.empty(0, dtype=np.int64)
+        types = pd.Series(array, copy=False).map(type)
+        is_str = types.isin([str, np.str_]).to_numpy()
+        if is_str.all():
+            return array.astype(str)
+        is_int = np.array(
+            [issubclass(t, (int, np.integer)) and not issubclass(t, (bool, np.bool_)) for t in types],
+            dtype=bool,
+        )
+        if is_int.all():
+            try:
+                return array.astype(np.int64)
+            except OverflowError:
+                raise DataError(f"{what} ids exceed the int64 range") from None
+        missing = pd.isna(array)
+        if missing.any():
+            raise DataError(f"missing {what} ids in {_positions(np.asarray(missing))}")
+        if (is_str | is_int).all():
+            raise DataError(
+                f"{what} ids mix numbers and strings ({_positions(is_int)} are numbers); "
+                f"convert them to one type, e.g. df[col].astype(str)"
+            )
+        raise DataError(f"{what} ids must be integers or strings, got {types.iloc[0].__name__}")
+    raise DataError(f"{what} ids must be integers or strings, got dtype {array.dtype}")
+
+
+class IdIndex:
+    """A two-way map between raw ids (ints or strings) and dense indices ``0..n-1``.
+
+    Built from data, indices are assigned in sorted order of the raw ids.
+    :meth:`extend` appends new ids after the existing ones, so an index already
+    handed out never changes meaning.
+
+    Parameters
+    ----------
+    ids : array-like of shape (n,)
+        Distinct raw ids, in index order.
+
+    Examples
+    --------
+    >>> index = IdIndex(["b", "a"])
+    >>> index.get_indexer(["a", "z"]).tolist()
+    [1, -1]
+    >>> index.extend(["c", "a"]).ids.tolist()
+    ['b', 'a', 'c']
+    """
+
+    __slots__ = ("_ids", "_lookup")
+
+    def __init__(self, ids: Any) -> None:
+        ids = normalize_ids(ids, "raw")
+        lookup = pd.Index(ids)
+        if not lookup.is_unique:
+            dupes = lookup[lookup.duplicated()].unique()[:_MAX_SHOWN].tolist()
+            raise DataError(f"an IdIndex needs distinct ids; repeated: {dupes}")
+        self._ids = _frozen(ids)
+        self._lookup = lookup
+
+    @classmethod
+    def from_values(cls, values: Any, what: str = "raw") -> tuple[IdIndex, np.ndarray]:
+        """Index the distinct values in sorted order; return it and each value's index."""
+        values = normalize_ids(values, what)
+        uniques, codes = np.unique(values, return_inverse=True)
+        return cls(uniques), codes.astype(np.int32).reshape(-1)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Raw ids in index order (read-only)."""
+        return self._ids
+
+    @property
+    def kind(self) -> str:
+        """``"int"`` or ``"str"``: the type of the raw ids."""
+        return "str" if self._ids.dtype.kind == "U" else "int"
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, raw: Any) -> bool:
+        return bool(self.get_indexer([raw])[0] >= 0)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdIndex) and np.array_equal(self._ids, other._ids)
+
+    def __hash__(self) -> int:  # pragma: no cover - IdIndex is used as a value, not a key
+        return hash((len(self), self.kind))
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(x) for x in self._ids[:3].tolist())
+        return f"IdIndex({len(self)} {self.kind} ids: {head}{', ...' if len(self) > 3 else ''})"
+
+    def coerce(self, raw: Any) -> np.ndarray:
+        """Convert query ids to this index's type (e.g. ``"42"`` → ``42`` for int ids).
+
+        Ids that cannot be converted are kept as they are, so they read as unknown.
+        """
+        array = np.asarray(raw, dtype=object).reshape(-1)
+        if self.kind == "str":
+            return np.array([str(x) for x in array], dtype=object)
+        out = np.empty(len(array), dtype=object)
+        for pos, value in enumerate(array):
+            if isinstance(value, (str, np.str_)):
+                try:
+                    value = int(value.strip())
+                except ValueError:
+                    pass
+            elif isinstance(value, (float, np.floating)) and float(value).is_integer():
+                value = int(value)
+            out[pos] = value
+        return out
+
+    def get_indexer(self, raw: Any) -> np.ndarray:
+        """Dense indices of ``raw`` ids; ``-1`` where an id is unknown.
+
+        Parameters
+        ----------
+        raw : scalar or array-like of shape (n,)
+
+        Returns
+        -------
+        indices : ndarray of shape (n,), dtype int64
+        """
+        array = np.asarray(raw)
+        if array.ndim == 0:
+            array = array.reshape(1)
+        if array.size == 0:
+            return np.empty(0, dtype=np.int64)
+        if array.dtype.kind in "iu" and self.kind == "int":
+            query = array.astype(np.int64, copy=False)
+        elif array.dtype.kind == "U" and self.kind == "str":
+            query = array
+        else:
+            query = self.coerce(array)
+        try:
+            return self._lookup.get_indexer(query).astype(np.int64, copy=False)
+        except (TypeError, ValueError):
+            return np.full(len(array), -1, dtype=np.int64)
+
+    def to_ids(self, indices: Any) -> np.ndarray:
+        """Raw ids of dense ``indices`` (which must be in range)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
+            raise ParameterError(f"indices must lie in [0, {len(self)}), got {indices.min()}..{indices.max()}")
+        return self._ids[indices]
+
+    def extend(self, raw: Any) -> IdIndex:
+        """Return a new index with the unseen ids of ``raw`` appended (sorted among themselves)."""
+        raw = normalize_ids(raw, "raw")
+        if len(self) and len(raw) and (raw.dtype.kind == "U") != (self.kind == "str"):
+            raise DataError(
+                f"cannot extend an index of {self.kind} ids with "
+                f"{'string' if raw.dtype.kind == 'U' else 'integer'} ids"
+            )
+        new = np.unique(raw[self.get_indexer(raw) < 0]) if len(raw) else raw
+        if len(new) == 0:
+            return self
+        if len(self) == 0:
+            return IdIndex(new)
+        return IdIndex(np.concatenate([self._ids, new.astype(self._ids.dtype)]))
+
+
+def _check_values(values: Any, n: int, what: str, *, positive: bool = False,
+                  nonnegative: bool = False) -> np.ndarray:
+    array = np.asarray(values)
+    if array.shape != (n,):
+        raise DataError(f"{what} must have shape ({n},) like the ids, got {array.shape}")
+    if array.dtype.kind not in "iuf":
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"{what} must be numbers, got dtype {array.dtype}") from None
+    array = array.astype(np.float64, copy=False)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise DataError(f"NaN or infinite {what} in {_positions(bad)}; drop or fill them first")
+    if positive and (array <= 0).any():
+        raise DataError(
+            f"{what} must be > 0 for implicit data; {_positions(array <= 0)} are ≤ 0 "
+            f"(drop non-interactions instead of giving them weight 0)"
+        )
+    if nonnegative and (array < 0).any():
+        raise DataError(f"{what} must be ≥ 0; {_positions(array < 0)} are negative")
+    return array
+
+
+def _check_timestamps(values: Any, n: int) -> np.ndarray:
+    series = pd.Series(values) if not isinstance(values, pd.Series) else values
+    if len(series) != n:
+        raise DataError(f"timestamps must have shape ({n},) like the ids, got ({len(series)},)")
+    if series.isna().any():
+        raise DataError(f"missing timestamps in {_positions(series.isna().to_numpy())}")
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        if getattr(series.dt, "tz", None) is not None:
+            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        return (series.to_numpy().astype("datetime64[s]").astype(np.int64))
+    array = series.to_numpy()
+    if array.dtype.kind not in "iuf":
+        raise DataError(
+            f"timestamps must be numbers (e.g. Unix seconds) or datetimes, got dtype {array.dtype}"
+        )
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise DataError(f"infinite timestamps in {_positions(~np.isfinite(array))}")
+    return np.round(array).astype(np.int64)
+
+
+def _check_features(features: Any, what: str) -> pd.DataFrame | None:
+    if features is None:
+        return None
+    if not isinstance(features, pd.DataFrame):
+        raise DataError(f"{what}_features must be a pandas DataFrame indexed by raw {what} id")
+    if features.index.has_duplicates:
+        dupes = features.index[features.index.duplicated()].unique()[:_MAX_SHOWN].tolist()
+        raise DataError(f"{what}_features has repeated ids in its index: {dupes}")
+    frame = features.copy()
+    if len(frame):
+        frame.index = pd.Index(normalize_ids(frame.index, f"{what}_features index"))
+    frame.index.name = what
+    return frame
+
+
+class Interactions:
+    """Users × items interactions: explicit ratings or implicit feedback.
+
+    Build one with :meth:`from_pandas`, :meth:`from_csv`, :meth:`from_parquet`,
+    :meth:`from_arrays` or :meth:`from_scipy`, or load a dataset with
+    :func:`matfact.load_dataset`. It is immutable once built.
+
+    The interactions stay in the order given; :meth:`to_scipy` derives a CSR
+    matrix (rows users, columns items, ``float32``). Raw ids map to dense
+    indices through one :class:`IdIndex` per axis, in sorted order of the ids.
+
+    Attributes
+    ----------
+    user_index, item_index : IdIndex
+        The id maps of rows and columns.
+    user_features, item_features : pandas.DataFrame or None
+        Side information indexed by raw id; an item table may hold a ``title``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"user": [1, 1, 2], "item": ["a", "b", "a"], "rating": [4, 3, 5]})
+    >>> data = Interactions.from_pandas(df, rating="rating")
+    >>> data
+    <Interactions: 2 users × 2 items, 3 explicit ratings in [3, 5], density 75.00%>
+    >>> data.to_scipy().toarray()
+    array([[4., 3.],
+           [5., 0.]], dtype=float32)
+    """
+
+    __slots__ = (
+        "_user_codes", "_item_codes", "_ratings", "_weights", "_timestamps",
+        "_user_index", "_item_index", "_user_features", "_item_features",
+        "_rating_scale", "_csr",
+    )
+
+    def __init__(self, user_codes, item_codes, user_index, item_index, *, ratings=None,
+                 weights=None, timestamps=None, user_features=None, item_features=None,
+                 rating_scale=None) -> None:
+        # The public constructors validate; this one only freezes what it is given.
+        self._user_codes = _frozen(np.asarray(user_codes, dtype=np.int32))
+        self._item_codes = _frozen(np.asarray(item_codes, dtype=np.int32))
+        self._user_index = user_index
+        self._item_index = item_index
+        self._ratings = _frozen(None if ratings is None else np.asarray(ratings, dtype=np.float32))
+        self._weights = _frozen(None if weights is None else np.asarray(weights, dtype=np.float32))
+        self._timestamps = _frozen(
+            None if timestamps is None else np.asarray(timestamps, dtype=np.int64)
+        )
+        self._user_features = user_features
+        self._item_features = item_features
+        if rating_scale is None and self._ratings is not None and len(self._ratings):
+            rating_scale = (float(self._ratings.min()), float(self._ratings.max()))
+        self._rating_scale = None if rating_scale is None else tuple(map(float, rating_scale))
+        self._csr = None
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_arrays(cls, users: Any, items: Any, ratings: Any = None, *, weights: Any = None,
+                    timestamps: Any = None, duplicates: str = "error", user_features=None,
+                    item_features=None, rating_scale=None) -> Interactions:
+        """Build from parallel arrays of raw user ids, item ids and optional values.
+
+        Parameters
+        ----------
+        users, items : array-like of shape (n,)
+            Raw ids (ints or strings) of each interaction.
+        ratings : array-like of shape (n,), default=None
+            Explicit ratings; ``None`` means implicit feedback.
+        weights : array-like of shape (n,), default=None
+            For implicit data the confidence or count of each interaction (plays,
+            hours; default 1, must be > 0); for explicit data a sample weight (≥ 0).
+        timestamps : array-like of shape (n,), default=None
+            Unix seconds or datetimes.
+        duplicates : {"error", "last", "sum", "mean"}, default="error"
+            What to do with repeated (user, item) pairs. ``"last"`` keeps the last
+            one; ``"sum"`` and ``"mean"`` aggregate the ratings (implicit: the
+            weights), keep the latest timestamp, and sit at the last position.
+        user_features, item_features : pandas.DataFrame, default=None
+            Side information indexed by raw id.
+        rating_scale : (float, float), default=None
+            The scale ratings live on; by default the observed (min, max).
+
+        Returns
+        -------
+        Interactions
+        """
+        if duplicates not in _DUPLICATE_POLICIES:
+            raise ParameterError(
+                f"duplicates must be one of {_DUPLICATE_POLICIES}, got {duplicates!r}"
+            )
+        users = normalize_ids(users, "user")
+        items = normalize_ids(items, "item")
+        n = len(users)
+        if len(items) != n:
+            raise DataError(f"got {n} user ids but {len(items)} item ids")
+        if n == 0:
+            raise DataError("no interactions: the data is empty")
+        implicit = ratings is None
+        if not implicit:
+            ratings = _check_values(ratings, n, "ratings")
+        if weights is not None:
+            weights = _check_values(weights, n, "weights", positive=implicit,
+                                    nonnegative=not implicit)
+        if timestamps is not None:
+            timestamps = _check_timestamps(timestamps, n)
+        if rating_scale is not None:
+            rating_scale = _check_rating_scale(rating_scale, implicit)
+
+        user_index, user_codes = IdIndex.from_values(users, "user")
+        item_index, item_codes = IdIndex.from_values(items, "item")
+
+        resolved = _resolve_duplicates(user_codes, item_codes, len(item_index), duplicates)
+        if resolved is not None:
+            # `groups` numbers each pair by the rank of its last position, so the
+            # aggregated values line up with `keep` (the last positions, in order).
+            keep, groups = resolved
+            if duplicates == "last":
+                ratings = None if implicit else ratings[keep]
+                weights = None if weights is None else weights[keep]
+                timestamps = None if timestamps is None else timestamps[keep]
+            else:
+                if implicit:
+                    weights = _aggregate(np.ones(n) if weights is None else weights, groups,
+                                         duplicates)
+                else:
+                    ratings = _aggregate(ratings, groups, duplicates)
+                    weights = None if weights is None else _aggregate(weights, groups, duplicates)
+                if timestamps is not None:
+                    timestamps = _aggregate(timestamps, groups, "max").astype(np.int64)
+            user_codes, item_codes = user_codes[keep], item_codes[keep]
+        return cls(
+            user_codes, item_codes, user_index, item_index, ratings=ratings, weights=weights,
+            timestamps=timestamps, user_features=_check_features(user_features, "user"),
+            item_features=_check_features(item_features, "item"), rating_scale=rating_scale,
+        )
+
+    @classmethod
+    def from_pandas(cls, df: pd.DataFrame, user: str = "user", item: str = "item",
+                    rating: str | None = None, weight: str | None = None,
+                    timestamp: str | None = None, duplicates: str = "error",
+                    user_features=None, item_features=None, rating_scale=None) -> Interactions:
+        """Build from a DataFrame with one interaction per row.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+        user, item : str, default="user", "item"
+            Column names of the raw ids.
+        rating : str, default=None
+            Column of explicit ratings; ``None`` means implicit feedback.
+        weight, timestamp : str, default=None
+            Columns of weights (confidence for implicit data, sample weight for
+            explicit data) and timestamps.
+        duplicates, user_features, item_features, rating_scale
+            As in :meth:`from_arrays`.
+
+        Returns
+        -------
+        Interactions
+        """
+        if not isinstance(df, pd.DataFrame):
+            raise DataError(f"from_pandas needs a pandas DataFrame, got {type(df).__name__}")
+        wanted = {"user": user, "item": item, "rating": rating, "weight": weight,
+                  "timestamp": timestamp}
+        missing = [f"{role}={col!r}" for role, col in wanted.items()
+                   if col is not None and col not in df.columns]
+        if missing:
+            raise DataError(
+                f"missing column(s) {', '.join(missing)}; the data has columns "
+                f"{list(map(str, df.columns))}"
+            )
+        return cls.from_arrays(
+            df[user], df[item], None if rating is None else df[rating].to_numpy(),
+            weights=None if weight is None else df[weight].to_numpy(),
+            timestamps=None if timestamp is None else df[timestamp],
+            duplicates=duplicates, user_features=user_features, item_features=item_features,
+            rating_scale=rating_scale,
+        )
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike, user: str | int = "user", item: str | int = "item",
+                 rating: str | int | None = None, weight: str | int | None = None,
+                 timestamp: str | int | None = None, *, sep: str = ",",
+                 header: int | None | str = "infer", names: Iterable[str] | None = None,
+                 encoding: str = "utf-8", comment: str | None = None, duplicates: str = "error",
+                 user_features=None, item_features=None, rating_scale=None) -> Interactions:
+        """Read a delimited text file (pandas' C parser, no Python loop over rows).
+
+        Columns are named by header name, or by position (ints) when
+        ``header=None``. Other parameters as in :meth:`from_pandas` and
+        :func:`pandas.read_csv`.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        DataError
+            If the file cannot be parsed or decoded, or its contents are invalid.
+        """
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no such file: {path}")
+        roles = {"user": user, "item": item, "rating": rating, "weight": weight,
+                 "timestamp": timestamp}
+        columns = [c for c in roles.values() if c is not None]
+        try:
+            frame = pd.read_csv(
+                path, sep=sep, header=header, names=None if names is None else list(names),
+                encoding=encoding, comment=comment, usecols=columns, low_memory=False,
+                skipinitialspace=True,
+            )
+        except UnicodeDecodeError as err:
+            raise DataError(
+                f"{path}: not valid {encoding} text ({err.reason} at byte {err.start}); "
+                f"pass encoding=, e.g. 'latin-1'"
+            ) from None
+        except ValueError as err:  # pandas: bad usecols, parser errors, empty file
+            raise DataError(f"{path}: cannot read it as {sep!r}-separated data: {err}") from None
+        renamed = frame.rename(columns={col: role for role, col in roles.items() if col is not None})
+        return cls.from_pandas(
+            renamed, "user", "item", "rating" if rating is not None else None,
+            "weight" if weight is not None else None,
+            "timestamp" if timestamp is not None else None, duplicates=duplicates,
+            user_features=user_features, item_features=item_features, rating_scale=rating_scale,
+        )
+
+    @classmethod
+    def from_parquet(cls, path: str | os.PathLike, user: str = "user", item: str = "item",
+                     rating: str | None = None, weight: str | None = None,
+                     timestamp: str | None = None, **kwargs: Any) -> Interactions:
+        """Read a Parquet file or dataset (needs ``pyarrow``); see :meth:`from_pandas`."""
+        columns = [c for c in (user, item, rating, weight, timestamp) if c is not None]
+        try:
+            frame = pd.read_parquet(path, columns=columns)
+        except ImportError as err:
+            raise DataError(f"reading Parquet needs pyarrow: pip install pyarrow ({err})") from None
+        except (OSError, ValueError) as err:
+            raise DataError(f"{os.fspath(path)}: cannot read it as Parquet: {err}") from None
+        return cls.from_pandas(frame, user, item, rating, weight, timestamp, **kwargs)
+
+    @classmethod
+    def from_scipy(cls, matrix: Any, user_ids: Any = None, item_ids: Any = None, *,
+                   implicit: bool = False, user_features=None, item_features=None,
+                   rating_scale=None) -> Interactions:
+        """Build from a sparse (or dense) users × items matrix.
+
+        Stored entries are the interactions, in row-major order. With
+        ``implicit=True`` the values are weights and explicit zeros are dropped
+        (a zero weight means no interaction). Every row and column is kept in
+        the vocabularies, even an empty one, so the shape round-trips.
+
+        Parameters
+        ----------
+        matrix : scipy.sparse matrix or ndarray of shape (n_users, n_items)
+        user_ids, item_ids : array-like, default=None
+            Raw ids of the rows and columns; default ``0..n-1``.
+        implicit : bool, default=False
+        """
+        if not sp.issparse(matrix):
+            dense = np.asarray(matrix)
+            if dense.ndim != 2:
+                raise DataError(f"from_scipy needs a 2-D matrix, got shape {dense.shape}")
+            matrix = sp.csr_matrix(dense)
+        coo = sp.coo_matrix(matrix)
+        coo.sum_duplicates()
+        if implicit:
+            coo.eliminate_zeros()
+        order = np.lexsort((coo.col, coo.row))
+        n_rows, n_cols = coo.shape
+        user_ids = np.arange(n_rows) if user_ids is None else normalize_ids(user_ids, "user")
+        item_ids = np.arange(n_cols) if item_ids is None else normalize_ids(item_ids, "item")
+        if len(user_ids) != n_rows or len(item_ids) != n_cols:
+            raise DataError(
+                f"matrix has shape {coo.shape} but got {len(user_ids)} user ids and "
+                f"{len(item_ids)} item ids"
+            )
+        if coo.nnz == 0:
+            raise DataError("no interactions: the matrix has no stored entries")
+        values = coo.data[order]
+        data = cls.from_arrays(
+            user_ids[coo.row[order]], item_ids[coo.col[order]],
+            None if implicit else values, weights=values if implicit else None,
+            user_features=user_features, item_features=item_features, rating_scale=rating_scale,
+        )
+        # Keep empty rows and columns in the vocabularies.
+        return data._reindex(IdIndex(np.sort(user_ids)), IdIndex(np.sort(item_ids)))
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_users(self) -> int:
+        """Number of users in the vocabulary (rows)."""
+        return len(self._user_index)
+
+    @property
+    def n_items(self) -> int:
+        """Number of items in the vocabulary (columns)."""
+        return len(self._item_index)
+
+    @property
+    def nnz(self) -> int:
+        """Number of interactions."""
+        return len(self._user_codes)
+
+    def __len__(self) -> int:
+        return self.nnz
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_users, n_items)``."""
+        return (self.n_users, self.n_items)
+
+    @property
+    def user_index(self) -> IdIndex:
+        return self._user_index
+
+    @property
+    def item_index(self) -> IdIndex:
+        return self._item_index
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        """The user vocabulary: raw ids in index order."""
+        return self._user_index.ids
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        """The item vocabulary: raw ids in index order."""
+        return self._item_index.ids
+
+    @property
+    def user_codes(self) -> np.ndarray:
+        """Dense user index of each interaction, shape (nnz,), int32."""
+        return self._user_codes
+
+    @property
+    def item_codes(self) -> np.ndarray:
+        """Dense item index of each interaction, shape (nnz,), int32."""
+        return self._item_codes
+
+    @property
+    def users(self) -> np.ndarray:
+        """Raw user id of each interaction, in the order given."""
+        return self._user_index.ids[self._user_codes]
+
+    @property
+    def items(self) -> np.ndarray:
+        """Raw item id of each interaction, in the order given."""
+        return self._item_index.ids[self._item_codes]
+
+    @property
+    def ratings(self) -> np.ndarray | None:
+        """Explicit ratings (float32), or ``None`` for implicit data."""
+        return self._ratings
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Per-interaction weights (float32; ones unless given)."""
+        if self._weights is None:
+            return _frozen(np.ones(self.nnz, dtype=np.float32))
+        return self._weights
+
+    @property
+    def has_weights(self) -> bool:
+        """Whether weights were given (rather than all ones)."""
+        return self._weights is not None
+
+    @property
+    def timestamps(self) -> np.ndarray | None:
+        """Timestamps (int64 Unix seconds), or ``None``."""
+        return self._timestamps
+
+    @property
+    def values(self) -> np.ndarray:
+        """What the CSR matrix holds: ratings for explicit data, weights for implicit."""
+        return self.weights if self._ratings is None else self._ratings
+
+    @property
+    def is_implicit(self) -> bool:
+        return self._ratings is None
+
+    @property
+    def rating_scale(self) -> tuple[float, float] | None:
+        """``(min, max)`` of the ratings (models clip predictions to it); ``None`` if implicit."""
+        return self._rating_scale
+
+    @property
+    def density(self) -> float:
+        cells = self.n_users * self.n_items
+        return self.nnz / cells if cells else 0.0
+
+    @property
+    def user_features(self) -> pd.DataFrame | None:
+        return self._user_features
+
+    @property
+    def item_features(self) -> pd.DataFrame | None:
+        return self._item_features
+
+    def item_titles(self) -> np.ndarray | None:
+        """Display titles in item-index order (raw id as text where missing), or ``None``."""
+        features = self._item_features
+        if features is None or "title" not in features.columns:
+            return None
+        titles = features["title"].reindex(self.item_ids)
+        fallback = pd.Series(self.item_ids.astype(str), index=titles.index)
+        return titles.astype(object).where(titles.notna(), fallback).astype(str).to_numpy()
+
+    def __repr__(self) -> str:
+        kind = "implicit interactions" if self.is_implicit else "explicit ratings"
+        scale = ""
+        if self._rating_scale is not None:
+            lo, hi = self._rating_scale
+            scale = f" in [{lo:g}, {hi:g}]"
+        extras = []
+        if self._timestamps is not None:
+            extras.append("timestamps")
+        if self._weights is not None:
+            extras.append("weights")
+        if self._user_features is not None:
+            extras.append(f"user features ({self._user_features.shape[1]})")
+        if self._item_features is not None:
+            extras.append(f"item features ({self._item_features.shape[1]})")
+        tail = (", " + ", ".join(extras)) if extras else ""
+        return (f"<Interactions: {self.n_users:,} users × {self.n_items:,} items, "
+                f"{self.nnz:,} {kind}{scale}, density {self.density:.2%}{tail}>")
+
+    # ------------------------------------------------------------------ conversions
+    def to_scipy(self) -> sp.csr_matrix:
+        """The users × items CSR matrix (float32): ratings, or weights for implicit data.
+
+        The result is cached and shared; do not modify it in place.
+        """
+        if self._csr is None:
+            csr = sp.csr_matrix(
+                (self.values, (self._user_codes, self._item_codes)),
+                shape=self.shape, dtype=np.float32,
+            )
+            csr.sort_indices()
+            self._csr = csr
+        return self._csr
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per interaction, in the order given: user, item, rating/weight, timestamp."""
+        columns: dict[str, Any] = {"user": self.users, "item": self.items}
+        if self._ratings is not None:
+            columns["rating"] = self._ratings
+        if self._weights is not None or self.is_implicit:
+            columns["weight"] = self.weights
+        if self._timestamps is not None:
+            columns["timestamp"] = self._timestamps
+        return pd.DataFrame(columns)
+
+    def to_implicit(self, threshold: float | None = None) -> Interactions:
+        """Treat ratings as implicit interactions, keeping those ≥ ``threshold`` (all if None).
+
+        The vocabularies stay the same; the weights carry over (ones if none).
+        """
+        if self.is_implicit:
+            keep = np.arange(self.nnz)
+        else:
+            if threshold is not None and not np.isfinite(threshold):
+                raise ParameterError(f"threshold must be a finite number, got {threshold!r}")
+            keep = (np.arange(self.nnz) if threshold is None
+                    else np.flatnonzero(self._ratings >= threshold))
+        return Interactions(
+            self._user_codes[keep], self._item_codes[keep], self._user_index, self._item_index,
+            weights=None if self._weights is None else self._weights[keep],
+            timestamps=None if self._timestamps is None else self._timestamps[keep],
+            user_features=self._user_features, item_features=self._item_features,
+        )
+
+    def subset(self, users: Any = None, items: Any = None) -> Interactions:
+        """The interactions of the given raw users and/or items, with compacted vocabularies.
+
+        Unknown ids are ignored. The result indexes only the ids that remain.
+        """
+        mask = np.ones(self.nnz, dtype=bool)
+        if users is not None:
+            wanted = np.zeros(self.n_users, dtype=bool)
+            codes = self._user_index.get_indexer(np.asarray(users).reshape(-1))
+            wanted[codes[codes >= 0]] = True
+            mask &= wanted[self._user_codes]
+        if items is not None:
+            wanted = np.zeros(self.n_items, dtype=bool)
+            codes = self._item_index.get_indexer(np.asarray(items).reshape(-1))
+            wanted[codes[codes >= 0]] = True
+            mask &= wanted[self._item_codes]
+        if not mask.any():
+            raise DataError("subset selects no interactions")
+        return self.take(np.flatnonzero(mask), compact=True)
+
+    def take(self, positions: Any, *, compact: bool = True) -> Interactions:
+        """The interactions at ``positions`` (in that order).
+
+        With ``compact=True`` the vocabularies keep only ids that occur (sorted,
+        so indices may change); otherwise they stay those of ``self``.
+        """
+        positions = np.asarray(positions, dtype=np.int64)
+        if positions.size and (positions.min() < 0 or positions.max() >= self.nnz):
+            raise ParameterError(f"positions must lie in [0, {self.nnz})")
+        if positions.size == 0:
+            raise DataError("no interactions selected")
+        users, items = self._user_codes[positions], self._item_codes[positions]
+        user_index, item_index = self._user_index, self._item_index
+        if compact:
+            kept_users, users = np.unique(users, return_inverse=True)
+            kept_items, items = np.unique(items, return_inverse=True)
+            user_index = IdIndex(self._user_index.ids[kept_users])
+            item_index = IdIndex(self._item_index.ids[kept_items])
+        return Interactions(
+            users.reshape(-1), items.reshape(-1), user_index, item_index,
+            ratings=None if self._ratings is None else self._ratings[positions],
+            weights=None if self._weights is None else self._weights[positions],
+            timestamps=None if self._timestamps is None else self._timestamps[positions],
+            user_features=self._user_features, item_features=self._item_features,
+            rating_scale=self._rating_scale,
+        )
+
+    def _reindex(self, user_index: IdIndex, item_index: IdIndex) -> Interactions:
+        """The same interactions expressed in (super-set) vocabularies."""
+        users = user_index.get_indexer(self.user_ids)[self._user_codes]
+        items = item_index.get_indexer(self.item_ids)[self._item_codes]
+        if (users < 0).any() or (items < 0).any():
+            raise DataError("the new vocabularies must contain every id of the data")
+        return Interactions(
+            users, items, user_index, item_index, ratings=self._ratings, weights=self._weights,
+            timestamps=self._timestamps, user_features=self._user_features,
+            item_features=self._item_features, rating_scale=self._rating_scale,
+        )
+
+    def with_vocabulary_of(self, other: Interactions) -> Interactions:
+        """Re-express these interactions with ``other``'s id maps, extended by unseen ids.
+
+        Ids known to ``other`` keep ``other``'s indices; new ids come after them.
+        """
+        return self._reindex(other.user_index.extend(self.user_ids),
+                             other.item_index.extend(self.item_ids))
+
+
+def _check_rating_scale(scale: Any, implicit: bool) -> tuple[float, float]:
+    if implicit:
+        raise ParameterError("rating_scale applies to explicit ratings; implicit data has none")
+    try:
+        lo, hi = (float(x) for x in scale)
+    except (TypeError, ValueError):
+        raise ParameterError(f"rating_scale must be (min, max), got {scale!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ParameterError(f"rating_scale must be finite with min < max, got {scale!r}")
+    return lo, hi
+
+
+def _resolve_duplicates(users: np.ndarray, items: np.ndarray, n_items: int,
+                        policy: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Find repeated pairs; return (last positions in order, group of each row) or None."""
+    keys = users.astype(np.int64) * n_items + items
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    repeated = sorted_keys[1:] == sorted_keys[:-1]
+    if not repeated.any():
+        return None
+    if policy == "error":
+        first = order[1:][repeated][:_MAX_SHOWN]
+        raise DataError(
+            f"{int(repeated.sum())} repeated (user, item) pair(s), e.g. at positions "
+            f"{first.tolist()}; pass duplicates='last', 'sum' or 'mean'"
+        )
+    # Runs of equal keys; the stable sort puts each pair's last occurrence at the run's end.
+    run_end = np.append(~repeated, True)
+    last_positions = order[run_end]
+    run_id = np.concatenate([[0], np.cumsum(~repeated)])  # run number of each sorted row
+    keep = np.sort(last_positions)
+    # Number groups by their rank among the kept (last) positions.
+    rank_of_run = np.empty(len(last_positions), dtype=np.int64)
+    rank_of_run[np.argsort(last_positions)] = np.arange(len(last_positions))
+    groups = np.empty(len(keys), dtype=np.int64)
+    groups[order] = rank_of_run[run_id]
+    return keep, groups
+
+
+def _aggregate(values: np.ndarray, groups: np.ndarray, how: str) -> np.ndarray:
+    series = pd.Series(np.asarray(values, dtype=np.float64)).groupby(groups, sort=True)
+    return getattr(series, how)().to_numpy()

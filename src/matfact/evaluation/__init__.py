@@ -1,0 +1,16 @@
+"""Evaluation: splits, metrics, and evaluating fitted models."""
+
+from matfact.evaluation import metrics
+from matfact.evaluation.split import STRATEGIES, Split, kfold, train_test_split
+from matfact.evaluation.validate import DEFAULT_RANKING_METRICS, evaluate, evaluate_ranking
+
+__all__ = [
+    "metrics",
+    "STRATEGIES",
+    "Split",
+    "kfold",
+    "train_test_split",
+    "DEFAULT_RANKING_METRICS",
+    "evaluate",
+    "evaluate_ranking",
+]

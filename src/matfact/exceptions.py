@@ -1,0 +1,79 @@
+"""Exception and warning classes raised by matfact.
+
+Every error matfact raises on bad input derives from :class:`MatfactError`, and
+also from the built-in class a caller would naturally catch (``ValueError``,
+``KeyError``, ``FileNotFoundError``), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MatfactError",
+    "DataError",
+    "ParameterError",
+    "UnknownIdError",
+    "NotFittedError",
+    "ModelFormatError",
+    "DatasetNotFoundError",
+    "MatfactWarning",
+    "ConvergenceWarning",
+    "ColdStartWarning",
+]
+
+
+class MatfactError(Exception):
+    """Base class of every error raised by matfact."""
+
+
+class DataError(MatfactError, ValueError):
+    """Interaction data is malformed: NaN/inf, missing columns, duplicates, bad shapes."""
+
+
+class ParameterError(MatfactError, ValueError):
+    """A hyper-parameter or argument is out of its allowed range or of the wrong type."""
+
+
+class UnknownIdError(MatfactError, KeyError):
+    """A raw user or item id was not seen when the model was fitted.
+
+    Attributes
+    ----------
+    kind : {"user", "item"}
+        Which axis the ids belong to.
+    ids : list
+        The unknown raw ids (at most the first 20 are shown in the message).
+    """
+
+    def __init__(self, kind: str, ids) -> None:
+        self.kind = kind
+        self.ids = list(ids)
+        shown = ", ".join(repr(x) for x in self.ids[:20])
+        more = f" (and {len(self.ids) - 20} more)" if len(self.ids) > 20 else ""
+        super().__init__(f"unknown {kind} id(s): {shown}{more}")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0])
+
+
+class NotFittedError(MatfactError, AttributeError):
+    """A method that needs a fitted model was called before ``fit``."""
+
+
+class ModelFormatError(MatfactError, ValueError):
+    """A model file is truncated, tampered with, foreign, or of a newer format."""
+
+
+class DatasetNotFoundError(MatfactError, FileNotFoundError):
+    """A dataset's files could not be found locally nor downloaded."""
+
+
+class MatfactWarning(UserWarning):
+    """Base class of matfact's warnings (the test suite turns them into errors)."""
+
+
+class ConvergenceWarning(MatfactWarning):
+    """An iterative solver stopped at ``max_iter`` before reaching ``tol``."""
+
+
+class ColdStartWarning(MatfactWarning):
+    """Some ids had no training data and were scored by a fallback."""

@@ -1,0 +1,535 @@
+"""The estimator contract every matfact model follows.
+
+``fit(interactions)`` learns from an :class:`~matfact.Interactions`; inference
+takes **raw ids** and returns arrays, batch-first:
+
+- ``predict(users, items)`` → scores, clipped to the training rating scale;
+- ``recommend(users, n=10)`` → ``(ids, scores)``, both of shape (n_users, n);
+- ``recommend_for_history(items, ratings)`` / ``fold_in(items, ratings)`` for a
+  user the model never saw, without changing the model;
+- ``similar_items`` / ``similar_users`` by cosine similarity of the factors;
+- ``save(path)`` / :func:`matfact.load` (no pickle).
+
+Unknown ids
+-----------
+``predict`` scores an unknown user or item with the best baseline the model
+has: the global mean plus whichever bias is known (``unknown="fallback"``,
+the default); ``unknown="raise"`` raises :class:`~matfact.UnknownIdError`
+naming the ids, and ``unknown="nan"`` returns NaN for them. ``recommend``
+ranks items for an unknown user by that same fallback (item biases, or
+popularity for models without biases) and excludes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+
+from matfact._kernels.topk import topk_rows
+from matfact.data.interactions import IdIndex, Interactions
+from matfact.exceptions import DataError, NotFittedError, ParameterError, UnknownIdError
+from matfact.models._params import check_n, validate_params
+
+__all__ = ["Recommender", "FactorModel", "UserVector", "MODEL_REGISTRY"]
+
+#: Every concrete model class by name; :func:`matfact.load` only builds these.
+MODEL_REGISTRY: dict[str, type[Recommender]] = {}
+
+_UNKNOWN_POLICIES = ("fallback", "raise", "nan")
+_RECOMMEND_BATCH = 2048  # users scored per matrix product; bounds memory at ~n_items × 8 KB
+
+
+class UserVector(NamedTuple):
+    """A user's learned (or folded-in) representation.
+
+    Attributes
+    ----------
+    factors : ndarray of shape (n_factors,), float32
+        Empty for models without factors.
+    bias : float
+        The user bias (0 for models without one).
+    """
+
+    factors: np.ndarray
+    bias: float
+
+
+def _as_id_array(ids: Any) -> np.ndarray:
+    array = np.asarray(ids)
+    if array.ndim == 0:
+        array = array.reshape(1)
+    if array.ndim != 1:
+        raise ParameterError(f"ids must be a scalar or a 1-D sequence, got shape {array.shape}")
+    return array
+
+
+class Recommender(BaseEstimator):
+    """Base class of every matfact model: parameters, fitted vocabulary, inference.
+
+    Subclasses declare ``_parameter_constraints`` (checked at :meth:`fit`),
+    implement ``_fit`` and the scoring hooks, and keep learned state in
+    attributes ending in ``_``. Those attributes are what :meth:`save` writes.
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
+    #: Whether the model learns from ratings, implicit feedback, or both.
+    _accepts: ClassVar[tuple[str, ...]] = ("explicit", "implicit")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_") and "_fit" in cls.__dict__:
+            MODEL_REGISTRY[cls.__name__] = cls
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, interactions: Interactions, *, validation: Interactions | None = None,
+            progress: bool = True) -> Recommender:
+        """Learn from ``interactions``.
+
+        Parameters
+        ----------
+        interactions : Interactions
+            Training data; side features travel on it.
+        validation : Interactions, default=None
+            Held-out data some models report (and stop early) on.
+        progress : bool, default=True
+            Show a progress bar for long fits.
+
+        Returns
+        -------
+        self
+        """
+        validate_params(self)
+        data = self._check_training_data(interactions)
+        if validation is not None:
+            self._check_interactions(validation, "validation")
+        self.user_index_ = data.user_index
+        self.item_index_ = data.item_index
+        self.is_implicit_ = data.is_implicit
+        self.rating_scale_ = None if data.is_implicit else data.rating_scale
+        seen = data.to_scipy()
+        self.seen_ = sp.csr_matrix(
+            (np.ones(seen.nnz, dtype=np.float32), seen.indices, seen.indptr), shape=seen.shape
+        )
+        self.item_titles_ = data.item_titles()
+        self._fit(data, validation=validation, progress=progress)
+        return self
+
+    def _fit(self, data: Interactions, *, validation: Interactions | None,
+             progress: bool) -> None:
+        raise NotImplementedError
+
+    def _check_interactions(self, data: Any, what: str) -> Interactions:
+        if not isinstance(data, Interactions):
+            raise DataError(
+                f"{what} must be a matfact.Interactions, got {type(data).__name__}; "
+                f"build one with Interactions.from_pandas(df, user=..., item=..., rating=...)"
+            )
+        return data
+
+    def _check_training_data(self, data: Any) -> Interactions:
+        data = self._check_interactions(data, "fit data")
+        kind = "implicit" if data.is_implicit else "explicit"
+        if kind not in self._accepts:
+            other = "explicit ratings" if kind == "implicit" else "implicit feedback"
+            raise DataError(
+                f"{type(self).__name__} learns from {other}, but the data is {kind}"
+                + (" (pass rating=... when building it)" if kind == "implicit" else
+                   " (use data.to_implicit())")
+            )
+        return data
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "user_index_")
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit() first")
+
+    @property
+    def n_users_(self) -> int:
+        self._check_fitted()
+        return len(self.user_index_)
+
+    @property
+    def n_items_(self) -> int:
+        self._check_fitted()
+        return len(self.item_index_)
+
+    # ------------------------------------------------------------------ id handling
+    def _indices(self, raw: Any, index: IdIndex, kind: str, unknown: str) -> np.ndarray:
+        if unknown not in _UNKNOWN_POLICIES:
+            raise ParameterError(f"unknown must be one of {_UNKNOWN_POLICIES}, got {unknown!r}")
+        raw = _as_id_array(raw)
+        codes = index.get_indexer(raw)
+        if unknown == "raise" and (codes < 0).any():
+            raise UnknownIdError(kind, raw[codes < 0].tolist())
+        return codes
+
+    def _empty_ids(self, index: IdIndex, shape: tuple[int, ...]) -> np.ndarray:
+        if index.kind == "str":
+            return np.full(shape, "", dtype=index.ids.dtype if len(index) else "<U1")
+        return np.full(shape, -1, dtype=np.int64)
+
+    def _to_raw(self, codes: np.ndarray, index: IdIndex) -> np.ndarray:
+        """Raw ids of a 2-D array of indices; padding (-1) becomes -1 or ''."""
+        out = self._empty_ids(index, codes.shape)
+        valid = codes >= 0
+        out[valid] = index.ids[codes[valid]]
+        return out
+
+    # ------------------------------------------------------------------ scoring hooks
+    def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Scores of (user, item) index pairs; -1 marks an unknown id (use the fallback)."""
+        raise NotImplementedError
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        """Score matrix (len(users), n_items), float32; -1 marks an unknown user."""
+        raise NotImplementedError
+
+    def _score_vector(self, vector: UserVector) -> np.ndarray:
+        """Scores (n_items,) of a folded-in user."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ inference
+    def predict(self, users: Any, items: Any, *, unknown: str = "fallback",
+                clip: bool = True) -> np.ndarray:
+        """Predicted scores of (user, item) pairs given as raw ids.
+
+        Parameters
+        ----------
+        users, items : array-like of shape (n,) or scalars
+            Raw ids, paired element-wise.
+        unknown : {"fallback", "raise", "nan"}, default="fallback"
+            Unknown ids get the baseline fallback (global mean plus the known
+            bias), raise :class:`~matfact.UnknownIdError`, or get NaN.
+        clip : bool, default=True
+            Clip to the training ``rating_scale`` (explicit data only).
+
+        Returns
+        -------
+        scores : ndarray of shape (n,), float64
+        """
+        self._check_fitted()
+        users, items = _as_id_array(users), _as_id_array(items)
+        if len(users) != len(items):
+            raise ParameterError(f"got {len(users)} users but {len(items)} items to pair")
+        u = self._indices(users, self.user_index_, "user", unknown)
+        i = self._indices(items, self.item_index_, "item", unknown)
+        scores = np.asarray(self._score_pairs(u, i), dtype=np.float64)
+        if clip and self.rating_scale_ is not None:
+            np.clip(scores, *self.rating_scale_, out=scores)
+        if unknown == "nan":
+            scores[(u < 0) | (i < 0)] = np.nan
+        return scores
+
+    def recommend(self, users: Any, n: int = 10, *, exclude_seen: bool = True,
+                  items: Any = None, unknown: str = "fallback") -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` items for each user.
+
+        Parameters
+        ----------
+        users : array-like of shape (n_users,) or scalar
+            Raw user ids.
+        n : int, default=10
+            List length; capped at the number of candidate items.
+        exclude_seen : bool, default=True
+            Never recommend items the user interacted with in ``fit``.
+        items : array-like, default=None
+            Restrict to these raw item ids (unknown ones are dropped, or raise
+            with ``unknown="raise"``).
+        unknown : {"fallback", "raise"}, default="fallback"
+            An unknown user is ranked by the model's fallback (see module doc).
+
+        Returns
+        -------
+        ids : ndarray of shape (n_users, n)
+            Raw item ids, best first. Slots with no eligible item hold -1 (or
+            ``""`` for string ids) and score NaN.
+        scores : ndarray of shape (n_users, n), float32
+        """
+        self._check_fitted()
+        n = check_n(n)
+        if unknown == "nan":
+            raise ParameterError("recommend takes unknown='fallback' or 'raise'")
+        u = self._indices(users, self.user_index_, "user", unknown)
+        candidates = None
+        if items is not None:
+            candidates = self._indices(items, self.item_index_, "item", unknown)
+            candidates = np.unique(candidates[candidates >= 0])
+        idx, val = self._recommend_codes(u, n, exclude_seen, candidates)
+        return self._to_raw(idx, self.item_index_), val
+
+    def _recommend_codes(self, users: np.ndarray, n: int, exclude_seen: bool = True,
+                         candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`recommend` on dense indices: (item indices, scores), -1 / NaN padded."""
+        width = min(n, self.n_items_ if candidates is None else len(candidates))
+        out_idx = np.full((len(users), width), -1, dtype=np.int64)
+        out_val = np.full((len(users), width), np.nan, dtype=np.float32)
+        if width == 0:
+            return out_idx, out_val
+        for start in range(0, len(users), _RECOMMEND_BATCH):
+            batch = users[start:start + _RECOMMEND_BATCH]
+            scores = np.ascontiguousarray(self._score_users(batch), dtype=np.float32)
+            indptr, indices = self._exclusions(batch, exclude_seen)
+            if candidates is not None:
+                scores, indptr, indices = _restrict(scores, indptr, indices, candidates)
+            idx, val = topk_rows(scores, indptr, indices, width)
+            if candidates is not None:
+                idx = np.where(idx >= 0, candidates[np.maximum(idx, 0)], -1)
+            out_idx[start:start + len(batch)] = idx
+            out_val[start:start + len(batch)] = val
+        return out_idx, out_val
+
+    def _exclusions(self, users: np.ndarray, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
+        """CSR-style seen-item lists of ``users`` (empty for unknown users or when off)."""
+        if not exclude_seen:
+            return np.zeros(len(users) + 1, dtype=np.int64), np.zeros(0, dtype=np.int32)
+        seen = self.seen_
+        counts = np.where(users >= 0, np.diff(seen.indptr)[np.maximum(users, 0)], 0)
+        indptr = np.zeros(len(users) + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        if indptr[-1] == 0:
+            return indptr, np.zeros(0, dtype=np.int32)
+        known = users[users >= 0]
+        starts = seen.indptr[known]
+        # Gather each known user's slice of seen.indices without a Python loop.
+        lengths = counts[users >= 0]
+        offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+        indices = seen.indices[np.arange(indptr[-1]) + offsets].astype(np.int32)
+        return indptr, indices
+
+    def fold_in(self, items: Any, ratings: Any = None, *, unknown: str = "ignore") -> UserVector:
+        """Place a new user from their history without changing the model.
+
+        Parameters
+        ----------
+        items : array-like of shape (n,)
+            Raw ids of the items the user interacted with.
+        ratings : array-like of shape (n,), default=None
+            Their ratings (explicit models need them; implicit models read them
+            as confidences, default 1).
+        unknown : {"ignore", "raise"}, default="ignore"
+            What to do with items the model does not know.
+
+        Returns
+        -------
+        UserVector
+        """
+        self._check_fitted()
+        codes, values = self._history(items, ratings, unknown)
+        return self._fold_in(codes, values)
+
+    def _history(self, items: Any, ratings: Any, unknown: str) -> tuple[np.ndarray, np.ndarray]:
+        if unknown not in ("ignore", "raise"):
+            raise ParameterError(f"unknown must be 'ignore' or 'raise', got {unknown!r}")
+        items = _as_id_array(items)
+        if ratings is None:
+            if not self.is_implicit_ and self._needs_ratings:
+                raise DataError(f"{type(self).__name__} was fitted on ratings; pass ratings= "
+                                f"for the history")
+            values = np.ones(len(items), dtype=np.float64)
+        else:
+            values = np.asarray(ratings, dtype=np.float64).reshape(-1)
+            if len(values) != len(items):
+                raise DataError(f"got {len(items)} items but {len(values)} ratings")
+            if not np.isfinite(values).all():
+                raise DataError("NaN or infinite values in the ratings of the history")
+        codes = self._indices(items, self.item_index_, "item",
+                              "raise" if unknown == "raise" else "fallback")
+        known = codes >= 0
+        codes, values = codes[known], values[known]
+        if len(np.unique(codes)) != len(codes):
+            raise DataError("the history repeats an item; give each item once")
+        return codes, values
+
+    _needs_ratings: ClassVar[bool] = True
+
+    def _fold_in(self, items: np.ndarray, values: np.ndarray) -> UserVector:
+        raise NotImplementedError
+
+    def recommend_for_history(self, items: Any, ratings: Any = None, n: int = 10, *,
+                              exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` items for an anonymous history (fold-in; the model is unchanged).
+
+        Returns
+        -------
+        ids, scores : ndarray of shape (n,)
+            As one row of :meth:`recommend`.
+        """
+        self._check_fitted()
+        n = check_n(n)
+        codes, values = self._history(items, ratings, "ignore")
+        scores = self._score_vector(self._fold_in(codes, values)).astype(np.float32)
+        width = min(n, self.n_items_)
+        excluded = np.sort(codes).astype(np.int32) if exclude_seen else np.zeros(0, np.int32)
+        idx, val = topk_rows(scores.reshape(1, -1), np.array([0, len(excluded)], dtype=np.int64),
+                             excluded, width)
+        return self._to_raw(idx, self.item_index_)[0], val[0]
+
+    def similar_items(self, items: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` items most similar to each given item (cosine of item factors)."""
+        raise NotImplementedError(f"{type(self).__name__} has no item vectors to compare")
+
+    def similar_users(self, users: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` users most similar to each given user (cosine of user factors)."""
+        raise NotImplementedError(f"{type(self).__name__} has no user vectors to compare")
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: Any) -> None:
+        """Write the fitted model to ``path`` (``.zip``, else a directory); see :func:`matfact.load`."""
+        from matfact.io import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path: Any) -> Recommender:
+        """Read a model written by :meth:`save`; it must be of this class (or a subclass)."""
+        from matfact.io import load_model
+
+        model = load_model(path)
+        if not isinstance(model, cls):
+            from matfact.exceptions import ModelFormatError
+
+            raise ModelFormatError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    def _validate_state(self) -> None:
+        """Check loaded arrays agree with each other (subclasses extend)."""
+        if self.seen_.shape != (len(self.user_index_), len(self.item_index_)):
+            raise ValueError("seen matrix does not match the id maps")
+        if self.item_titles_ is not None and len(self.item_titles_) != len(self.item_index_):
+            raise ValueError("item titles do not match the item ids")
+
+
+def _restrict(scores, indptr, indices, candidates):
+    """Keep only candidate columns; remap the exclusion lists to candidate positions."""
+    position = np.full(scores.shape[1], -1, dtype=np.int64)
+    position[candidates] = np.arange(len(candidates))
+    mapped = position[indices] if len(indices) else np.zeros(0, dtype=np.int64)
+    keep = mapped >= 0
+    rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))[keep]
+    new_indptr = np.zeros_like(indptr)
+    np.cumsum(np.bincount(rows, minlength=len(indptr) - 1), out=new_indptr[1:])
+    return (np.ascontiguousarray(scores[:, candidates]), new_indptr,
+            mapped[keep].astype(np.int32))
+
+
+class FactorModel(Recommender):
+    """A model scoring ``μ + b_u + b_i + p_u·q_i`` (any of the terms may be absent).
+
+    Fitted attributes (set by subclasses): ``global_mean_`` (float),
+    ``user_bias_`` / ``item_bias_`` (float32 arrays or None),
+    ``user_factors_`` / ``item_factors_`` (float32 arrays of shape
+    (n_users, n_factors) / (n_items, n_factors), or None).
+    """
+
+    global_mean_: float = 0.0
+    user_bias_: np.ndarray | None = None
+    item_bias_: np.ndarray | None = None
+    user_factors_: np.ndarray | None = None
+    item_factors_: np.ndarray | None = None
+
+    def _item_base(self) -> np.ndarray:
+        """μ + b_i for every item (float32): the score of a user with nothing known."""
+        base = np.full(self.n_items_, self.global_mean_, dtype=np.float32)
+        if self.item_bias_ is not None:
+            base += self.item_bias_
+        return base
+
+    def _has_factors(self) -> bool:
+        return self.item_factors_ is not None and self.item_factors_.shape[1] > 0
+
+    def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        scores = np.full(len(users), self.global_mean_, dtype=np.float64)
+        ku, ki = users >= 0, items >= 0
+        if self.user_bias_ is not None:
+            scores[ku] += self.user_bias_[users[ku]]
+        if self.item_bias_ is not None:
+            scores[ki] += self.item_bias_[items[ki]]
+        if self._has_factors():
+            both = ku & ki
+            scores[both] += np.einsum(
+                "ij,ij->i", self.user_factors_[users[both]].astype(np.float64),
+                self.item_factors_[items[both]].astype(np.float64),
+            )
+        return scores
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        scores = np.repeat(self._item_base()[None, :], len(users), axis=0)
+        known = users >= 0
+        if self.user_bias_ is not None:
+            scores[known] += self.user_bias_[users[known], None]
+        if self._has_factors() and known.any():
+            scores[known] += self.user_factors_[users[known]] @ self.item_factors_.T
+        return scores
+
+    def _score_vector(self, vector: UserVector) -> np.ndarray:
+        scores = self._item_base() + np.float32(vector.bias)
+        if self._has_factors():
+            scores += self.item_factors_ @ np.asarray(vector.factors, dtype=np.float32)
+        return scores
+
+    def user_vector(self, user: Any) -> UserVector:
+        """The learned representation of one known user (raw id)."""
+        self._check_fitted()
+        code = int(self._indices(user, self.user_index_, "user", "raise")[0])
+        factors = (np.zeros(0, np.float32) if self.user_factors_ is None
+                   else self.user_factors_[code].copy())
+        bias = 0.0 if self.user_bias_ is None else float(self.user_bias_[code])
+        return UserVector(factors, bias)
+
+    def _similar(self, raw: Any, n: int, index: IdIndex, factors: np.ndarray | None,
+                 kind: str) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        n = check_n(n)
+        if factors is None or factors.shape[1] == 0:
+            raise NotImplementedError(f"{type(self).__name__} has no {kind} vectors to compare")
+        codes = self._indices(raw, index, kind, "raise")
+        norms = np.linalg.norm(factors, axis=1)
+        unit = factors / np.where(norms > 0, norms, 1.0)[:, None]
+        width = min(n, len(index) - 1)
+        out_idx = np.full((len(codes), max(width, 0)), -1, dtype=np.int64)
+        out_val = np.full(out_idx.shape, np.nan, dtype=np.float32)
+        if width <= 0:
+            return self._to_raw(out_idx, index), out_val
+        for start in range(0, len(codes), _RECOMMEND_BATCH):
+            batch = codes[start:start + _RECOMMEND_BATCH]
+            scores = np.ascontiguousarray(unit[batch] @ unit.T, dtype=np.float32)
+            indptr = np.arange(len(batch) + 1, dtype=np.int64)  # exclude the item itself
+            idx, val = topk_rows(scores, indptr, batch.astype(np.int32), width)
+            out_idx[start:start + len(batch)] = idx
+            out_val[start:start + len(batch)] = val
+        return self._to_raw(out_idx, index), out_val
+
+    def similar_items(self, items: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` items most similar to each given item, by cosine of item factors.
+
+        Returns
+        -------
+        ids, scores : ndarray of shape (len(items), n)
+            The item itself is never in its own list.
+        """
+        return self._similar(items, n, self.item_index_, self.item_factors_, "item")
+
+    def similar_users(self, users: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` users most similar to each given user, by cosine of user factors."""
+        return self._similar(users, n, self.user_index_, self.user_factors_, "user")
+
+    def _validate_state(self) -> None:
+        super()._validate_state()
+        n_users, n_items = len(self.user_index_), len(self.item_index_)
+        for name, size in (("user_bias_", n_users), ("item_bias_", n_items)):
+            value = getattr(self, name)
+            if value is not None and value.shape != (size,):
+                raise ValueError(f"{name} has shape {value.shape}, expected ({size},)")
+        for name, size in (("user_factors_", n_users), ("item_factors_", n_items)):
+            value = getattr(self, name)
+            if value is not None and (value.ndim != 2 or value.shape[0] != size):
+                raise ValueError(f"{name} has shape {value.shape}, expected ({size}, k)")
+        if (self.user_factors_ is not None and self.item_factors_ is not None
+                and self.user_factors_.shape[1] != self.item_factors_.shape[1]):
+            raise ValueError("user and item factors differ in rank")
