@@ -264,8 +264,8 @@ def load_model(path: str | os.PathLike) -> Any:
 
 
 def _load(reader: _Reader, path: Path) -> Any:
-    from matfact.models.base import MODEL_REGISTRY
     import matfact.models  # noqa: F401  (registers every model class)
+    from matfact.models.base import MODEL_REGISTRY
 
     try:
         meta = json.loads(reader.read("meta.json", MAX_META_BYTES).decode("utf-8"))

@@ -7,6 +7,7 @@ that order) and derives a CSR matrix from them on demand.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -41,6 +42,25 @@ def _positions(mask: np.ndarray) -> str:
     return f"{len(rows)} row(s) (positions {shown}{more})"
 
 
+def _as_object_array(values: Any) -> np.ndarray:
+    """A 1-D object array of the elements, without numpy's type coercion of lists."""
+    items = list(values)
+    if any(isinstance(v, (list, tuple, np.ndarray)) for v in items):
+        raise DataError("ids must be one-dimensional: got a nested sequence")
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
+
+
+def _check_strings(array: np.ndarray, what: str) -> np.ndarray:
+    # numpy's fixed-width strings drop trailing NULs, which would merge distinct ids;
+    # only Python strings (object arrays) can still carry them at this point.
+    if array.dtype.kind == "O" and array.size and pd.Series(array, copy=False).str.contains(
+            "\x00", regex=False).any():
+        raise DataError(f"{what} ids contain NUL characters")
+    return array.astype(str)
+
+
 def normalize_ids(values: Any, what: str) -> np.ndarray:
     """Turn raw ids into an ``int64`` or a unicode array, or raise :class:`DataError`.
 
@@ -65,7 +85,10 @@ def normalize_ids(values: Any, what: str) -> np.ndarray:
         if values.isna().any():
             raise DataError(f"missing {what} ids in {_positions(values.isna().to_numpy())}")
         values = values.to_numpy()
-    array = np.asarray(values)
+    if isinstance(values, (list, tuple)):
+        array = _as_object_array(values)
+    else:
+        array = np.asarray(values)
     if array.ndim != 1:
         raise DataError(f"{what} ids must be one-dimensional, got shape {array.shape}")
     kind = array.dtype.kind
@@ -84,34 +107,50 @@ def normalize_ids(values: Any, what: str) -> np.ndarray:
         if array.size and np.abs(array).max() >= 2.0**63:
             raise DataError(f"{what} ids exceed the int64 range")
         return array.astype(np.int64)
-    if kind in "US":
-        return array.astype(str)
+    if kind == "U":
+        return _check_strings(array, what)
+    if kind == "S":
+        try:
+            return _check_strings(np.char.decode(array, "utf-8"), what)
+        except UnicodeDecodeError:
+            raise DataError(f"{what} ids are bytes that are not UTF-8; decode them first") from None
     if kind == "O":
-        if array.size == 0:
-            return np.empty(0, dtype=np.int64)
-        types = pd.Series(array, copy=False).map(type)
-        is_str = types.isin([str, np.str_]).to_numpy()
-        if is_str.all():
-            return array.astype(str)
-        is_int = np.array(
-            [issubclass(t, (int, np.integer)) and not issubclass(t, (bool, np.bool_)) for t in types],
-            dtype=bool,
-        )
-        if is_int.all():
-            try:
-                return array.astype(np.int64)
-            except OverflowError:
-                raise DataError(f"{what} ids exceed the int64 range") from None
-        missing = pd.isna(array)
-        if missing.any():
-            raise DataError(f"missing {what} ids in {_positions(np.asarray(missing))}")
-        if (is_str | is_int).all():
-            raise DataError(
-                f"{what} ids mix numbers and strings ({_positions(is_int)} are numbers); "
-                f"convert them to one type, e.g. df[col].astype(str)"
-            )
-        raise DataError(f"{what} ids must be integers or strings, got {types.iloc[0].__name__}")
+        return _normalize_object_ids(array, what)
     raise DataError(f"{what} ids must be integers or strings, got dtype {array.dtype}")
+
+
+def _normalize_object_ids(array: np.ndarray, what: str) -> np.ndarray:
+    if array.size == 0:
+        return np.empty(0, dtype=np.int64)
+    types = pd.Series(array, copy=False).map(type)
+    is_str = types.isin([str, np.str_]).to_numpy()
+    if is_str.all():
+        return _check_strings(array, what)
+    is_bool = np.array([issubclass(t, (bool, np.bool_)) for t in types], dtype=bool)
+    is_int = np.array([issubclass(t, (int, np.integer)) for t in types], dtype=bool) & ~is_bool
+    is_float = np.array([issubclass(t, (float, np.floating)) for t in types], dtype=bool)
+    missing = np.asarray(pd.isna(array), dtype=bool)
+    if missing.any():
+        raise DataError(f"missing {what} ids in {_positions(missing)}")
+    if is_bool.any():
+        raise DataError(f"{what} ids include booleans in {_positions(is_bool)}; use integers "
+                        f"or strings")
+    if (is_int | is_float).all():
+        if is_float.any():
+            return normalize_ids(array.astype(np.float64), what)
+        try:
+            return array.astype(np.int64)
+        except OverflowError:
+            raise DataError(f"{what} ids exceed the int64 range") from None
+    if (is_str | is_int | is_float).all():
+        raise DataError(
+            f"{what} ids mix numbers and strings ({_positions(is_int | is_float)} are numbers); "
+            f"convert them to one type, e.g. df[col].astype(str)"
+        )
+    other = ~(is_str | is_int | is_float)
+    bad_type = types.iloc[int(np.flatnonzero(other)[0])].__name__
+    raise DataError(f"{what} ids must be integers or strings, got {bad_type} in "
+                    f"{_positions(other)}")
 
 
 class IdIndex:
@@ -138,7 +177,7 @@ class IdIndex:
     __slots__ = ("_ids", "_lookup")
 
     def __init__(self, ids: Any) -> None:
-        ids = normalize_ids(ids, "raw")
+        ids = np.array(normalize_ids(ids, "raw"), copy=True)
         lookup = pd.Index(ids)
         if not lookup.is_unique:
             dupes = lookup[lookup.duplicated()].unique()[:_MAX_SHOWN].tolist()
@@ -182,22 +221,60 @@ class IdIndex:
     def coerce(self, raw: Any) -> np.ndarray:
         """Convert query ids to this index's type (e.g. ``"42"`` → ``42`` for int ids).
 
-        Ids that cannot be converted are kept as they are, so they read as unknown.
+        Ids that cannot be converted are kept as they are (an object array), so
+        they read as unknown in :meth:`get_indexer`.
         """
-        array = np.asarray(raw, dtype=object).reshape(-1)
+        array = (_as_object_array(raw) if isinstance(raw, (list, tuple))
+                 else np.asarray(raw, dtype=object)).reshape(-1)
+        values, valid = self._coerce(array)
+        out = array.copy()
+        out[valid] = values[valid].tolist()
+        return out
+
+    def _coerce(self, raw: Any) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`coerce` as typed values plus a mask of the convertible ones.
+
+        Returns
+        -------
+        values : ndarray of shape (n,)
+            ``int64`` or ``str`` values (meaningless where not ``valid``).
+        valid : ndarray of shape (n,), bool
+            False for ids that cannot be of this index's type (they are unknown).
+        """
+        array = (_as_object_array(raw) if isinstance(raw, (list, tuple))
+                 else np.asarray(raw, dtype=object)).reshape(-1)
+        valid = np.ones(len(array), dtype=bool)
         if self.kind == "str":
-            return np.array([str(x) for x in array], dtype=object)
-        out = np.empty(len(array), dtype=object)
+            out = np.empty(len(array), dtype=object)
+            for pos, value in enumerate(array):
+                if isinstance(value, (bool, np.bool_)) or value is None:
+                    valid[pos], value = False, ""
+                out[pos] = str(value)
+            return out.astype(str) if len(out) else np.empty(0, dtype="<U1"), valid
+        out = np.zeros(len(array), dtype=np.int64)
         for pos, value in enumerate(array):
+            if isinstance(value, (bool, np.bool_)):
+                valid[pos] = False
+                continue
             if isinstance(value, (str, np.str_)):
                 try:
                     value = int(value.strip())
                 except ValueError:
-                    pass
-            elif isinstance(value, (float, np.floating)) and float(value).is_integer():
+                    valid[pos] = False
+                    continue
+            elif isinstance(value, (float, np.floating)):
+                if not (np.isfinite(value) and float(value).is_integer()):
+                    valid[pos] = False
+                    continue
                 value = int(value)
-            out[pos] = value
-        return out
+            elif not isinstance(value, (int, np.integer)):
+                valid[pos] = False
+                continue
+            if not -(2**63) <= int(value) < 2**63:
+                valid[pos] = False
+                continue
+            out[pos] = int(value)
+        return out, valid
 
     def get_indexer(self, raw: Any) -> np.ndarray:
         """Dense indices of ``raw`` ids; ``-1`` where an id is unknown.
@@ -210,21 +287,20 @@ class IdIndex:
         -------
         indices : ndarray of shape (n,), dtype int64
         """
-        array = np.asarray(raw)
+        array = _as_object_array(raw) if isinstance(raw, (list, tuple)) else np.asarray(raw)
         if array.ndim == 0:
             array = array.reshape(1)
         if array.size == 0:
             return np.empty(0, dtype=np.int64)
-        if array.dtype.kind in "iu" and self.kind == "int":
-            query = array.astype(np.int64, copy=False)
-        elif array.dtype.kind == "U" and self.kind == "str":
-            query = array
-        else:
-            query = self.coerce(array)
-        try:
-            return self._lookup.get_indexer(query).astype(np.int64, copy=False)
-        except (TypeError, ValueError):
-            return np.full(len(array), -1, dtype=np.int64)
+        if array.dtype.kind == "i" and self.kind == "int":
+            return self._lookup.get_indexer(array.astype(np.int64, copy=False)).astype(np.int64)
+        if array.dtype.kind == "U" and self.kind == "str":
+            return self._lookup.get_indexer(array).astype(np.int64)
+        values, valid = self._coerce(array)
+        codes = np.full(len(values), -1, dtype=np.int64)
+        if valid.any():
+            codes[valid] = self._lookup.get_indexer(values[valid])
+        return codes
 
     def to_ids(self, indices: Any) -> np.ndarray:
         """Raw ids of dense ``indices`` (which must be in range)."""
@@ -246,7 +322,8 @@ class IdIndex:
             return self
         if len(self) == 0:
             return IdIndex(new)
-        return IdIndex(np.concatenate([self._ids, new.astype(self._ids.dtype)]))
+        # No cast to the old dtype: numpy widens strings instead of truncating them.
+        return IdIndex(np.concatenate([self._ids, new]))
 
 
 def _check_values(values: Any, n: int, what: str, *, positive: bool = False,
@@ -263,6 +340,12 @@ def _check_values(values: Any, n: int, what: str, *, positive: bool = False,
     bad = ~np.isfinite(array)
     if bad.any():
         raise DataError(f"NaN or infinite {what} in {_positions(bad)}; drop or fill them first")
+    too_big = np.abs(array) > np.finfo(np.float32).max
+    if too_big.any():
+        raise DataError(f"{what} beyond the float32 range in {_positions(too_big)}")
+    if positive:
+        # Compare in float32, the stored precision: 1e-50 > 0 but becomes 0.
+        array = np.where(array.astype(np.float32) > 0, array, 0.0)
     if positive and (array <= 0).any():
         raise DataError(
             f"{what} must be > 0 for implicit data; {_positions(array <= 0)} are ≤ 0 "
@@ -288,9 +371,16 @@ def _check_timestamps(values: Any, n: int) -> np.ndarray:
         raise DataError(
             f"timestamps must be numbers (e.g. Unix seconds) or datetimes, got dtype {array.dtype}"
         )
+    if array.dtype.kind == "u" and array.size and array.max() > np.iinfo(np.int64).max:
+        raise DataError("timestamps beyond the int64 range")
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64)
     array = array.astype(np.float64)
     if not np.isfinite(array).all():
         raise DataError(f"infinite timestamps in {_positions(~np.isfinite(array))}")
+    out_of_range = np.abs(array) >= 2.0**63
+    if out_of_range.any():
+        raise DataError(f"timestamps beyond the int64 range in {_positions(out_of_range)}")
     return np.round(array).astype(np.int64)
 
 
@@ -417,6 +507,10 @@ class Interactions:
             timestamps = _check_timestamps(timestamps, n)
         if rating_scale is not None:
             rating_scale = _check_rating_scale(rating_scale, implicit)
+            outside = (ratings < rating_scale[0]) | (ratings > rating_scale[1])
+            if outside.any():
+                raise DataError(f"ratings outside rating_scale={rating_scale} in "
+                                f"{_positions(outside)}")
 
         user_index, user_codes = IdIndex.from_values(users, "user")
         item_index, item_codes = IdIndex.from_values(items, "item")
@@ -509,12 +603,10 @@ class Interactions:
         DataError
             If the file cannot be parsed or decoded, or its contents are invalid.
         """
-        path = os.fspath(path)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no such file: {path}")
+        path = _check_file(path)
         roles = {"user": user, "item": item, "rating": rating, "weight": weight,
                  "timestamp": timestamp}
-        columns = [c for c in roles.values() if c is not None]
+        columns = list(dict.fromkeys(c for c in roles.values() if c is not None))
         try:
             frame = pd.read_csv(
                 path, sep=sep, header=header, names=None if names is None else list(names),
@@ -528,20 +620,18 @@ class Interactions:
             ) from None
         except ValueError as err:  # pandas: bad usecols, parser errors, empty file
             raise DataError(f"{path}: cannot read it as {sep!r}-separated data: {err}") from None
-        renamed = frame.rename(columns={col: role for role, col in roles.items() if col is not None})
-        return cls.from_pandas(
-            renamed, "user", "item", "rating" if rating is not None else None,
-            "weight" if weight is not None else None,
-            "timestamp" if timestamp is not None else None, duplicates=duplicates,
-            user_features=user_features, item_features=item_features, rating_scale=rating_scale,
-        )
+        return cls.from_pandas(frame, user, item, rating, weight, timestamp,
+                               duplicates=duplicates, user_features=user_features,
+                               item_features=item_features, rating_scale=rating_scale)
 
     @classmethod
     def from_parquet(cls, path: str | os.PathLike, user: str = "user", item: str = "item",
                      rating: str | None = None, weight: str | None = None,
                      timestamp: str | None = None, **kwargs: Any) -> Interactions:
         """Read a Parquet file or dataset (needs ``pyarrow``); see :meth:`from_pandas`."""
-        columns = [c for c in (user, item, rating, weight, timestamp) if c is not None]
+        columns = list(dict.fromkeys(c for c in (user, item, rating, weight, timestamp)
+                                     if c is not None))
+        path = _check_file(path, allow_dir=True)
         try:
             frame = pd.read_parquet(path, columns=columns)
         except ImportError as err:
@@ -715,7 +805,7 @@ class Interactions:
             return None
         titles = features["title"].reindex(self.item_ids)
         fallback = pd.Series(self.item_ids.astype(str), index=titles.index)
-        return titles.astype(object).where(titles.notna(), fallback).astype(str).to_numpy()
+        return titles.astype(object).where(titles.notna(), fallback).to_numpy(dtype=str)
 
     def __repr__(self) -> str:
         kind = "implicit interactions" if self.is_implicit else "explicit ratings"
@@ -763,17 +853,33 @@ class Interactions:
         return pd.DataFrame(columns)
 
     def to_implicit(self, threshold: float | None = None) -> Interactions:
-        """Treat ratings as implicit interactions, keeping those ≥ ``threshold`` (all if None).
+        """Treat the data as implicit interactions, keeping values ≥ ``threshold``.
 
-        The vocabularies stay the same; the weights carry over (ones if none).
+        For explicit data the threshold applies to the ratings (all kept if
+        ``None``); for implicit data to the weights. The vocabularies stay the
+        same; weights carry over (ones if none), and interactions whose explicit
+        sample weight is 0 are dropped, since an implicit weight must be > 0.
+
+        Raises
+        ------
+        ParameterError
+            If ``threshold`` is not a finite number.
+        DataError
+            If nothing is kept.
         """
-        if self.is_implicit:
-            keep = np.arange(self.nnz)
-        else:
-            if threshold is not None and not np.isfinite(threshold):
+        if threshold is not None:
+            if (isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, numbers.Real)
+                    or not np.isfinite(threshold)):
                 raise ParameterError(f"threshold must be a finite number, got {threshold!r}")
-            keep = (np.arange(self.nnz) if threshold is None
-                    else np.flatnonzero(self._ratings >= threshold))
+            threshold = float(threshold)
+        mask = np.ones(self.nnz, dtype=bool)
+        if threshold is not None:
+            mask &= self.values >= threshold
+        if self._weights is not None:
+            mask &= self._weights > 0
+        keep = np.flatnonzero(mask)
+        if len(keep) == 0:
+            raise DataError(f"to_implicit(threshold={threshold}) keeps no interaction")
         return Interactions(
             self._user_codes[keep], self._item_codes[keep], self._user_index, self._item_index,
             weights=None if self._weights is None else self._weights[keep],
@@ -807,11 +913,20 @@ class Interactions:
         With ``compact=True`` the vocabularies keep only ids that occur (sorted,
         so indices may change); otherwise they stay those of ``self``.
         """
-        positions = np.asarray(positions, dtype=np.int64)
+        positions = np.asarray(positions)
+        if positions.size == 0:
+            raise DataError("no interactions selected")
+        if positions.dtype.kind not in "iu" or positions.ndim != 1:
+            raise ParameterError("positions must be a 1-D array of integers (for a boolean "
+                                 "mask, pass np.flatnonzero(mask))")
+        positions = positions.astype(np.int64)
         if positions.size and (positions.min() < 0 or positions.max() >= self.nnz):
             raise ParameterError(f"positions must lie in [0, {self.nnz})")
         if positions.size == 0:
             raise DataError("no interactions selected")
+        ordered = np.sort(positions)
+        if (ordered[1:] == ordered[:-1]).any():
+            raise ParameterError("positions repeat an interaction; each may be taken once")
         users, items = self._user_codes[positions], self._item_codes[positions]
         user_index, item_index = self._user_index, self._item_index
         if compact:
@@ -849,9 +964,20 @@ class Interactions:
                              other.item_index.extend(self.item_ids))
 
 
+def _check_file(path: Any, allow_dir: bool = False) -> str:
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    if os.path.isdir(path) and not allow_dir:
+        raise DataError(f"{path} is a directory, not a file")
+    return path
+
+
 def _check_rating_scale(scale: Any, implicit: bool) -> tuple[float, float]:
     if implicit:
         raise ParameterError("rating_scale applies to explicit ratings; implicit data has none")
+    if isinstance(scale, (str, bytes)) or not hasattr(scale, "__len__") or len(scale) != 2:
+        raise ParameterError(f"rating_scale must be (min, max), got {scale!r}")
     try:
         lo, hi = (float(x) for x in scale)
     except (TypeError, ValueError):

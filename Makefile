@@ -1,0 +1,70 @@
+# matfact: two commands on a fresh machine.
+#   make demo   sets up .venv and runs `matfact demo`
+#   make test   sets up .venv with the test tools and runs the suite
+# Both are idempotent: a stamp file per dependency set, reinstalled only when
+# pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+
+# Real datasets live beside the project (never inside it); honour a caller's choice.
+SHARED_DATA := $(abspath $(CURDIR)/../shared/data)
+ifeq ($(strip $(MATFACT_DATA)),)
+ifneq ($(wildcard $(SHARED_DATA)),)
+export MATFACT_DATA := $(SHARED_DATA)
+endif
+endif
+
+.PHONY: demo test test-slow bench lint clean help
+
+help:
+	@echo "make demo       set up and run the demo (ML-100K if present)"
+	@echo "make test       set up and run the test suite (< 10 min on 2 cores)"
+	@echo "make test-slow  the slow profile: long fuzzing, kill loops, wheel install"
+	@echo "make bench      install the peer libraries and regenerate docs/benchmarks.md"
+	@echo "make lint       ruff"
+
+$(PY):
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "matfact needs Python >= 3.10"'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.stamp-base: pyproject.toml | $(PY)
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml | $(PY)
+	$(PIP) install -e '.[dev]'
+	@touch $@ $(VENV)/.stamp-base
+
+# The peers, side by side with matfact in one venv. LightFM 1.17 only builds
+# through the legacy setup.py path (its PEP 517 build fails with
+# "'dict' object has no attribute '__LIGHTFM_SETUP__'"), which pip < 25.3 still
+# offers; myFM imports pkg_resources, gone from setuptools >= 82.
+$(VENV)/.stamp-bench: pyproject.toml $(VENV)/.stamp-dev
+	$(PIP) install "pip<25.3" "setuptools<82" wheel
+	$(PIP) install -e '.[bench]'
+	$(PIP) install --no-build-isolation --no-use-pep517 "lightfm>=1.17"
+	@touch $@
+
+demo: $(VENV)/.stamp-base
+	$(VENV)/bin/matfact demo
+
+test: $(VENV)/.stamp-dev
+	$(PY) -m pytest
+
+# pytest exits 5 when no test is selected; the slow profile may be empty on a branch.
+test-slow: $(VENV)/.stamp-dev
+	$(PY) -m pytest -m slow || test $$? -eq 5
+
+bench: $(VENV)/.stamp-bench
+	$(PY) -m benchmarks all
+
+lint: $(VENV)/.stamp-dev
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +

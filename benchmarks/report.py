@@ -1,0 +1,189 @@
+"""Regenerate ``docs/benchmarks.md`` from the JSON results of the suites.
+
+The page keeps its hand-written introduction (everything above :data:`MARKER`; a default
+one is written the first time) and regenerates the rest from the ``<suite>.json`` of every
+suite in the results directory (it refuses while one is missing): a "how to regenerate"
+note, the environment, one section of tables per suite, and each suite's protocol. Quick runs (``<suite>-quick.json``) are never rendered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import DOCS_FILE, RESULTS_DIR, SUITES, markdown_table
+
+__all__ = ["MARKER", "INTRO", "MissingResults", "load_results", "render", "write_docs"]
+
+#: Separates the hand-written introduction from the generated part.
+MARKER = ("<!-- Generated below this line by `python -m benchmarks report` from "
+          "benchmarks/results/*.json: edit only the text above it. -->")
+
+#: The introduction written when the page does not exist yet (edit it in the page afterwards).
+INTRO = """\
+# Benchmarks
+
+matfact measured side by side with the libraries it is meant to match or beat, on the same
+data, the same training and test rows, and the same metric code for both sides.
+
+These are **single runs on a shared 2-core machine**, not a controlled lab: other jobs may
+run at the same time, so timings carry noise of tens of percent. To damp it, every time is
+a **median** of repeated runs (the table headers say of how many), and comparisons are given
+as **ratios** (peer time / matfact time, so > 1 means matfact is faster), which travel
+between machines better than absolute seconds. Accuracy figures are deterministic: they do
+not depend on the machine. The exact protocol of each suite is at the end of the page.
+"""
+
+_REGENERATE = """\
+## How to regenerate
+
+From the repository root: `make bench` (installs the peer libraries into `.venv`, then runs
+everything), or, in an environment that has them, `python -m benchmarks all`. A single
+suite: `python -m benchmarks rating` or `python -m benchmarks topn`; `--quick` is a smoke
+test that leaves this page alone. Raw results go to `benchmarks/results/<suite>.json`, which
+is not committed: this page is the record. `python -m benchmarks report` rebuilds the page
+from those files, keeping the introduction above; it refuses while a suite has no file, so a
+suite skipped for lack of data never erases its tables here.
+"""
+
+
+class MissingResults(Exception):
+    """Some suite has no result file, so regenerating the page would drop its recorded tables."""
+
+
+def load_results(results_dir: str | os.PathLike = RESULTS_DIR) -> list[dict[str, Any]]:
+    """The full (non-quick) suite results in ``results_dir``, in page order.
+
+    Parameters
+    ----------
+    results_dir : path-like, default=RESULTS_DIR
+
+    Returns
+    -------
+    list of dict
+        One parsed ``<suite>.json`` per suite; empty if there is none.
+    """
+    paths = [p for p in Path(results_dir).glob("*.json") if not p.stem.endswith("-quick")]
+    results = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    results = [r for r in results if not r.get("quick")]
+
+    def rank(result: dict[str, Any]) -> tuple[int, str]:
+        suite = result["suite"]
+        return (SUITES.index(suite) if suite in SUITES else len(SUITES), suite)
+
+    return sorted(results, key=rank)
+
+
+def _environment_rows(env: dict[str, Any]) -> list[tuple[str, str]]:
+    load = env.get("load_average")
+    rows = [
+        ("date (UTC)", env["date"]),
+        ("CPU", env["cpu"]),
+        ("cores", env["cores"]),
+        ("load average at start (1, 5, 15 min)",
+         "—" if load is None else ", ".join(f"{x:g}" for x in load)),
+        ("platform", env["platform"]),
+        ("Python", env["python"]),
+    ]
+    rows += [(name, version) for name, version in env["versions"].items()]
+    rows.append(("BLAS (threadpoolctl)", "; ".join(env["blas"])))
+    rows.append(("matfact revision", env["matfact_git"]))
+    return rows
+
+
+def _environment(results: list[dict[str, Any]]) -> str:
+    per_suite = [dict(_environment_rows(r["environment"])) for r in results]
+    fields = list(per_suite[0])
+    for env in per_suite[1:]:
+        fields += [f for f in env if f not in fields]
+    shared = all(len({env.get(f, "—") for env in per_suite}) == 1 for f in fields
+                 if f not in ("date (UTC)", "load average at start (1, 5, 15 min)"))
+    if len(results) == 1 or shared:
+        # one environment; the date and load of each run still differ, so list those per suite
+        rows = []
+        for field in fields:
+            values = [env.get(field, "—") for env in per_suite]
+            if len(set(values)) == 1:
+                rows.append([field, values[0]])
+            else:
+                rows.append([field, "; ".join(f"{r['suite']}: {v}"
+                                              for r, v in zip(results, values, strict=True))])
+        return markdown_table(["", "value"], rows)
+    columns = ["", *(r["suite"] for r in results)]
+    return markdown_table(columns, [[f, *(env.get(f, "—") for env in per_suite)]
+                                    for f in fields])
+
+
+def render(results: list[dict[str, Any]], intro: str = INTRO) -> str:
+    """The whole page: ``intro``, the marker, then the generated sections.
+
+    Parameters
+    ----------
+    results : list of dict
+        Suite results as from :func:`load_results`.
+    intro : str, default=INTRO
+        Hand-written markdown shown first, title included.
+
+    Returns
+    -------
+    str
+    """
+    parts = [intro.rstrip() + "\n", MARKER + "\n", _REGENERATE]
+    parts.append("## Environment\n\n" + _environment(results) + "\n")
+    parts.append("## Results\n")
+    for result in results:
+        elapsed = result.get("elapsed_s")
+        when = f"Run on {result['environment']['date']}"
+        if elapsed is not None:
+            when += f", {elapsed:.0f} s in all"
+        parts.append(f"### {result['title']}\n\n{when}.\n")
+        for table in result["tables"]:
+            block = f"#### {table['title']}\n\n" + markdown_table(table["columns"], table["rows"])
+            if table.get("note"):
+                block += f"\n\n{table['note']}"
+            parts.append(block + "\n")
+    parts.append("## Protocols\n")
+    for result in results:
+        parts.append(f"### {result['title']}\n\n{result['protocol'].rstrip()}\n")
+    return "\n".join(parts)
+
+
+def write_docs(results_dir: str | os.PathLike = RESULTS_DIR,
+               docs_file: str | os.PathLike = DOCS_FILE) -> Path:
+    """Rewrite ``docs_file`` from the results in ``results_dir``, keeping its introduction.
+
+    Parameters
+    ----------
+    results_dir : path-like, default=RESULTS_DIR
+    docs_file : path-like, default=DOCS_FILE
+
+    Returns
+    -------
+    Path
+        ``docs_file``.
+
+    Raises
+    ------
+    MissingResults
+        If a suite of :data:`~benchmarks.common.SUITES` has no result in ``results_dir``:
+        the page is the only record (the JSON files are not committed), so it is left as is
+        rather than lose that suite's tables.
+    """
+    results = load_results(results_dir)
+    missing = [name for name in SUITES if name not in {r["suite"] for r in results}]
+    if missing:
+        raise MissingResults(
+            f"no results for {', '.join(missing)} in {results_dir}; "
+            f"run `python -m benchmarks all` first"
+        )
+    path = Path(docs_file)
+    intro = INTRO
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+        if MARKER in text:
+            intro = text.split(MARKER, 1)[0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(results, intro), encoding="utf-8")
+    return path

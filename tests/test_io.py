@@ -1,0 +1,220 @@
+"""Model files: round trips, atomic saves, and every way a file can be bad."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import matfact
+import matfact.io as mio
+from matfact import Baseline, ModelFormatError
+from tests.models.contract import planted_interactions
+
+
+@pytest.fixture(scope="module")
+def model():
+    return Baseline().fit(planted_interactions(), progress=False)
+
+
+@pytest.fixture
+def saved(model, tmp_path):
+    path = tmp_path / "model.zip"
+    model.save(path)
+    return path
+
+
+def _rewrite(path, replace):
+    """Copy the zip at ``path`` with members changed by ``replace(name, bytes) -> bytes|None``."""
+    with zipfile.ZipFile(path) as src:
+        members = [(info.filename, src.read(info)) for info in src.infolist()]
+    os.unlink(path)
+    with zipfile.ZipFile(path, "w") as dst:
+        for name, data in members:
+            new = replace(name, data)
+            if new is not None:
+                dst.writestr(name, new)
+
+
+def _edit_meta(path, edit):
+    def replace(name, data):
+        if name == "meta.json":
+            meta = json.loads(data)
+            edit(meta)
+            return json.dumps(meta).encode()
+        return data
+
+    _rewrite(path, replace)
+
+
+def test_zip_layout_is_json_plus_npy(saved):
+    with zipfile.ZipFile(saved) as archive:
+        names = set(archive.namelist())
+        meta = json.loads(archive.read("meta.json"))
+    assert "meta.json" in names and all(n == "meta.json" or n.endswith(".npy") for n in names)
+    assert meta["format"] == "matfact-model" and meta["class"] == "Baseline"
+    assert meta["matfact_version"] == matfact.__version__
+    assert meta["params"] == Baseline().get_params()
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        matfact.load(tmp_path / "nothing.zip")
+
+
+def test_not_a_zip(tmp_path):
+    path = tmp_path / "model.zip"
+    path.write_bytes(b"\x80\x04K\x01.")  # a pickle stream: must not be executed or accepted
+    with pytest.raises(ModelFormatError, match="not a matfact model"):
+        matfact.load(path)
+
+
+def test_truncated_file(saved):
+    data = saved.read_bytes()
+    for cut in (len(data) // 3, len(data) // 2, len(data) - 30):
+        saved.write_bytes(data[:cut])
+        with pytest.raises(ModelFormatError):
+            matfact.load(saved)
+
+
+def test_bit_flip_in_array_is_detected(saved):
+    data = bytearray(saved.read_bytes())
+    with zipfile.ZipFile(saved) as archive:
+        info = archive.getinfo("arrays/user_bias_.npy")
+    # Flip a byte inside the stored (uncompressed) payload of that member.
+    offset = info.header_offset + 30 + len(info.filename) + info.file_size - 3
+    data[offset] ^= 0x40
+    saved.write_bytes(bytes(data))
+    with pytest.raises(ModelFormatError):
+        matfact.load(saved)
+
+
+def test_edited_array_fails_checksum(saved):
+    def replace(name, data):
+        if name == "arrays/item_bias_.npy":
+            return data[:-4] + b"\x00\x00\x80\x7f"
+        return data
+
+    _rewrite(saved, replace)
+    with pytest.raises(ModelFormatError, match="checksum"):
+        matfact.load(saved)
+
+
+def test_foreign_zip(tmp_path):
+    path = tmp_path / "foreign.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("hello.txt", "hi")
+    with pytest.raises(ModelFormatError, match="missing meta.json"):
+        matfact.load(path)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("meta.json", json.dumps({"format": "other"}))
+    with pytest.raises(ModelFormatError, match="not a matfact model"):
+        matfact.load(path)
+
+
+def test_newer_format_version(saved):
+    _edit_meta(saved, lambda meta: meta.update(format_version=mio.FORMAT_VERSION + 1))
+    with pytest.raises(ModelFormatError, match="upgrade matfact"):
+        matfact.load(saved)
+
+
+def test_unknown_class_is_not_imported(saved):
+    _edit_meta(saved, lambda meta: meta.update({"class": "os.system"}))
+    with pytest.raises(ModelFormatError, match="unknown model class"):
+        matfact.load(saved)
+
+
+def test_bad_params_in_meta(saved):
+    _edit_meta(saved, lambda meta: meta["params"].update(reg_user=-5))
+    with pytest.raises(ModelFormatError, match="reg_user"):
+        matfact.load(saved)
+    _edit_meta(saved, lambda meta: meta["params"].update(evil="x"))
+    with pytest.raises(ModelFormatError):
+        matfact.load(saved)
+
+
+def test_path_traversal_names_are_refused(saved):
+    def edit(meta):
+        meta["arrays"]["../../etc/passwd"] = meta["arrays"].pop("user_bias_")
+
+    _edit_meta(saved, edit)
+    with pytest.raises(ModelFormatError, match="refusing array name"):
+        matfact.load(saved)
+
+
+def test_inconsistent_shapes(model, tmp_path):
+    broken = matfact.clone(model)
+    for name, value in vars(model).items():
+        setattr(broken, name, value)
+    broken.user_bias_ = model.user_bias_[:-1].copy()
+    path = tmp_path / "m.zip"
+    broken.save(path)
+    with pytest.raises(ModelFormatError, match="user_bias_"):
+        matfact.load(path)
+
+
+def test_oversized_member(saved, monkeypatch):
+    monkeypatch.setattr(mio, "MAX_ARRAY_BYTES", 64)
+    with pytest.raises(ModelFormatError, match="larger than allowed"):
+        matfact.load(saved)
+
+
+def test_object_array_is_never_unpickled(saved):
+    import io as _io
+
+    buffer = _io.BytesIO()
+    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    blob = buffer.getvalue()
+
+    def replace(name, data):
+        return blob if name == "arrays/user_bias_.npy" else data
+
+    _rewrite(saved, replace)
+    _edit_meta(saved, lambda meta: meta["arrays"]["user_bias_"].update(
+        sha256=__import__("hashlib").sha256(blob).hexdigest()))
+    with pytest.raises(ModelFormatError, match="unreadable"):
+        matfact.load(saved)
+
+
+def test_failed_save_keeps_previous_model(model, saved, monkeypatch):
+    before = saved.read_bytes()
+    other = Baseline(reg_user=1.0).fit(planted_interactions(seed=1), progress=False)
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(mio.os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        other.save(saved)
+    assert saved.read_bytes() == before
+    assert [p.name for p in saved.parent.iterdir()] == [saved.name], "temporary file left over"
+    assert matfact.load(saved).get_params() == model.get_params()
+
+
+def test_directory_save_replaces_and_recovers_backup(model, tmp_path):
+    path = tmp_path / "modeldir"
+    model.save(path)
+    other = Baseline(reg_item=3.0).fit(planted_interactions(seed=2), progress=False)
+    other.save(path)
+    assert matfact.load(path).reg_item == 3.0
+    assert not (tmp_path / "modeldir.bak").exists()
+    # A crash between the two renames leaves only the backup: load falls back to it.
+    os.replace(path, tmp_path / "modeldir.bak")
+    assert matfact.load(path).reg_item == 3.0
+
+
+def test_directory_save_refuses_to_replace_foreign_dir(model, tmp_path):
+    path = tmp_path / "precious"
+    path.mkdir()
+    (path / "notes.txt").write_text("keep me")
+    with pytest.raises(matfact.MatfactError, match="not a matfact model"):
+        model.save(path)
+    assert (path / "notes.txt").read_text() == "keep me"
+
+
+def test_save_unfitted_raises(tmp_path):
+    with pytest.raises(matfact.NotFittedError):
+        Baseline().save(tmp_path / "x.zip")
