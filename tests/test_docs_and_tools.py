@@ -1,0 +1,51 @@
+"""The README quickstart runs as written; `import matfact` stays light; benchmarks smoke-run."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _python_blocks(path):
+    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.S)
+
+
+def test_readme_quickstart_runs(data_dir, tmp_path, monkeypatch):
+    if not (data_dir / "ml-100k" / "u.data").exists():
+        pytest.skip("ML-100K absent")
+    monkeypatch.setenv("MATFACT_DATA", str(data_dir))
+    monkeypatch.chdir(tmp_path)
+    blocks = _python_blocks(REPO / "README.md")
+    assert blocks, "the README lost its Python quickstart"
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    assert round(namespace["matfact"].evaluate(namespace["model"], namespace["test"])["rmse"],
+                 4) == 0.9395  # the figure the README quotes
+    assert namespace["ids"].shape == (5,)
+    assert (tmp_path / "model.zip").exists()
+
+
+def test_import_matfact_is_light():
+    code = ("import sys, matfact; heavy = [m for m in ('numba', 'pandas', 'scipy', 'sklearn', "
+            "'matplotlib') if m in sys.modules]; print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"`import matfact` loaded {out.stdout.strip()}"
+
+
+def test_benchmarks_smoke(data_dir, tmp_path):
+    if not (data_dir / "ml-100k" / "u.data").exists():
+        pytest.skip("ML-100K absent")
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "all", "--quick", "--no-docs", "--out",
+         str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**__import__("os").environ, "MATFACT_DATA": str(data_dir)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "0.2142" in result.stdout  # Popularity NDCG@10 on the per-user split
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["rating-quick.json",
+                                                               "topn-quick.json"]
