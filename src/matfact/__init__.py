@@ -20,6 +20,7 @@ from matfact.exceptions import (
     ConvergenceWarning,
     DataError,
     DatasetNotFoundError,
+    DivergenceError,
     MatfactError,
     MatfactWarning,
     ModelFormatError,
@@ -43,6 +44,8 @@ _LAZY = {
     "UserVector": "matfact.models.base",
     "Baseline": "matfact.models.baseline",
     "Popularity": "matfact.models.baseline",
+    "BiasedMF": "matfact.models.sgd",
+    "SVDPlusPlus": "matfact.models.sgd",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -52,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from matfact.evaluation.validate import evaluate, evaluate_ranking
     from matfact.models.base import Recommender, UserVector
     from matfact.models.baseline import Baseline, Popularity
+    from matfact.models.sgd import BiasedMF, SVDPlusPlus
 
 __all__ = [
     "__version__",
@@ -69,6 +73,9 @@ __all__ = [
     "UserVector",
     "Baseline",
     "Popularity",
+    "BiasedMF",
+    "SVDPlusPlus",
+    "DivergenceError",
     "ColdStartWarning",
     "ConvergenceWarning",
     "DataError",

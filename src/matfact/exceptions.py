@@ -11,6 +11,7 @@ __all__ = [
     "MatfactError",
     "DataError",
     "ParameterError",
+    "DivergenceError",
     "UnknownIdError",
     "NotFittedError",
     "ModelFormatError",
@@ -77,3 +78,7 @@ class ConvergenceWarning(MatfactWarning):
 
 class ColdStartWarning(MatfactWarning):
     """Some ids had no training data and were scored by a fallback."""
+
+
+class DivergenceError(MatfactError, ArithmeticError):
+    """Training diverged (the loss became NaN or infinite)."""
