@@ -34,6 +34,8 @@ PROG = "matfact"
 DEMO_MODELS: list[tuple[str, dict[str, Any]]] = [
     ("Baseline", {}),
     ("Popularity", {}),
+    ("BiasedMF", {"random_state": 0}),
+    ("SVDPlusPlus", {"random_state": 0}),
 ]
 
 #: Header names recognised for each column role (compared case-insensitively, ignoring
@@ -880,7 +882,10 @@ def _cmd_demo(args: argparse.Namespace, out: _Output) -> int:
                   _number(row["fit time (s)"], 4)] for row in table.to_dict("records")]
     out.result(_format_table(list(table.columns), printable, right={1, 2, 3, 4, 5}))
     out.result()
-    best = int(np.nanargmax(table[f"NDCG@{_DEMO_K}"].to_numpy(dtype=float)))
+    # Show a personalized list: the best rating model if any, else the best ranker.
+    rmse = table["RMSE"].to_numpy(dtype=float)
+    best = (int(np.nanargmin(rmse)) if np.isfinite(rmse).any()
+            else int(np.nanargmax(table[f"NDCG@{_DEMO_K}"].to_numpy(dtype=float))))
     best_name = table["model"].iloc[best]
     params = dict(next(p for n, p in DEMO_MODELS if n == best_name))
     _demo_top(best_name, params, data, out)
