@@ -277,7 +277,7 @@ class Recommender(BaseEstimator):
             indptr, indices = self._exclusions(batch, exclude_seen)
             if candidates is not None:
                 scores, indptr, indices = _restrict(scores, indptr, indices, candidates)
-            idx, val = topk_rows(scores, indptr, indices, width)
+            idx, val = _top_n(scores, indptr, indices, width)
             if candidates is not None:
                 idx = np.where(idx >= 0, candidates[np.maximum(idx, 0)], -1)
             out_idx[start:start + len(batch)] = idx
@@ -366,8 +366,8 @@ class Recommender(BaseEstimator):
         scores = self._score_vector(self._fold_in(codes, values)).astype(np.float32)
         width = min(n, self.n_items_)
         excluded = np.sort(codes).astype(np.int32) if exclude_seen else np.zeros(0, np.int32)
-        idx, val = topk_rows(scores.reshape(1, -1), np.array([0, len(excluded)], dtype=np.int64),
-                             excluded, width)
+        idx, val = _top_n(scores.reshape(1, -1), np.array([0, len(excluded)], dtype=np.int64),
+                          excluded, width)
         return self._to_raw(idx, self.item_index_)[0], val[0]
 
     def similar_items(self, items: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -403,6 +403,35 @@ class Recommender(BaseEstimator):
             raise ValueError("seen matrix does not match the id maps")
         if self.item_titles_ is not None and len(self.item_titles_) != len(self.item_index_):
             raise ValueError("item titles do not match the item ids")
+
+
+def _top_n(scores: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
+           n: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~matfact._kernels.topk.topk_rows`, with one row done in NumPy.
+
+    A single row (the serving case) is cheaper without a parallel region, and
+    avoids numba's threads contending with BLAS threads still spinning after
+    the matrix product that made the scores.
+    """
+    if scores.shape[0] != 1:
+        return topk_rows(scores, indptr, indices, n)
+    row = scores[0].astype(np.float32, copy=True)
+    row[indices[indptr[0]:indptr[1]]] = -np.inf
+    row[np.isnan(row)] = -np.inf
+    idx = np.full((1, n), -1, dtype=np.int64)
+    val = np.full((1, n), np.nan, dtype=np.float32)
+    eligible = int(np.count_nonzero(row > -np.inf))
+    m = min(n, eligible)
+    if m == 0:
+        return idx, val
+    threshold = -np.partition(-row, m - 1)[m - 1]
+    above = np.flatnonzero(row > threshold)
+    ties = np.flatnonzero(row == threshold)[: m - len(above)]  # lower index wins a tie
+    chosen = np.concatenate([above, ties])
+    chosen = chosen[np.lexsort((chosen, -row[chosen]))]
+    idx[0, :m] = chosen
+    val[0, :m] = row[chosen]
+    return idx, val
 
 
 def _restrict(scores, indptr, indices, candidates):
@@ -500,7 +529,7 @@ class FactorModel(Recommender):
             batch = codes[start:start + _RECOMMEND_BATCH]
             scores = np.ascontiguousarray(unit[batch] @ unit.T, dtype=np.float32)
             indptr = np.arange(len(batch) + 1, dtype=np.int64)  # exclude the item itself
-            idx, val = topk_rows(scores, indptr, batch.astype(np.int32), width)
+            idx, val = _top_n(scores, indptr, batch.astype(np.int32), width)
             out_idx[start:start + len(batch)] = idx
             out_val[start:start + len(batch)] = val
         return self._to_raw(out_idx, index), out_val
