@@ -1,4 +1,5 @@
-"""Command line: ``python -m benchmarks {rating,topn,all,report} [--quick] [--out DIR] [--no-docs]``.
+"""Command line: ``python -m benchmarks {rating,topn,speed,all,report} [--quick] [--out DIR]
+[--no-docs]``.
 
 Run it from the repository root (``make bench`` does). Each suite writes
 ``<out>/<suite>.json`` and, unless ``--no-docs`` or ``--quick``, the page

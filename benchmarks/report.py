@@ -34,6 +34,27 @@ a **median** of repeated runs (the table headers say of how many), and compariso
 as **ratios** (peer time / matfact time, so > 1 means matfact is faster), which travel
 between machines better than absolute seconds. Accuracy figures are deterministic: they do
 not depend on the machine. The exact protocol of each suite is at the end of the page.
+## Reading the SGD tables
+
+- **Different implementations, same model.** matfact's `BiasedMF` / `SVDPlusPlus` and
+  Surprise's `SVD` / `SVDpp` minimise the same kind of objective but differ in
+  initialisation, update order and, in the default rows, parameters (Surprise's `SVDpp()` has
+  20 factors, matfact's 100). So their RMSEs differ and the per-fold "prediction difference"
+  is large; it is only a consistency check for `Baseline`, where both fit the same model.
+- **Goals** from the issue are stated in a `goal` column and judged on the figures of the same
+  table: ✓ met, ✗ not met. The cross-validation and fixed-split tables judge separately.
+- **Fit time vs epoch time.** The MovieLens tables time whole fits (all epochs; matfact's
+  include its data preparation, the peer's exclude its trainset build, shown apart). Surprise
+  `SVDpp()` is timed once per split (≈ 10 s a fit); every other fit is a median of 3. The
+  speed suite times single epochs: matfact's kernel call from the `fit` callback, Surprise's
+  as (4-epoch fit − 1-epoch fit) / 3; data preparation is listed separately.
+- **Two threads on a shared 2-core machine.** matfact's parallel epoch runs 16 strata, each
+  ending in a barrier, so a second job on the machine stalls both threads, and the 2-thread
+  figure can then fall below the 1-thread one. The speed tables note the load average around
+  each measurement; the 1- vs 2-thread factors are compared byte for byte.
+- **The memory-traffic bound** is a model, not a measurement: the bytes an epoch touches
+  (counted as in the protocol) divided by 45 GB/s. It gives the scale of the fastest
+  plausible epoch; cached item rows can make the true traffic smaller.
 """
 
 _REGENERATE = """\
@@ -41,8 +62,8 @@ _REGENERATE = """\
 
 From the repository root: `make bench` (installs the peer libraries into `.venv`, then runs
 everything), or, in an environment that has them, `python -m benchmarks all`. A single
-suite: `python -m benchmarks rating` or `python -m benchmarks topn`; `--quick` is a smoke
-test that leaves this page alone. Raw results go to `benchmarks/results/<suite>.json`, which
+suite: `python -m benchmarks rating`, `topn` or `speed` (the last takes several minutes:
+Surprise at 10M ratings); `--quick` is a smoke test that leaves this page alone. Raw results go to `benchmarks/results/<suite>.json`, which
 is not committed: this page is the record. `python -m benchmarks report` rebuilds the page
 from those files, keeping the introduction above; it refuses while a suite has no file, so a
 suite skipped for lack of data never erases its tables here.

@@ -46,6 +46,9 @@ _LAZY = {
     "Popularity": "matfact.models.baseline",
     "BiasedMF": "matfact.models.sgd",
     "SVDPlusPlus": "matfact.models.sgd",
+    "ALS": "matfact.models.als",
+    "ImplicitALS": "matfact.models.als",
+    "BPR": "matfact.models.bpr",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -53,8 +56,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from matfact.datasets import load_dataset, make_synthetic
     from matfact.evaluation.split import kfold, train_test_split
     from matfact.evaluation.validate import evaluate, evaluate_ranking
+    from matfact.models.als import ALS, ImplicitALS
     from matfact.models.base import Recommender, UserVector
     from matfact.models.baseline import Baseline, Popularity
+    from matfact.models.bpr import BPR
     from matfact.models.sgd import BiasedMF, SVDPlusPlus
 
 __all__ = [
@@ -75,6 +80,9 @@ __all__ = [
     "Popularity",
     "BiasedMF",
     "SVDPlusPlus",
+    "ALS",
+    "ImplicitALS",
+    "BPR",
     "DivergenceError",
     "ColdStartWarning",
     "ConvergenceWarning",

@@ -288,7 +288,8 @@ def test_svdpp_epoch_matches_reference():
     args = dict(mu=3.0, lr=0.02, reg=0.05, reg_bias=0.02, reg_implicit=0.03)
     for _ in range(2):
         order = problem["rng"].permutation(n_users).astype(np.int64)
-        got = svdpp_epoch(problem["indptr"], problem["items"], problem["ratings"], order,
+        got = svdpp_epoch(problem["indptr"], problem["items"], problem["ratings"],
+                        np.zeros(0, np.float32), order,
                           kernel["user_factors"], kernel["item_factors"], kernel["implicit"],
                           kernel["user_bias"], kernel["item_bias"], args["mu"], args["lr"],
                           args["reg"], args["reg_bias"], args["reg_implicit"])
@@ -315,7 +316,8 @@ def test_svdpp_epoch_implicit_update_is_once_per_visit():
     q = np.zeros((n_items, k), np.float32)
     implicit = problem["implicit"].copy()
     order = np.array([2], dtype=np.int64)  # visit one user only
-    svdpp_epoch(problem["indptr"], problem["items"], problem["ratings"], order,
+    svdpp_epoch(problem["indptr"], problem["items"], problem["ratings"],
+                        np.zeros(0, np.float32), order,
                 problem["user_factors"].copy(), q, implicit, problem["user_bias"].copy(),
                 problem["item_bias"].copy(), 3.0, 0.01, 0.0, 0.0, 0.5)
     n_u = int(problem["indptr"][3] - problem["indptr"][2])

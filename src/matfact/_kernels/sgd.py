@@ -120,8 +120,9 @@ def sgd_epoch(block_ptr, users, items, ratings, weights, user_factors, item_fact
 
 
 @numba.njit(cache=True, fastmath=_FASTMATH)
-def svdpp_epoch(indptr, items, ratings, user_order, user_factors, item_factors, implicit,
-                user_bias, item_bias, global_mean, learning_rate, reg, reg_bias, reg_implicit):
+def svdpp_epoch(indptr, items, ratings, weights, user_order, user_factors, item_factors,
+                implicit, user_bias, item_bias, global_mean, learning_rate, reg, reg_bias,
+                reg_implicit):
     """One epoch of SVD++ (Koren 2008) visiting each user's ratings together.
 
     The prediction is ``μ + b_u + b_i + q_i·(p_u + z_u)`` with
@@ -130,7 +131,7 @@ def svdpp_epoch(indptr, items, ratings, user_order, user_factors, item_factors, 
 
         z  = |N|^-½ Σ_j y_j                   # once per visit
         for each rating (u, i, r), in order:
-            e    = r - (μ + b_u + b_i + q_i·(p_u + z))
+            e    = w (r - (μ + b_u + b_i + q_i·(p_u + z)))
             b_u += lr (e - λ_b b_u);   b_i += lr (e - λ_b b_i)
             g   += e · q_i                     # old q_i
             p_u += lr (e q_i - λ p_u);  q_i += lr (e (p_u + z) - λ q_i)
@@ -150,6 +151,7 @@ def svdpp_epoch(indptr, items, ratings, user_order, user_factors, item_factors, 
     lam_b = np.float32(reg_bias)
     lam_y = np.float32(reg_implicit)
     mu = np.float32(global_mean)
+    weighted = weights.shape[0] > 0
     z = np.empty(k, dtype=np.float32)
     grad = np.empty(k, dtype=np.float32)
     sse = 0.0
@@ -174,7 +176,9 @@ def svdpp_epoch(indptr, items, ratings, user_order, user_factors, item_factors, 
             for f in range(k):
                 pred += item_factors[i, f] * (user_factors[u, f] + z[f])
             err = ratings[idx] - pred
-            sse += err * err
+            w = weights[idx] if weighted else np.float32(1.0)
+            sse += w * err * err
+            err *= w
             user_bias[u] += lr * (err - lam_b * user_bias[u])
             item_bias[i] += lr * (err - lam_b * item_bias[i])
             for f in range(k):

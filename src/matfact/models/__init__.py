@@ -1,8 +1,11 @@
 """Every matfact model, on the contract of :mod:`matfact.models.base`."""
 
+from matfact.models.als import ALS, ImplicitALS, bm25_weight, tfidf_weight
 from matfact.models.base import MODEL_REGISTRY, FactorModel, Recommender, UserVector
 from matfact.models.baseline import Baseline, Popularity
+from matfact.models.bpr import BPR
 from matfact.models.sgd import BiasedMF, SVDPlusPlus
 
 __all__ = ["MODEL_REGISTRY", "FactorModel", "Recommender", "UserVector", "Baseline", "Popularity",
-           "BiasedMF", "SVDPlusPlus"]
+           "BiasedMF", "SVDPlusPlus",
+           "ALS", "ImplicitALS", "BPR", "bm25_weight", "tfidf_weight"]

@@ -105,6 +105,21 @@ class Recommender(BaseEstimator):
         data = self._check_training_data(interactions)
         if validation is not None:
             self._check_interactions(validation, "validation")
+        self._clear_fitted_state()
+        try:
+            self._fit_state(data, validation, progress)
+        except BaseException:
+            # A failed fit must not leave a half-fitted model that looks fitted.
+            self._clear_fitted_state()
+            raise
+        return self
+
+    def _clear_fitted_state(self) -> None:
+        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_")]:
+            delattr(self, name)
+
+    def _fit_state(self, data: Interactions, validation: Interactions | None,
+                   progress: bool) -> None:
         self.user_index_ = data.user_index
         self.item_index_ = data.item_index
         self.is_implicit_ = data.is_implicit
@@ -115,7 +130,6 @@ class Recommender(BaseEstimator):
         )
         self.item_titles_ = data.item_titles()
         self._fit(data, validation=validation, progress=progress)
-        return self
 
     def _fit(self, data: Interactions, *, validation: Interactions | None,
              progress: bool) -> None:

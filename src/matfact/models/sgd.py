@@ -13,17 +13,18 @@ by stochastic gradient descent; the kernels and their update rules are in
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
-from tqdm.auto import tqdm
+import scipy.sparse as sp
 
 from matfact._kernels.sgd import sgd_epoch, svdpp_epoch
 from matfact._threads import numba_threads, resolve_n_threads
 from matfact.data.interactions import Interactions
-from matfact.exceptions import DivergenceError, ParameterError
+from matfact.exceptions import DataError
+from matfact.models._iterative import IterativeModel
+from matfact.models._layout import blocked_ratings
 from matfact.models._params import (
     BOOLEAN,
     N_THREADS,
@@ -32,14 +33,23 @@ from matfact.models._params import (
     Options,
     check_random_state,
 )
-from matfact.models.base import FactorModel, UserVector
+from matfact.models.base import UserVector
 
 __all__ = ["BiasedMF", "SVDPlusPlus"]
 
 Callback = Callable[[int, dict], Any]
 
 
-class _SGDModel(FactorModel):
+def _total_weight(weights: np.ndarray | None, nnz: int) -> float:
+    if weights is None:
+        return float(nnz)
+    total = float(weights.sum(dtype=np.float64))
+    if total <= 0:
+        raise DataError("every sample weight is 0: nothing to learn from")
+    return total
+
+
+class _SGDModel(IterativeModel):
     """Shared epoch loop: schedule, validation, early stopping, callback, divergence."""
 
     _accepts: ClassVar[tuple[str, ...]] = ("explicit",)
@@ -58,136 +68,22 @@ class _SGDModel(FactorModel):
         "n_threads": N_THREADS,
     }
 
-    def fit(self, interactions: Interactions, *, validation: Interactions | None = None,
-            progress: bool = True, callback: Callback | None = None) -> _SGDModel:
-        """Learn from ``interactions`` by SGD.
-
-        Parameters
-        ----------
-        interactions : Interactions
-            Explicit ratings.
-        validation : Interactions, default=None
-            Held-out ratings: their RMSE is recorded each epoch, and with
-            ``early_stopping=True`` training stops after ``patience`` epochs
-            without improvement, keeping the best epoch's factors.
-        progress : bool, default=True
-            Show a progress bar over epochs.
-        callback : callable, default=None
-            ``callback(epoch, info)`` after each epoch, with ``info`` holding
-            ``train_rmse``, ``validation_rmse`` (or None), ``learning_rate`` and
-            ``seconds``; returning ``True`` stops training.
-
-        Returns
-        -------
-        self
-        """
-        if callback is not None and not callable(callback):
-            raise ParameterError(f"callback must be callable, got {callback!r}")
-        self._callback = callback
-        try:
-            return super().fit(interactions, validation=validation, progress=progress)
-        finally:
-            self._callback = None
-
     def _learning_rate(self, epoch: int) -> float:
         if self.schedule == "decay":
             return self.learning_rate * self.decay**epoch
         return self.learning_rate
 
-    def _run_epochs(self, run_epoch: Callable[[float, np.random.Generator], float],
+    def _divergence_hint(self) -> str:
+        return f"use a smaller learning_rate than {self.learning_rate:g} or a larger reg"
+
+    def _sgd_epochs(self, run_epoch: Callable[[float, np.random.Generator], float],
                     total_weight: float, validation: Interactions | None,
                     rng: np.random.Generator, progress: bool, name: str) -> None:
-        if self.early_stopping and validation is None:
-            raise ParameterError(f"{type(self).__name__}: early_stopping=True needs "
-                                 f"validation= in fit()")
-        val = None
-        if validation is not None:
-            val = (self.user_index_.get_indexer(validation.users),
-                   self.item_index_.get_indexer(validation.items),
-                   validation.ratings.astype(np.float64))
-        history: dict[str, list[float]] = {"train_rmse": [], "validation_rmse": []}
-        best = (np.inf, None, 0)
-        stale = 0
-        self.n_iter_ = 0
-        bar = tqdm(range(self.max_iter), desc=name, disable=not progress, leave=False)
-        for epoch in bar:
+        def step(epoch: int) -> tuple[float, dict]:
             lr = self._learning_rate(epoch)
-            start = time.perf_counter()
-            sse = run_epoch(lr, rng)
-            seconds = time.perf_counter() - start
-            train_rmse = float(np.sqrt(sse / total_weight))
-            if not np.isfinite(train_rmse):
-                raise DivergenceError(
-                    f"{type(self).__name__} diverged at epoch {epoch + 1} (loss is "
-                    f"{train_rmse}); use a smaller learning_rate than {self.learning_rate:g} "
-                    f"or a larger reg"
-                )
-            self.n_iter_ = epoch + 1
-            history["train_rmse"].append(train_rmse)
-            val_rmse = None
-            if val is not None:
-                val_rmse = self._validation_rmse(*val)
-                history["validation_rmse"].append(val_rmse)
-                bar.set_postfix(train=f"{train_rmse:.4f}", validation=f"{val_rmse:.4f}")
-            else:
-                bar.set_postfix(train=f"{train_rmse:.4f}")
-            self.loss_history_ = history
-            stop = False
-            if self._callback is not None:
-                stop = bool(self._callback(epoch, {
-                    "train_rmse": train_rmse, "validation_rmse": val_rmse,
-                    "learning_rate": lr, "seconds": seconds,
-                }))
-            if self.early_stopping and val_rmse is not None:
-                if val_rmse < best[0]:
-                    best, stale = (val_rmse, self._snapshot(), epoch + 1), 0
-                else:
-                    stale += 1
-                    if stale >= self.patience:
-                        stop = True
-            if stop:
-                break
-        bar.close()
-        self._finalize()
-        if self.early_stopping and best[1] is not None and best[2] != self.n_iter_:
-            self._restore(best[1])
-            self.best_iter_ = best[2]
-        elif self.early_stopping:
-            self.best_iter_ = self.n_iter_
-        self.loss_history_ = history
+            return run_epoch(lr, rng), {"learning_rate": lr}
 
-    def _validation_rmse(self, users: np.ndarray, items: np.ndarray, ratings: np.ndarray) -> float:
-        self._finalize()
-        scores = self._score_pairs(users, items)
-        if self.rating_scale_ is not None:
-            np.clip(scores, *self.rating_scale_, out=scores)
-        return float(np.sqrt(np.mean((scores - ratings) ** 2)))
-
-    def _finalize(self) -> None:
-        """Make the scoring attributes reflect the current training state."""
-
-    def _snapshot(self) -> dict[str, np.ndarray]:
-        self._finalize()
-        return {name: getattr(self, name).copy() for name in self._state_arrays()}
-
-    def _restore(self, snapshot: dict[str, np.ndarray]) -> None:
-        for name, value in snapshot.items():
-            setattr(self, name, value)
-        self._after_restore()
-
-    def _after_restore(self) -> None:
-        """Recompute derived attributes after a snapshot was put back."""
-
-    def _state_arrays(self) -> list[str]:
-        names = ["user_factors_", "item_factors_"]
-        if self.user_bias_ is not None:
-            names += ["user_bias_", "item_bias_"]
-        return names
-
-    def _init_factors(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        factors = rng.standard_normal((n, self.n_factors), dtype=np.float32)
-        factors *= np.float32(self.init_std)
-        return factors
+        self._run_iterations(step, total_weight, validation, progress, name)
 
     def _ridge_fold_in(self, items: np.ndarray, target: np.ndarray,
                        item_vectors: np.ndarray, use_bias: bool) -> UserVector:
@@ -210,49 +106,6 @@ class _SGDModel(FactorModel):
         solution = np.linalg.solve(gram, design.T @ target)
         bias = float(solution[k]) if use_bias else 0.0
         return UserVector(solution[:k].astype(np.float32), bias)
-
-
-def _block_layout(n: int, n_blocks: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Assign rows to ``n_blocks`` random groups, laid out group after group.
-
-    Returns ``position`` (row → position in the grouped layout) and ``bounds``
-    (group g owns positions ``bounds[g]:bounds[g+1]``).
-    """
-    group = rng.permutation(n).astype(np.int64) % n_blocks
-    layout = np.argsort(group, kind="stable")
-    position = np.empty(n, dtype=np.int64)
-    position[layout] = np.arange(n)
-    bounds = np.zeros(n_blocks + 1, dtype=np.int64)
-    np.cumsum(np.bincount(group, minlength=n_blocks), out=bounds[1:])
-    return position, bounds
-
-
-def _blocked_ratings(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int,
-                     n_blocks: int, rng: np.random.Generator):
-    """Lay ratings out for :func:`~matfact._kernels.sgd.sgd_epoch`.
-
-    Users and items are renumbered so that each block's rows and columns are
-    contiguous in the factor matrices, and the ratings are ordered by block,
-    then by user, in a random order within a user. Sequential user rows and
-    a compact item range per block keep memory access prefetch-friendly.
-
-    Returns
-    -------
-    order : positions of the ratings in kernel order
-    block_ptr : start of each block
-    user_position, item_position : row → renumbered row
-    """
-    user_position, user_bounds = _block_layout(n_users, n_blocks, rng)
-    item_position, item_bounds = _block_layout(n_items, n_blocks, rng)
-    row = np.searchsorted(user_bounds, user_position[users], side="right") - 1
-    col = np.searchsorted(item_bounds, item_position[items], side="right") - 1
-    block = row * n_blocks + col
-    shuffled = rng.permutation(len(users))
-    key = (block * n_users + user_position[users])[shuffled]
-    order = shuffled[np.argsort(key, kind="stable")]
-    block_ptr = np.zeros(n_blocks * n_blocks + 1, dtype=np.int64)
-    np.cumsum(np.bincount(block, minlength=n_blocks * n_blocks), out=block_ptr[1:])
-    return order, block_ptr, user_position, item_position
 
 
 class BiasedMF(_SGDModel):
@@ -356,7 +209,7 @@ class BiasedMF(_SGDModel):
         rng = check_random_state(self.random_state)
         weights = data.weights if data.has_weights else None
         ratings = data.ratings
-        total = float(weights.sum()) if weights is not None else float(data.nnz)
+        total = _total_weight(weights, data.nnz)
         if self.biased:
             mean = (float(np.dot(weights, ratings)) / total if weights is not None
                     else float(ratings.mean(dtype=np.float64)))
@@ -367,7 +220,7 @@ class BiasedMF(_SGDModel):
         self.item_factors_ = self._init_factors(rng, data.n_items)
         self.user_bias_ = np.zeros(data.n_users, np.float32) if self.biased else None
         self.item_bias_ = np.zeros(data.n_items, np.float32) if self.biased else None
-        order, block_ptr, user_pos, item_pos = _blocked_ratings(
+        order, block_ptr, user_pos, item_pos, _ = blocked_ratings(
             data.user_codes, data.item_codes, data.n_users, data.n_items, self.n_blocks, rng)
         users = user_pos[data.user_codes[order]].astype(np.int32)
         items = item_pos[data.item_codes[order]].astype(np.int32)
@@ -392,7 +245,7 @@ class BiasedMF(_SGDModel):
                                                 item_bias, user_pos, item_pos)
         try:
             with numba_threads(self.n_threads):
-                self._run_epochs(run_epoch, total, validation, rng, progress, "BiasedMF")
+                self._sgd_epochs(run_epoch, total, validation, rng, progress, "BiasedMF")
         finally:
             self._publisher = None
         self.n_threads_ = resolve_n_threads(self.n_threads)
@@ -496,7 +349,10 @@ class SVDPlusPlus(_SGDModel):
 
     def _fit(self, data: Interactions, *, validation, progress: bool) -> None:
         rng = check_random_state(self.random_state)
-        self.global_mean_ = float(data.ratings.mean(dtype=np.float64))
+        weights = data.weights if data.has_weights else None
+        total = _total_weight(weights, data.nnz)
+        self.global_mean_ = (float(np.dot(weights, data.ratings)) / total if weights is not None
+                             else float(data.ratings.mean(dtype=np.float64)))
         self.user_own_factors_ = self._init_factors(rng, data.n_users)
         self.item_factors_ = self._init_factors(rng, data.n_items)
         self.implicit_factors_ = np.zeros((data.n_items, self.n_factors), np.float32)
@@ -507,19 +363,22 @@ class SVDPlusPlus(_SGDModel):
         order = shuffled[np.argsort(data.user_codes[shuffled], kind="stable")]
         items = np.ascontiguousarray(data.item_codes[order])
         values = np.ascontiguousarray(data.ratings[order])
+        sample_weights = (np.ascontiguousarray(weights[order]) if weights is not None
+                          else np.zeros(0, np.float32))
         indptr = np.zeros(data.n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(data.user_codes, minlength=data.n_users), out=indptr[1:])
         self._indptr, self._items = indptr, items
 
         def run_epoch(lr: float, generator: np.random.Generator) -> float:
             user_order = generator.permutation(data.n_users).astype(np.int64)
-            return svdpp_epoch(indptr, items, values, user_order, self.user_own_factors_,
+            return svdpp_epoch(indptr, items, values, sample_weights, user_order,
+                               self.user_own_factors_,
                                self.item_factors_, self.implicit_factors_, self.user_bias_,
                                self.item_bias_, self.global_mean_, lr, self.reg,
                                self.reg_bias, self.reg_implicit)
 
         try:
-            self._run_epochs(run_epoch, float(data.nnz), validation, rng, progress, "SVD++")
+            self._sgd_epochs(run_epoch, total, validation, rng, progress, "SVD++")
             self._finalize()
         finally:
             del self._indptr, self._items
@@ -527,12 +386,12 @@ class SVDPlusPlus(_SGDModel):
     def _finalize(self) -> None:
         indptr, items = self._indptr, self._items
         counts = np.diff(indptr)
-        sums = np.add.reduceat(self.implicit_factors_[items], indptr[:-1], axis=0) if len(
-            items) else np.zeros_like(self.user_own_factors_)
-        sums[counts == 0] = 0.0  # reduceat repeats the next row for empty users
+        # Σ_j y_j per user as one sparse product (robust to users with no ratings).
+        membership = sp.csr_matrix((np.ones(len(items), np.float32), items, indptr),
+                                   shape=(len(counts), self.implicit_factors_.shape[0]))
+        sums = np.asarray(membership @ self.implicit_factors_, dtype=np.float32)
         scale = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1)), 0.0)
-        self.user_factors_ = (self.user_own_factors_ + sums * scale[:, None].astype(np.float32)
-                              ).astype(np.float32)
+        self.user_factors_ = (self.user_own_factors_ + sums * scale[:, None]).astype(np.float32)
 
     def _after_restore(self) -> None:
         self._finalize()

@@ -1,0 +1,327 @@
+"""Per-row least-squares kernels for ALS, implicit ALS and Gibbs sampling (numba).
+
+Every row ``u`` of one side is solved with the other side's factors ``Y``
+fixed. Explicit ALS and the Gibbs sampler of Bayesian MF share one kernel,
+:func:`solve_rows`, which builds for each row the normal equations
+
+    A = α Σ_{i∈R(u)} w_ui x_i x_iᵀ + s · Λ₀          x_i = [y_i, 1] with a bias column
+    b = α Σ_{i∈R(u)} w_ui t_ui x_i + s · Λ₀ m₀       t_ui = r_ui − μ − b_i (bias of the other side)
+
+(``s`` = Σ w for ALS-WR's weighted-λ, else 1), factors ``A = L Lᵀ`` and
+returns ``A⁻¹ b``, plus ``L⁻ᵀ z`` for a given standard normal ``z`` when
+sampling (then ``A⁻¹ b + L⁻ᵀ z ~ N(A⁻¹ b, A⁻¹)``). NumPy reference for one
+row::
+
+    X = np.c_[Y[idx], np.ones(n)] if bias else Y[idx]
+    A = alpha * (X.T * w) @ X + s * prior_precision
+    b = alpha * X.T @ (w * t) + s * prior_term
+    x = np.linalg.solve(A, b)           # + solve(cholesky(A).T, z) when sampling
+
+Implicit feedback (Hu, Koren & Volinsky 2008) has a dense objective over all
+cells with confidence ``c_ui`` (1 where nothing was observed); with
+``G = YᵀY + λI`` computed once per half-step, a row solves
+
+    (G + Σ_{i∈R(u)} (c_ui − 1) y_i y_iᵀ) x = Σ_{i∈R(u)} c_ui y_i
+
+either exactly (:func:`implicit_cholesky`) or by a few conjugate-gradient
+steps warm-started from the current ``x`` (:func:`implicit_cg`, Takács et
+al. 2011), which never forms the matrix: ``A v = G v + Σ (c−1)(y_i·v) y_i``.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["solve_rows", "implicit_cg", "implicit_cholesky", "implicit_loss"]
+
+_FASTMATH = {"nsz", "arcp", "contract", "reassoc", "afn"}
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def _cholesky(a, d):
+    """In-place lower Cholesky factor of ``a[:d, :d]``; False if not positive definite."""
+    for j in range(d):
+        s = a[j, j]
+        for p in range(j):
+            s -= a[j, p] * a[j, p]
+        if s <= 0.0:
+            return False
+        diag = np.sqrt(s)
+        a[j, j] = diag
+        for i in range(j + 1, d):
+            s = a[i, j]
+            for p in range(j):
+                s -= a[i, p] * a[j, p]
+            a[i, j] = s / diag
+    return True
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def _solve_lower(low, b, d):
+    """Solve ``L y = b`` in place."""
+    for i in range(d):
+        s = b[i]
+        for p in range(i):
+            s -= low[i, p] * b[p]
+        b[i] = s / low[i, i]
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def _solve_upper_t(low, b, d):
+    """Solve ``Lᵀ y = b`` in place."""
+    for i in range(d - 1, -1, -1):
+        s = b[i]
+        for p in range(i + 1, d):
+            s -= low[p, i] * b[p]
+        b[i] = s / low[i, i]
+
+
+@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+def solve_rows(indptr, indices, values, weights, other, other_bias, use_bias, global_mean,
+               alpha, prior_precision, prior_term, scale_by_weight, noise, out_factors,
+               out_bias):
+    """Solve (or sample) every row's regularized least squares with the other side fixed.
+
+    Parameters
+    ----------
+    indptr, indices, values : CSR of the rows (int64, int32, float32)
+    weights : float32 array of shape (nnz,) or (0,)
+        Sample weights (empty means ones).
+    other : float32 array of shape (n_other, k)
+    other_bias : float32 array of shape (n_other,) or (0,)
+    use_bias : bool
+        Solve for a bias too (d = k + 1 unknowns) and subtract ``other_bias``.
+    global_mean, alpha : float
+        ``μ`` subtracted from the values; ``α`` scales the data terms.
+    prior_precision : float64 array of shape (d, d)
+    prior_term : float64 array of shape (d,)
+        ``Λ₀`` and ``Λ₀ m₀``.
+    scale_by_weight : bool
+        Multiply the prior by the row's total weight (ALS-WR).
+    noise : float64 array of shape (n_rows, d) or (0, d)
+        Standard normal draws: present means sample from the row's posterior.
+    out_factors : float32 array of shape (n_rows, k)
+    out_bias : float32 array of shape (n_rows,) or (0,)
+
+    Returns
+    -------
+    failed : int
+        Rows whose system was not positive definite (left at zero).
+    """
+    n_rows = indptr.shape[0] - 1
+    k = other.shape[1]
+    d = k + 1 if use_bias else k
+    weighted = weights.shape[0] > 0
+    sampling = noise.shape[0] > 0
+    failed = np.zeros(n_rows, dtype=np.int64)
+    for u in numba.prange(n_rows):
+        a = np.zeros((d, d), dtype=np.float64)
+        b = np.zeros(d, dtype=np.float64)
+        x = np.empty(d, dtype=np.float64)
+        total = 0.0
+        for p in range(indptr[u], indptr[u + 1]):
+            j = indices[p]
+            w = weights[p] if weighted else 1.0
+            t = values[p] - global_mean
+            if use_bias:
+                t -= other_bias[j]
+            for f in range(k):
+                x[f] = other[j, f]
+            if use_bias:
+                x[k] = 1.0
+            total += w
+            aw = alpha * w
+            for f in range(d):
+                xf = aw * x[f]
+                b[f] += xf * t
+                for g in range(f + 1):  # lower triangle only
+                    a[f, g] += xf * x[g]
+        s = total if scale_by_weight else 1.0
+        for f in range(d):
+            b[f] += s * prior_term[f]
+            for g in range(f + 1):
+                a[f, g] += s * prior_precision[f, g]
+        if not _cholesky(a, d):
+            failed[u] = 1
+            for f in range(k):
+                out_factors[u, f] = 0.0
+            if use_bias:
+                out_bias[u] = 0.0
+            continue
+        _solve_lower(a, b, d)
+        _solve_upper_t(a, b, d)
+        if sampling:
+            for f in range(d):
+                x[f] = noise[u, f]
+            _solve_upper_t(a, x, d)
+            for f in range(d):
+                b[f] += x[f]
+        for f in range(k):
+            out_factors[u, f] = b[f]
+        if use_bias:
+            out_bias[u] = b[k]
+    return failed.sum()
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def _gather(indptr, indices, confidence, other, u):
+    """Copy row ``u``'s item vectors into a contiguous block, with ``c − 1``.
+
+    CG then streams this block (hot in cache) instead of chasing scattered
+    rows of ``other`` on every step: 2-3× faster than reading in place.
+    """
+    start = indptr[u]
+    n = indptr[u + 1] - start
+    k = other.shape[1]
+    block = np.empty((n, k), dtype=np.float32)
+    extra = np.empty(n, dtype=np.float32)
+    for q in range(n):
+        i = indices[start + q]
+        extra[q] = confidence[start + q] - np.float32(1.0)
+        for f in range(k):
+            block[q, f] = other[i, f]
+    return block, extra
+
+
+@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+def implicit_cg(indptr, indices, confidence, other, gram, row_reg, factors, cg_steps):
+    """Conjugate-gradient half-step of implicit ALS, warm-started from ``factors``.
+
+    Parameters
+    ----------
+    indptr, indices : CSR of the rows' interactions
+    confidence : float32 array of shape (nnz,)
+        ``c_ui`` (≥ 1 in Hu et al.'s scaling).
+    other : float32 array of shape (n_other, k)
+    gram : float32 array of shape (k, k)
+        ``YᵀY + λI``.
+    row_reg : float32 array of shape (n_rows,) or (0,)
+        Extra ridge added to each row's diagonal (frequency-scaled λ).
+    factors : float32 array of shape (n_rows, k), updated in place
+    cg_steps : int
+    """
+    n_rows = factors.shape[0]
+    k = factors.shape[1]
+    scaled = row_reg.shape[0] > 0
+    for u in numba.prange(n_rows):
+        extra_reg = row_reg[u] if scaled else np.float32(0.0)
+        block, extra = _gather(indptr, indices, confidence, other, u)
+        n = block.shape[0]
+        x = factors[u].copy()
+        r = np.empty(k, dtype=np.float32)
+        p = np.empty(k, dtype=np.float32)
+        ap = np.empty(k, dtype=np.float32)
+        # r = b − A x, with b = Σ c y_i and A x = G x + Σ (c − 1)(y_i·x) y_i
+        for f in range(k):
+            s = -extra_reg * x[f]
+            for g in range(k):
+                s -= gram[f, g] * x[g]
+            r[f] = s
+        for q in range(n):
+            dot = np.float32(0.0)
+            for f in range(k):
+                dot += block[q, f] * x[f]
+            coef = (extra[q] + np.float32(1.0)) - extra[q] * dot
+            for f in range(k):
+                r[f] += coef * block[q, f]
+        rs_old = np.float32(0.0)
+        for f in range(k):
+            p[f] = r[f]
+            rs_old += r[f] * r[f]
+        for _ in range(cg_steps):
+            if rs_old < 1e-20:
+                break
+            for f in range(k):
+                s = extra_reg * p[f]
+                for g in range(k):
+                    s += gram[f, g] * p[g]
+                ap[f] = s
+            for q in range(n):
+                dot = np.float32(0.0)
+                for f in range(k):
+                    dot += block[q, f] * p[f]
+                coef = extra[q] * dot
+                for f in range(k):
+                    ap[f] += coef * block[q, f]
+            pap = np.float32(0.0)
+            for f in range(k):
+                pap += p[f] * ap[f]
+            if pap <= 0.0:
+                break
+            step = rs_old / pap
+            rs_new = np.float32(0.0)
+            for f in range(k):
+                x[f] += step * p[f]
+                r[f] -= step * ap[f]
+                rs_new += r[f] * r[f]
+            beta = rs_new / rs_old
+            for f in range(k):
+                p[f] = r[f] + beta * p[f]
+            rs_old = rs_new
+        for f in range(k):
+            factors[u, f] = x[f]
+
+
+@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+def implicit_cholesky(indptr, indices, confidence, other, gram, row_reg, factors):
+    """Exact half-step of implicit ALS: form each row's system and solve it.
+
+    ``A = G + B_uᵀ D B_u`` is one small matrix product per row on the gathered
+    block ``B_u`` (BLAS through ``np.dot``), then a float64 Cholesky solve.
+    """
+    n_rows = factors.shape[0]
+    k = factors.shape[1]
+    scaled = row_reg.shape[0] > 0
+    for u in numba.prange(n_rows):
+        block, extra = _gather(indptr, indices, confidence, other, u)
+        n = block.shape[0]
+        weighted = np.empty_like(block)
+        rhs = np.zeros(k, dtype=np.float64)
+        for q in range(n):
+            c = extra[q] + np.float32(1.0)
+            for f in range(k):
+                weighted[q, f] = extra[q] * block[q, f]
+                rhs[f] += c * block[q, f]
+        a = np.dot(weighted.T, block).astype(np.float64) if n > 0 else np.zeros((k, k))
+        for f in range(k):
+            for g in range(f + 1):
+                a[f, g] += gram[f, g]
+            if scaled:
+                a[f, f] += row_reg[u]
+        if _cholesky(a, k):
+            _solve_lower(a, rhs, k)
+            _solve_upper_t(a, rhs, k)
+            for f in range(k):
+                factors[u, f] = rhs[f]
+        else:
+            for f in range(k):
+                factors[u, f] = 0.0
+
+
+@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+def implicit_loss(indptr, indices, confidence, user_factors, item_factors, gram_items):
+    """``Σ_{u,i} c_ui (p_ui − x_u·y_i)² `` over every cell, without visiting the zeros.
+
+    Uses ``Σ_i (x_u·y_i)² = x_uᵀ (YᵀY) x_u`` for the unobserved cells (c = 1, p = 0)
+    and corrects the observed ones. ``gram_items`` is ``YᵀY`` (no λ).
+    """
+    n_users = user_factors.shape[0]
+    k = user_factors.shape[1]
+    per_user = np.zeros(n_users, dtype=np.float64)
+    for u in numba.prange(n_users):
+        total = 0.0
+        for f in range(k):
+            s = 0.0
+            for g in range(k):
+                s += gram_items[f, g] * user_factors[u, g]
+            total += s * user_factors[u, f]
+        for q in range(indptr[u], indptr[u + 1]):
+            i = indices[q]
+            c = confidence[q]
+            dot = 0.0
+            for f in range(k):
+                dot += user_factors[u, f] * item_factors[i, f]
+            total += c * (1.0 - dot) ** 2 - dot * dot
+        per_user[u] = total
+    return per_user.sum()

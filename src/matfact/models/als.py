@@ -1,0 +1,421 @@
+r"""Alternating least squares: :class:`ALS` (explicit ratings) and :class:`ImplicitALS`.
+
+Each half-step fixes one side's factors and solves every row of the other
+side exactly (a small ridge regression per user or item), in parallel over
+rows; the kernels are in :mod:`matfact._kernels.als`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from matfact._kernels.als import implicit_cg, implicit_cholesky, implicit_loss, solve_rows
+from matfact._kernels.sgd import predict_pairs
+from matfact._threads import numba_threads
+from matfact.data.interactions import Interactions
+from matfact.exceptions import DataError, ParameterError
+from matfact.models._iterative import IterativeModel
+from matfact.models._params import (
+    BOOLEAN,
+    N_THREADS,
+    RANDOM_STATE,
+    Interval,
+    Options,
+    check_random_state,
+)
+from matfact.models.base import UserVector
+
+__all__ = ["ALS", "ImplicitALS", "bm25_weight", "tfidf_weight"]
+
+_EMPTY = np.zeros(0, dtype=np.float32)
+
+
+def _csr_parts(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (matrix.indptr.astype(np.int64), matrix.indices.astype(np.int32),
+            np.ascontiguousarray(matrix.data, dtype=np.float32))
+
+
+def _ridge_prior(k: int, reg: float, reg_bias: float, use_bias: bool):
+    d = k + 1 if use_bias else k
+    precision = np.zeros((d, d))
+    precision[np.arange(k), np.arange(k)] = reg
+    if use_bias:
+        precision[k, k] = reg_bias
+    return precision, np.zeros(d)
+
+
+class ALS(IterativeModel):
+    r"""Explicit-feedback ALS with biases and weighted-λ regularization (ALS-WR).
+
+    Minimizes, over the observed ratings,
+
+    .. math::
+        \sum_{(u,i)} w_{ui}(r_{ui} - \mu - b_u - b_i - p_u\cdot q_i)^2
+        + \lambda \Big(\sum_u n_u (\lVert p_u\rVert^2 + b_u^2)
+        + \sum_i n_i (\lVert q_i\rVert^2 + b_i^2)\Big)
+
+    with :math:`n_u` the (weighted) number of ratings of ``u`` when
+    ``weighted_reg=True`` (Zhou et al. 2008), or 1 otherwise. Each half-step
+    solves, for every user, the normal equations of ``[p_u, b_u]`` against
+    ``[q_i, 1]`` with target :math:`r_{ui} - \mu - b_i` (and symmetrically for
+    items) by a Cholesky factorization.
+
+    Parameters
+    ----------
+    n_factors : int, default=64
+    reg : float, default=0.1
+        :math:`\lambda` (per rating with ``weighted_reg``).
+    max_iter : int, default=15
+        Alternations (each solves users, then items).
+    weighted_reg : bool, default=True
+    biased : bool, default=True
+        Learn :math:`\mu, b_u, b_i` jointly with the factors.
+    tol : float or None, default=None
+        Stop when the training RMSE changes by less than this fraction; warn
+        with :class:`~matfact.ConvergenceWarning` if ``max_iter`` comes first.
+    init_std : float, default=0.1
+        Item factors start from :math:`\mathcal N(0, \text{init\_std}^2)`.
+    early_stopping, patience : bool, int, default=False, 3
+        As in :class:`~matfact.BiasedMF` (needs ``validation=``).
+    random_state : int, Generator or None, default=None
+    n_threads : int or None, default=None
+
+    Attributes
+    ----------
+    user_factors_, item_factors_ : ndarray, float32
+    user_bias_, item_bias_ : ndarray, float32, or None
+    global_mean_ : float
+    n_iter_ : int
+    loss_history_ : dict
+        ``train_rmse`` and ``validation_rmse`` after each iteration.
+
+    Notes
+    -----
+    :meth:`fold_in` is one user half-step for the new history (the same
+    solve as in training), and so is :meth:`update_users` (which stores it).
+
+    References
+    ----------
+    Y. Zhou, D. Wilkinson, R. Schreiber, R. Pan. Large-scale parallel
+    collaborative filtering for the Netflix Prize. AAIM 2008.
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "n_factors": [Interval(int, 1, None)],
+        "reg": [Interval(float, 0, None)],
+        "max_iter": [Interval(int, 1, None)],
+        "weighted_reg": [BOOLEAN],
+        "biased": [BOOLEAN],
+        "tol": [Options(None), Interval(float, 0, None)],
+        "init_std": [Interval(float, 0, None)],
+        "early_stopping": [BOOLEAN],
+        "patience": [Interval(int, 1, None)],
+        "random_state": RANDOM_STATE,
+        "n_threads": N_THREADS,
+    }
+    _accepts: ClassVar[tuple[str, ...]] = ("explicit",)
+
+    def __init__(self, *, n_factors: int = 64, reg: float = 0.1, max_iter: int = 15,
+                 weighted_reg: bool = True, biased: bool = True, tol: float | None = None,
+                 init_std: float = 0.1, early_stopping: bool = False, patience: int = 3,
+                 random_state: Any = None, n_threads: int | None = None) -> None:
+        self.n_factors = n_factors
+        self.reg = reg
+        self.max_iter = max_iter
+        self.weighted_reg = weighted_reg
+        self.biased = biased
+        self.tol = tol
+        self.init_std = init_std
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.random_state = random_state
+        self.n_threads = n_threads
+
+    def _prior(self) -> tuple[np.ndarray, np.ndarray]:
+        return _ridge_prior(self.n_factors, self.reg, self.reg, self.biased)
+
+    def _half_step(self, rows: tuple, weights: np.ndarray, other: np.ndarray,
+                   other_bias: np.ndarray, out: np.ndarray, out_bias: np.ndarray) -> None:
+        precision, term = self._prior()
+        indptr, indices, values = rows
+        solve_rows(indptr, indices, values, weights, other, other_bias, self.biased,
+                   self.global_mean_, 1.0, precision, term, self.weighted_reg,
+                   np.zeros((0, len(term))), out, out_bias)
+
+    def _fit(self, data: Interactions, *, validation, progress: bool) -> None:
+        rng = check_random_state(self.random_state)
+        by_user = data.to_scipy()
+        by_item = by_user.T.tocsr()
+        # Weights ride along in CSR order: build them through the same matrices.
+        if data.has_weights:
+            w = sp.csr_matrix((data.weights, (data.user_codes, data.item_codes)),
+                              shape=data.shape)
+            w.sort_indices()
+            user_w = np.ascontiguousarray(w.data, dtype=np.float32)
+            item_w = np.ascontiguousarray(w.T.tocsr().data, dtype=np.float32)
+            total = float(data.weights.sum())
+            mean = float(np.dot(data.weights, data.ratings)) / total if self.biased else 0.0
+        else:
+            user_w = item_w = _EMPTY
+            total = float(data.nnz)
+            mean = float(data.ratings.mean(dtype=np.float64)) if self.biased else 0.0
+        self.global_mean_ = mean
+        self.user_factors_ = np.zeros((data.n_users, self.n_factors), np.float32)
+        self.item_factors_ = self._init_factors(rng, data.n_items)
+        self.user_bias_ = np.zeros(data.n_users, np.float32) if self.biased else None
+        self.item_bias_ = np.zeros(data.n_items, np.float32) if self.biased else None
+        users_rows, items_rows = _csr_parts(by_user), _csr_parts(by_item)
+        pairs = (data.user_codes, data.item_codes, data.ratings.astype(np.float64),
+                 None if not data.has_weights else data.weights.astype(np.float64))
+
+        def step(iteration: int) -> tuple[float, dict]:
+            ub = self.user_bias_ if self.biased else _EMPTY
+            ib = self.item_bias_ if self.biased else _EMPTY
+            self._half_step(users_rows, user_w, self.item_factors_, ib, self.user_factors_, ub)
+            self._half_step(items_rows, item_w, self.user_factors_, ub, self.item_factors_, ib)
+            return self._sse(*pairs), {}
+
+        with numba_threads(self.n_threads):
+            self._run_iterations(step, total, validation, progress, type(self).__name__)
+
+    def _sse(self, users, items, ratings, weights) -> float:
+        pred = predict_pairs(users, items, self.user_factors_, self.item_factors_,
+                             self.user_bias_ if self.biased else _EMPTY,
+                             self.item_bias_ if self.biased else _EMPTY, self.global_mean_,
+                             self.biased)
+        err = (ratings - pred) ** 2
+        return float(err.sum() if weights is None else np.dot(weights, err))
+
+    def _fold_in(self, items: np.ndarray, values: np.ndarray) -> UserVector:
+        factors = np.zeros((1, self.n_factors), np.float32)
+        bias = np.zeros(1 if self.biased else 0, np.float32)
+        indptr = np.array([0, len(items)], dtype=np.int64)
+        self._half_step((indptr, items.astype(np.int32), values.astype(np.float32)), _EMPTY,
+                        self.item_factors_, self.item_bias_ if self.biased else _EMPTY,
+                        factors, bias)
+        return UserVector(factors[0], float(bias[0]) if self.biased else 0.0)
+
+
+class ImplicitALS(IterativeModel):
+    r"""Implicit-feedback ALS (Hu, Koren & Volinsky 2008), by conjugate gradient or Cholesky.
+
+    Every (user, item) cell has a preference :math:`p_{ui} = 1` if the user
+    interacted with the item, else 0, and a confidence :math:`c_{ui}`: for an
+    interaction of weight :math:`w` (plays, hours, count; 1 by default)
+    :math:`c = 1 + \alpha w` (``confidence="linear"``) or
+    :math:`c = 1 + \alpha \log(1 + w/\epsilon)` (``"log"``); unobserved cells
+    have :math:`c = 1`. It minimizes
+
+    .. math::
+        \sum_{u,i} c_{ui}(p_{ui} - x_u\cdot y_i)^2
+        + \lambda(\sum_u \lVert x_u\rVert^2 + \sum_i \lVert y_i\rVert^2)
+
+    over all cells without visiting the zeros: :math:`Y^\top Y` is computed once
+    per half-step, and each row solves
+    :math:`(Y^\top Y + \lambda I + \sum_{i\in R(u)} (c_{ui}-1) y_i y_i^\top) x_u
+    = \sum_{i\in R(u)} c_{ui} y_i` either by ``cg_steps`` conjugate-gradient steps
+    warm-started from the previous factors (Takács, Pilászy & Tikk 2011) or
+    exactly by Cholesky.
+
+    Parameters
+    ----------
+    n_factors : int, default=64
+    reg : float, default=3.0
+        :math:`\lambda`.
+    reg_exponent : float, default=0.5
+        Frequency-scaled regularization (Rendle et al. 2022): a row with
+        :math:`n` interactions gets :math:`\lambda n^\nu`; 0 gives plain λ,
+        as in implicit and Spark.
+    alpha : float, default=2.0
+        Confidence scale :math:`\alpha`.
+    max_iter : int, default=15
+    confidence : {"linear", "log"}, default="linear"
+    epsilon : float, default=1.0
+        :math:`\epsilon` of the log scaling.
+    solver : {"cg", "cholesky"}, default="cg"
+    cg_steps : int, default=3
+    init_std : float, default=0.01
+    calculate_loss : bool, default=False
+        Compute the training objective after each iteration (one extra pass),
+        normalized as implicit's ``calculate_loss``: divided by
+        :math:`\sum c_{ui}` over observed cells plus the number of unobserved cells.
+    random_state : int, Generator or None, default=None
+    n_threads : int or None, default=None
+
+    Attributes
+    ----------
+    user_factors_, item_factors_ : ndarray, float32
+    n_iter_ : int
+    loss_history_ : dict
+        ``train_loss`` per iteration (NaN unless ``calculate_loss``).
+
+    Notes
+    -----
+    Scores are :math:`x_u\cdot y_i` (no biases, no clipping). :meth:`fold_in`
+    is one exact half-step for the new history; BM25 and TF-IDF re-weighting
+    of the weights are available as :func:`bm25_weight` / :func:`tfidf_weight`.
+
+    References
+    ----------
+    Y. Hu, Y. Koren, C. Volinsky. Collaborative filtering for implicit
+    feedback datasets. ICDM 2008.
+    G. Takács, I. Pilászy, D. Tikk. Applications of the conjugate gradient
+    method for implicit feedback collaborative filtering. RecSys 2011.
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "n_factors": [Interval(int, 1, None)],
+        "reg": [Interval(float, 0, None)],
+        "reg_exponent": [Interval(float, 0, None)],
+        "alpha": [Interval(float, 0, None)],
+        "max_iter": [Interval(int, 1, None)],
+        "confidence": [Options("linear", "log")],
+        "epsilon": [Interval(float, 0, None, closed="neither")],
+        "solver": [Options("cg", "cholesky")],
+        "cg_steps": [Interval(int, 1, None)],
+        "init_std": [Interval(float, 0, None)],
+        "calculate_loss": [BOOLEAN],
+        "random_state": RANDOM_STATE,
+        "n_threads": N_THREADS,
+    }
+    _needs_ratings: ClassVar[bool] = False
+    _step_returns_sse = False
+
+    def __init__(self, *, n_factors: int = 64, reg: float = 3.0, reg_exponent: float = 0.5,
+                 alpha: float = 2.0, max_iter: int = 15, confidence: str = "linear", epsilon: float = 1.0,
+                 solver: str = "cg", cg_steps: int = 3, init_std: float = 0.01,
+                 calculate_loss: bool = False, random_state: Any = None,
+                 n_threads: int | None = None) -> None:
+        self.n_factors = n_factors
+        self.reg = reg
+        self.reg_exponent = reg_exponent
+        self.alpha = alpha
+        self.max_iter = max_iter
+        self.confidence = confidence
+        self.epsilon = epsilon
+        self.solver = solver
+        self.cg_steps = cg_steps
+        self.init_std = init_std
+        self.calculate_loss = calculate_loss
+        self.random_state = random_state
+        self.n_threads = n_threads
+
+    def _confidence(self, weights: np.ndarray) -> np.ndarray:
+        weights = np.asarray(weights, dtype=np.float64)
+        if self.confidence == "log":
+            return (1.0 + self.alpha * np.log1p(weights / self.epsilon)).astype(np.float32)
+        return (1.0 + self.alpha * weights).astype(np.float32)
+
+    def _gram(self, factors: np.ndarray) -> np.ndarray:
+        gram = factors.T.astype(np.float64) @ factors.astype(np.float64)
+        gram[np.diag_indices_from(gram)] += self.reg
+        return gram.astype(np.float32)
+
+    def _row_reg(self, indptr: np.ndarray) -> np.ndarray:
+        """Extra per-row ridge ``λ (n^ν − 1)``, so the total is ``λ n^ν`` (ν = reg_exponent)."""
+        if self.reg_exponent == 0:
+            return _EMPTY
+        counts = np.maximum(np.diff(indptr), 1).astype(np.float64)
+        return (self.reg * (counts**self.reg_exponent - 1.0)).astype(np.float32)
+
+    def _solve(self, rows: tuple, other: np.ndarray, out: np.ndarray) -> None:
+        indptr, indices, conf = rows
+        gram = self._gram(other)
+        row_reg = self._row_reg(indptr)
+        if self.solver == "cg":
+            implicit_cg(indptr, indices, conf, other, gram, row_reg, out, self.cg_steps)
+        else:
+            implicit_cholesky(indptr, indices, conf, other, gram, row_reg, out)
+
+    def _fit(self, data: Interactions, *, validation, progress: bool) -> None:
+        if validation is not None:
+            raise ParameterError("ImplicitALS does not take validation= (its loss is not an "
+                                 "RMSE); evaluate held-out data with evaluate_ranking")
+        if not data.is_implicit:
+            data = data.to_implicit()
+        self.rating_scale_ = None
+        rng = check_random_state(self.random_state)
+        by_user = data.to_scipy().copy()
+        by_user.data = self._confidence(by_user.data)
+        by_item = by_user.T.tocsr()
+        self.user_factors_ = self._init_factors(rng, data.n_users)
+        self.item_factors_ = self._init_factors(rng, data.n_items)
+        self.global_mean_ = 0.0
+        self.user_bias_ = self.item_bias_ = None
+        users_rows, items_rows = _csr_parts(by_user), _csr_parts(by_item)
+        normalizer = float(by_user.data.sum()) + data.n_users * data.n_items - data.nnz
+
+        def step(iteration: int) -> tuple[float, dict]:
+            self._solve(users_rows, self.item_factors_, self.user_factors_)
+            self._solve(items_rows, self.user_factors_, self.item_factors_)
+            loss = self.loss(users_rows) / normalizer if self.calculate_loss else 0.0
+            return loss, {}
+
+        with numba_threads(self.n_threads):
+            self._run_iterations(step, 1.0, None, progress, type(self).__name__)
+        if not self.calculate_loss:
+            self.loss_history_ = {"train_loss": [float("nan")] * self.n_iter_,
+                                  "validation_rmse": []}
+
+    def loss(self, rows: tuple) -> float:
+        """The unnormalized objective (data term plus the penalty) for CSR ``rows``."""
+        indptr, indices, conf = rows
+        yty = self.item_factors_.T.astype(np.float64) @ self.item_factors_.astype(np.float64)
+        data_term = implicit_loss(indptr, indices, conf, self.user_factors_,
+                                  self.item_factors_, yty)
+        penalty = self.reg * (float(np.square(self.user_factors_, dtype=np.float64).sum())
+                              + float(np.square(self.item_factors_, dtype=np.float64).sum()))
+        return data_term + penalty
+
+    def _fold_in(self, items: np.ndarray, values: np.ndarray) -> UserVector:
+        factors = np.zeros((1, self.n_factors), np.float32)
+        indptr = np.array([0, len(items)], dtype=np.int64)
+        conf = self._confidence(values)
+        implicit_cholesky(indptr, items.astype(np.int32), conf, self.item_factors_,
+                          self._gram(self.item_factors_), self._row_reg(indptr), factors)
+        return UserVector(factors[0], 0.0)
+
+
+def _check_csr(matrix: Any) -> sp.csr_matrix:
+    if isinstance(matrix, Interactions):
+        matrix = matrix.to_scipy()
+    if not sp.issparse(matrix):
+        raise DataError("expected an Interactions or a SciPy sparse matrix")
+    return sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+
+
+def tfidf_weight(matrix: Any) -> sp.csr_matrix:
+    """TF-IDF re-weighting of a users × items matrix (items as terms, users as documents).
+
+    Each weight is multiplied by ``log(n_users / n_users_of_item)``, damping
+    items everyone has. Returns a new CSR matrix; use its values as the
+    ``weight`` column of a new :class:`~matfact.Interactions`.
+    """
+    csr = _check_csr(matrix)
+    n_users = csr.shape[0]
+    counts = np.bincount(csr.indices, minlength=csr.shape[1])
+    idf = np.log(n_users / np.maximum(counts, 1))
+    csr.data *= idf[csr.indices]
+    return csr
+
+
+def bm25_weight(matrix: Any, k1: float = 100.0, b: float = 0.8) -> sp.csr_matrix:
+    """Okapi BM25 re-weighting of a users × items matrix, as implicit's ``bm25_weight``.
+
+    ``w' = w (k1 + 1) / (w + k1 (1 - b + b · len_u / avg_len)) · idf_i`` with
+    ``len_u`` the user's total weight and ``idf_i = log(n_users / n_users_of_item)``.
+    """
+    if not (k1 > 0 and 0 <= b <= 1):
+        raise ParameterError(f"bm25_weight needs k1 > 0 and 0 ≤ b ≤ 1, got k1={k1}, b={b}")
+    csr = _check_csr(matrix)
+    n_users = csr.shape[0]
+    counts = np.bincount(csr.indices, minlength=csr.shape[1])
+    idf = np.log(n_users / np.maximum(counts, 1))
+    row_sums = np.asarray(csr.sum(axis=1)).ravel()
+    length_norm = (1.0 - b) + b * row_sums / max(row_sums.mean(), 1e-12)
+    row_norm = np.repeat(length_norm, np.diff(csr.indptr))
+    csr.data = csr.data * (k1 + 1.0) / (k1 * row_norm + csr.data) * idf[csr.indices]
+    return csr
