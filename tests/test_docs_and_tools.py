@@ -47,5 +47,5 @@ def test_benchmarks_smoke(data_dir, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "0.2142" in result.stdout  # Popularity NDCG@10 on the per-user split
-    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["rating-quick.json",
-                                                               "topn-quick.json"]
+    written = {p.name for p in tmp_path.glob("*.json")}
+    assert {"rating-quick.json", "topn-quick.json"} <= written
