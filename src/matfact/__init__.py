@@ -49,6 +49,7 @@ _LAZY = {
     "ALS": "matfact.models.als",
     "ImplicitALS": "matfact.models.als",
     "BPR": "matfact.models.bpr",
+    "BayesianMF": "matfact.models.bayesian",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -59,6 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from matfact.models.als import ALS, ImplicitALS
     from matfact.models.base import Recommender, UserVector
     from matfact.models.baseline import Baseline, Popularity
+    from matfact.models.bayesian import BayesianMF
     from matfact.models.bpr import BPR
     from matfact.models.sgd import BiasedMF, SVDPlusPlus
 
@@ -83,6 +85,7 @@ __all__ = [
     "ALS",
     "ImplicitALS",
     "BPR",
+    "BayesianMF",
     "DivergenceError",
     "ColdStartWarning",
     "ConvergenceWarning",

@@ -115,52 +115,57 @@ def solve_rows(indptr, indices, values, weights, other, other_bias, use_bias, gl
     weighted = weights.shape[0] > 0
     sampling = noise.shape[0] > 0
     failed = np.zeros(n_rows, dtype=np.int64)
-    for u in numba.prange(n_rows):
-        a = np.zeros((d, d), dtype=np.float64)
-        b = np.zeros(d, dtype=np.float64)
+    # Rows go in chunks so each chunk allocates its scratch once, not once per row.
+    n_chunks = min(n_rows, 256)
+    for chunk in numba.prange(n_chunks):
+        a = np.empty((d, d), dtype=np.float64)
+        b = np.empty(d, dtype=np.float64)
         x = np.empty(d, dtype=np.float64)
-        total = 0.0
-        for p in range(indptr[u], indptr[u + 1]):
-            j = indices[p]
-            w = weights[p] if weighted else 1.0
-            t = values[p] - global_mean
-            if use_bias:
-                t -= other_bias[j]
+        for u in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
+            a[:, :] = 0.0
+            b[:] = 0.0
+            total = 0.0
+            for p in range(indptr[u], indptr[u + 1]):
+                j = indices[p]
+                w = weights[p] if weighted else 1.0
+                t = values[p] - global_mean
+                if use_bias:
+                    t -= other_bias[j]
+                for f in range(k):
+                    x[f] = other[j, f]
+                if use_bias:
+                    x[k] = 1.0
+                total += w
+                aw = alpha * w
+                for f in range(d):
+                    xf = aw * x[f]
+                    b[f] += xf * t
+                    for g in range(f + 1):  # lower triangle only
+                        a[f, g] += xf * x[g]
+            s = total if scale_by_weight else 1.0
+            for f in range(d):
+                b[f] += s * prior_term[f]
+                for g in range(f + 1):
+                    a[f, g] += s * prior_precision[f, g]
+            if not _cholesky(a, d):
+                failed[u] = 1
+                for f in range(k):
+                    out_factors[u, f] = 0.0
+                if use_bias:
+                    out_bias[u] = 0.0
+                continue
+            _solve_lower(a, b, d)
+            _solve_upper_t(a, b, d)
+            if sampling:
+                for f in range(d):
+                    x[f] = noise[u, f]
+                _solve_upper_t(a, x, d)
+                for f in range(d):
+                    b[f] += x[f]
             for f in range(k):
-                x[f] = other[j, f]
+                out_factors[u, f] = b[f]
             if use_bias:
-                x[k] = 1.0
-            total += w
-            aw = alpha * w
-            for f in range(d):
-                xf = aw * x[f]
-                b[f] += xf * t
-                for g in range(f + 1):  # lower triangle only
-                    a[f, g] += xf * x[g]
-        s = total if scale_by_weight else 1.0
-        for f in range(d):
-            b[f] += s * prior_term[f]
-            for g in range(f + 1):
-                a[f, g] += s * prior_precision[f, g]
-        if not _cholesky(a, d):
-            failed[u] = 1
-            for f in range(k):
-                out_factors[u, f] = 0.0
-            if use_bias:
-                out_bias[u] = 0.0
-            continue
-        _solve_lower(a, b, d)
-        _solve_upper_t(a, b, d)
-        if sampling:
-            for f in range(d):
-                x[f] = noise[u, f]
-            _solve_upper_t(a, x, d)
-            for f in range(d):
-                b[f] += x[f]
-        for f in range(k):
-            out_factors[u, f] = b[f]
-        if use_bias:
-            out_bias[u] = b[k]
+                out_bias[u] = b[k]
     return failed.sum()
 
 

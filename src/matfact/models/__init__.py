@@ -3,9 +3,10 @@
 from matfact.models.als import ALS, ImplicitALS, bm25_weight, tfidf_weight
 from matfact.models.base import MODEL_REGISTRY, FactorModel, Recommender, UserVector
 from matfact.models.baseline import Baseline, Popularity
+from matfact.models.bayesian import BayesianMF
 from matfact.models.bpr import BPR
 from matfact.models.sgd import BiasedMF, SVDPlusPlus
 
 __all__ = ["MODEL_REGISTRY", "FactorModel", "Recommender", "UserVector", "Baseline", "Popularity",
            "BiasedMF", "SVDPlusPlus",
-           "ALS", "ImplicitALS", "BPR", "bm25_weight", "tfidf_weight"]
+           "ALS", "ImplicitALS", "BPR", "BayesianMF", "bm25_weight", "tfidf_weight"]
