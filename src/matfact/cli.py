@@ -36,6 +36,10 @@ DEMO_MODELS: list[tuple[str, dict[str, Any]]] = [
     ("Popularity", {}),
     ("BiasedMF", {"random_state": 0}),
     ("SVDPlusPlus", {"random_state": 0}),
+    ("ALS", {"random_state": 0}),
+    ("BayesianMF", {"random_state": 0}),
+    ("ImplicitALS", {"random_state": 0}),
+    ("BPR", {"random_state": 0}),
 ]
 
 #: Header names recognised for each column role (compared case-insensitively, ignoring

@@ -39,10 +39,10 @@ class BPR(IterativeModel):
     Parameters
     ----------
     n_factors : int, default=64
-    learning_rate : float, default=0.05
+    learning_rate : float, default=0.02
     reg : float, default=0.002
     reg_bias : float, default=0.002
-    max_iter : int, default=60
+    max_iter : int, default=50
         Epochs.
     init_std : float, default=0.01
     n_blocks : int, default=16
@@ -87,8 +87,8 @@ class BPR(IterativeModel):
     _needs_ratings: ClassVar[bool] = False
     _step_returns_sse = False
 
-    def __init__(self, *, n_factors: int = 64, learning_rate: float = 0.05, reg: float = 0.002,
-                 reg_bias: float = 0.002, max_iter: int = 60, init_std: float = 0.01,
+    def __init__(self, *, n_factors: int = 64, learning_rate: float = 0.02, reg: float = 0.002,
+                 reg_bias: float = 0.002, max_iter: int = 50, init_std: float = 0.01,
                  n_blocks: int = 16, max_tries: int = 20, random_state: Any = None,
                  n_threads: int | None = None) -> None:
         self.n_factors = n_factors
