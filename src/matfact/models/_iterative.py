@@ -72,7 +72,8 @@ class IterativeModel(FactorModel):
         return "use a larger reg"
 
     def _run_iterations(self, step: Callable[[int], tuple[float, dict]], total_weight: float,
-                        validation: Interactions | None, progress: bool, name: str) -> None:
+                        validation: Interactions | None, progress: bool, name: str,
+                        n_iter: int | None = None) -> None:
         early_stopping = getattr(self, "early_stopping", False)
         tol = getattr(self, "tol", None)
         if early_stopping and validation is None:
@@ -92,7 +93,8 @@ class IterativeModel(FactorModel):
         stale = 0
         converged = False
         self.n_iter_ = 0
-        bar = tqdm(range(self.max_iter), desc=name, disable=not progress, leave=False)
+        n_iter = self.max_iter if n_iter is None else n_iter
+        bar = tqdm(range(n_iter), desc=name, disable=not progress, leave=False)
         for iteration in bar:
             start = time.perf_counter()
             value, extra = step(iteration)
@@ -141,7 +143,7 @@ class IterativeModel(FactorModel):
         elif early_stopping:
             self.best_iter_ = self.n_iter_
         self.loss_history_ = history
-        if tol is not None and not converged and self.n_iter_ == self.max_iter:
+        if tol is not None and not converged and self.n_iter_ == n_iter:
             warnings.warn(
                 f"{type(self).__name__} stopped at max_iter={self.max_iter} before the loss "
                 f"changed by less than tol={tol:g}; raise max_iter or tol",

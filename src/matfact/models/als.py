@@ -147,26 +147,35 @@ class ALS(IterativeModel):
 
     def _fit(self, data: Interactions, *, validation, progress: bool) -> None:
         rng = check_random_state(self.random_state)
+        if data.has_weights:
+            total = float(data.weights.sum(dtype=np.float64))
+            if total <= 0:
+                raise DataError("every sample weight is 0: nothing to learn from")
+            mean = float(np.dot(data.weights, data.ratings)) / total
+        else:
+            mean = float(data.ratings.mean(dtype=np.float64))
+        self.global_mean_ = mean if self.biased else 0.0
+        self.user_factors_ = np.zeros((data.n_users, self.n_factors), np.float32)
+        self.item_factors_ = self._init_factors(rng, data.n_items)
+        self.user_bias_ = np.zeros(data.n_users, np.float32) if self.biased else None
+        self.item_bias_ = np.zeros(data.n_items, np.float32) if self.biased else None
+        self._train(data, validation, progress, self.max_iter)
+
+    def _train(self, data: Interactions, validation, progress: bool, n_iter: int) -> None:
+        """Alternate ``n_iter`` times from the current factors."""
         by_user = data.to_scipy()
         by_item = by_user.T.tocsr()
-        # Weights ride along in CSR order: build them through the same matrices.
         if data.has_weights:
+            # Weights ride along in CSR order: build them through the same matrices.
             w = sp.csr_matrix((data.weights, (data.user_codes, data.item_codes)),
                               shape=data.shape)
             w.sort_indices()
             user_w = np.ascontiguousarray(w.data, dtype=np.float32)
             item_w = np.ascontiguousarray(w.T.tocsr().data, dtype=np.float32)
-            total = float(data.weights.sum())
-            mean = float(np.dot(data.weights, data.ratings)) / total if self.biased else 0.0
+            total = float(data.weights.sum(dtype=np.float64))
         else:
             user_w = item_w = _EMPTY
             total = float(data.nnz)
-            mean = float(data.ratings.mean(dtype=np.float64)) if self.biased else 0.0
-        self.global_mean_ = mean
-        self.user_factors_ = np.zeros((data.n_users, self.n_factors), np.float32)
-        self.item_factors_ = self._init_factors(rng, data.n_items)
-        self.user_bias_ = np.zeros(data.n_users, np.float32) if self.biased else None
-        self.item_bias_ = np.zeros(data.n_items, np.float32) if self.biased else None
         users_rows, items_rows = _csr_parts(by_user), _csr_parts(by_item)
         pairs = (data.user_codes, data.item_codes, data.ratings.astype(np.float64),
                  None if not data.has_weights else data.weights.astype(np.float64))
@@ -179,8 +188,27 @@ class ALS(IterativeModel):
             return self._sse(*pairs), {}
 
         with numba_threads(self.n_threads):
-            self._run_iterations(step, total, validation, progress, type(self).__name__)
+            self._run_iterations(step, total, validation, progress, type(self).__name__,
+                                 n_iter=n_iter)
 
+    def partial_fit(self, interactions: Interactions, *, max_iter: int | None = None,
+                    progress: bool = False) -> ALS:
+        """Add new ratings (new users and items too) and refine without starting over.
+
+        The new interactions are merged into the training data the model keeps
+        (a repeated pair takes the new rating; earlier sample weights are not
+        kept), the id maps are extended, new users and items are initialized,
+        and ``max_iter`` (default 3) more alternations run from the current
+        factors.
+
+        Returns
+        -------
+        self
+        """
+        merged, n_users, n_items = self._merge_new(interactions)
+        _grow(self, merged, n_users, n_items)
+        self._train(merged, None, progress, 3 if max_iter is None else max_iter)
+        return self
     def _sse(self, users, items, ratings, weights) -> float:
         pred = predict_pairs(users, items, self.user_factors_, self.item_factors_,
                              self.user_bias_ if self.biased else _EMPTY,
@@ -303,6 +331,15 @@ class ImplicitALS(IterativeModel):
         self.random_state = random_state
         self.n_threads = n_threads
 
+    def fit(self, interactions: Interactions, *, validation: Interactions | None = None,
+            progress: bool = True, callback: Any = None) -> ImplicitALS:
+        """Learn from implicit interactions (explicit ratings count as interactions of weight 1).
+
+        See :meth:`IterativeModel.fit <matfact.models._iterative.IterativeModel.fit>`.
+        """
+        return super().fit(_as_implicit(interactions), validation=validation,
+                           progress=progress, callback=callback)
+
     def _confidence(self, weights: np.ndarray) -> np.ndarray:
         weights = np.asarray(weights, dtype=np.float64)
         if self.confidence == "log":
@@ -334,17 +371,19 @@ class ImplicitALS(IterativeModel):
         if validation is not None:
             raise ParameterError("ImplicitALS does not take validation= (its loss is not an "
                                  "RMSE); evaluate held-out data with evaluate_ranking")
-        if not data.is_implicit:
-            data = data.to_implicit()
         self.rating_scale_ = None
         rng = check_random_state(self.random_state)
-        by_user = data.to_scipy().copy()
-        by_user.data = self._confidence(by_user.data)
-        by_item = by_user.T.tocsr()
         self.user_factors_ = self._init_factors(rng, data.n_users)
         self.item_factors_ = self._init_factors(rng, data.n_items)
         self.global_mean_ = 0.0
         self.user_bias_ = self.item_bias_ = None
+        self._train(data, progress, self.max_iter)
+
+    def _train(self, data: Interactions, progress: bool, n_iter: int) -> None:
+        """Alternate ``n_iter`` times from the current factors."""
+        by_user = data.to_scipy().copy()
+        by_user.data = self._confidence(by_user.data)
+        by_item = by_user.T.tocsr()
         users_rows, items_rows = _csr_parts(by_user), _csr_parts(by_item)
         normalizer = float(by_user.data.sum()) + data.n_users * data.n_items - data.nnz
 
@@ -355,10 +394,28 @@ class ImplicitALS(IterativeModel):
             return loss, {}
 
         with numba_threads(self.n_threads):
-            self._run_iterations(step, 1.0, None, progress, type(self).__name__)
+            self._run_iterations(step, 1.0, None, progress, type(self).__name__, n_iter=n_iter)
         if not self.calculate_loss:
             self.loss_history_ = {"train_loss": [float("nan")] * self.n_iter_,
                                   "validation_rmse": []}
+
+    def partial_fit(self, interactions: Interactions, *, max_iter: int | None = None,
+                    progress: bool = False) -> ImplicitALS:
+        """Add new interactions (new users and items too) and refine without starting over.
+
+        The new interactions are merged into those the model keeps (a repeated
+        pair takes the new weight), the id maps are extended, new users and
+        items start from small random vectors, and ``max_iter`` (default 3)
+        more alternations run from the current factors (warm-started CG).
+
+        Returns
+        -------
+        self
+        """
+        merged, n_users, n_items = self._merge_new(_as_implicit(interactions))
+        _grow(self, merged, n_users, n_items)
+        self._train(merged, progress, 3 if max_iter is None else max_iter)
+        return self
 
     def loss(self, rows: tuple) -> float:
         """The unnormalized objective (data term plus the penalty) for CSR ``rows``."""
@@ -377,6 +434,35 @@ class ImplicitALS(IterativeModel):
         implicit_cholesky(indptr, items.astype(np.int32), conf, self.item_factors_,
                           self._gram(self.item_factors_), self._row_reg(indptr), factors)
         return UserVector(factors[0], 0.0)
+
+
+def _as_implicit(interactions: Any) -> Any:
+    if isinstance(interactions, Interactions) and not interactions.is_implicit:
+        return interactions.to_implicit()
+    return interactions
+
+
+def _grow(model: Any, data: Interactions, n_users: int, n_items: int) -> None:
+    """Append rows for users and items first seen by ``partial_fit``.
+
+    New items start from small random vectors (seeded by the model's
+    ``random_state`` and its size, so a replay is reproducible); new users from
+    zeros, since the next half-step solves them from their interactions first.
+    """
+    rng = np.random.default_rng(
+        None if model.random_state is None or isinstance(model.random_state, np.random.Generator)
+        else [model.random_state, n_users, n_items])
+    k = model.n_factors
+    new_users, new_items = data.n_users - n_users, data.n_items - n_items
+    if new_users:
+        model.user_factors_ = np.vstack([model.user_factors_, np.zeros((new_users, k), np.float32)])
+        if model.user_bias_ is not None:
+            model.user_bias_ = np.concatenate([model.user_bias_, np.zeros(new_users, np.float32)])
+    if new_items:
+        fresh = rng.standard_normal((new_items, k), dtype=np.float32) * np.float32(model.init_std)
+        model.item_factors_ = np.vstack([model.item_factors_, fresh])
+        if model.item_bias_ is not None:
+            model.item_bias_ = np.concatenate([model.item_bias_, np.zeros(new_items, np.float32)])
 
 
 def _check_csr(matrix: Any) -> sp.csr_matrix:

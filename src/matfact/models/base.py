@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
 from matfact._kernels.topk import topk_rows
@@ -114,6 +113,42 @@ class Recommender(BaseEstimator):
             raise
         return self
 
+    def _merge_new(self, interactions: Interactions) -> tuple[Interactions, int, int]:
+        """Extend the id maps with ``interactions``' new ids and merge them into the data.
+
+        Returns the merged training data (a repeated pair takes the new value)
+        and the numbers of users and items the model knew before.
+        """
+        self._check_fitted()
+        new = self._check_training_data(interactions)
+        if new.is_implicit != self.is_implicit_:
+            kind = "implicit" if self.is_implicit_ else "explicit"
+            raise DataError(f"the model was fitted on {kind} data; partial_fit needs the same")
+        old_users, old_items = self.n_users_, self.n_items_
+        user_index = self.user_index_.extend(new.user_ids)
+        item_index = self.item_index_.extend(new.item_ids)
+        new = new._reindex(user_index, item_index)
+        old = self.seen_.tocoo()
+        users = np.concatenate([old.row, new.user_codes]).astype(np.int64)
+        items = np.concatenate([old.col, new.item_codes]).astype(np.int64)
+        values = np.concatenate([old.data, new.values]).astype(np.float32)
+        keys = users * len(item_index) + items
+        # Keep the last occurrence of each pair: the new value wins.
+        _, last = np.unique(keys[::-1], return_index=True)
+        keep = np.sort(len(keys) - 1 - last)
+        merged = Interactions(
+            users[keep], items[keep], user_index, item_index,
+            ratings=None if self.is_implicit_ else values[keep],
+            weights=values[keep] if self.is_implicit_ else None,
+            rating_scale=self.rating_scale_,
+        )
+        self.user_index_, self.item_index_ = user_index, item_index
+        self.seen_ = merged.to_scipy().copy()
+        if self.item_titles_ is not None and len(item_index) > old_items:
+            extra = item_index.ids[old_items:].astype(str)
+            self.item_titles_ = np.concatenate([self.item_titles_.astype(str), extra])
+        return merged, old_users, old_items
+
     def _clear_fitted_state(self) -> None:
         for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_")]:
             delattr(self, name)
@@ -124,10 +159,9 @@ class Recommender(BaseEstimator):
         self.item_index_ = data.item_index
         self.is_implicit_ = data.is_implicit
         self.rating_scale_ = None if data.is_implicit else data.rating_scale
-        seen = data.to_scipy()
-        self.seen_ = sp.csr_matrix(
-            (np.ones(seen.nnz, dtype=np.float32), seen.indices, seen.indptr), shape=seen.shape
-        )
+        # The training values ride along (ratings, or weights for implicit data):
+        # recommend only reads the pattern, partial_fit continues from the values.
+        self.seen_ = data.to_scipy().copy()
         self.item_titles_ = data.item_titles()
         self._fit(data, validation=validation, progress=progress)
 
