@@ -10,6 +10,7 @@ carry goals (an RMSE ceiling, a fit speed-up); the tables say whether each is me
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -394,6 +395,12 @@ def _tables(summaries: list[dict[str, Any]], repeats: int, n_folds: int,
                 fmt_ratio(_ratio(peer_fit, matfact_fit)),
                 fmt_seconds(peer and peer["prepare"]["median_s"]),
             ])
+    loads = "; ".join(
+        f"{s['case'] if len(s['case']) < 20 else s['case'].split(',')[0] + ', …)'}: "
+        f"{s['load_average_1min'][0]:.2f} → {s['load_average_1min'][1]:.2f}"
+        for s in summaries if "load_average_1min" in s)
+    if loads:
+        notes = [*notes, f"1-minute load average at the start → end of each row's runs: {loads}."]
     note_text = " ".join(notes)
     goal_note = ("Goals are judged on this table's figures: the mean RMSE over folds and the "
                  "ratio of the median fit times.")
@@ -467,6 +474,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         case_splits = splits[:case.quick_folds] if quick and case.quick_folds else splits
         if len(case_splits) < len(splits):
             notes.append(f"{case.name}: first {len(case_splits)} fold(s) only.")
+        load_start = os.getloadavg()[0]
         folds = []
         for fold, (train, test) in enumerate(case_splits):
             print(f"  {case.name} vs {case.peer} {case.peer_model}: fold {fold}", flush=True)
@@ -474,6 +482,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         print(f"  {case.name} vs {case.peer} {case.peer_model}: fixed split", flush=True)
         fixed = _measure(case, fixed_train, fixed_test, repeats, peer_repeats)
         summaries.append(_summarize(case, folds, fixed, peer_repeats))
+        summaries[-1]["load_average_1min"] = [load_start, os.getloadavg()[0]]
     if quick:
         notes.insert(0, f"Quick run: {len(splits)} of {N_FOLDS} folds, 1 repeat.")
     result = {

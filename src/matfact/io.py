@@ -46,8 +46,18 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.(indptr|indices|data))?$")
 
 def _json_scalar(value: Any) -> Any:
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None  # JSON has no NaN/inf; a missing value reads back as None
     return value
+
+
+def _json_clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_clean(v) for v in value]
+    return _json_scalar(value)
 
 
 def _split_state(model: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
@@ -64,7 +74,7 @@ def _split_state(model: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, 
         elif isinstance(value, tuple):
             kinds[name], state[name] = "tuple", [_json_scalar(v) for v in value]
         elif isinstance(value, (list, dict)):
-            kinds[name], state[name] = "json", json.loads(json.dumps(value, default=_json_scalar))
+            kinds[name], state[name] = "json", _json_clean(value)
         elif isinstance(value, IdIndex):
             kinds[name], arrays[name] = "index", value.ids
         elif sp.issparse(value):

@@ -84,6 +84,8 @@ def bpr_epoch(block_ptr, users, items, item_bounds, seen_indptr, seen_indices, u
         Σ −ln σ(x_ui − x_uj) over the updates made (measured before each).
     correct : int
         Pairs already ranked correctly (x_ui > x_uj) before their update.
+    updates : int
+        Pairs updated (positives whose user had seen every item drawn are skipped).
     """
     n_blocks = col_perm.shape[0]
     k = user_factors.shape[1]
@@ -92,6 +94,7 @@ def bpr_epoch(block_ptr, users, items, item_bounds, seen_indptr, seen_indices, u
     lam_b = np.float32(reg_bias)
     block_loss = np.zeros(n_blocks, dtype=np.float64)
     block_correct = np.zeros(n_blocks, dtype=np.int64)
+    block_updates = np.zeros(n_blocks, dtype=np.int64)
     for s in range(n_blocks):
         for b in numba.prange(n_blocks):
             c = col_perm[(b + s) % n_blocks]
@@ -101,6 +104,7 @@ def bpr_epoch(block_ptr, users, items, item_bounds, seen_indptr, seen_indices, u
             width = item_bounds[c + 1] - lo
             loss = 0.0
             correct = 0
+            updates = 0
             if width <= 1:
                 continue
             for idx in range(block_ptr[block], block_ptr[block + 1]):
@@ -118,6 +122,7 @@ def bpr_epoch(block_ptr, users, items, item_bounds, seen_indptr, seen_indices, u
                 x = item_bias[i] - item_bias[j]
                 for f in range(k):
                     x += user_factors[u, f] * (item_factors[i, f] - item_factors[j, f])
+                updates += 1
                 if x > 0:
                     correct += 1
                 # g = σ(−x) = 1 / (1 + e^x); −ln σ(x) = ln(1 + e^−x), computed stably
@@ -140,4 +145,5 @@ def bpr_epoch(block_ptr, users, items, item_bounds, seen_indptr, seen_indices, u
                     item_factors[j, f] = qj + lr * (-g * pu - lam * qj)
             block_loss[b] += loss
             block_correct[b] += correct
-    return block_loss.sum(), block_correct.sum()
+            block_updates[b] += updates
+    return block_loss.sum(), block_correct.sum(), block_updates.sum()

@@ -95,7 +95,7 @@ class ALS(IterativeModel):
     Notes
     -----
     :meth:`fold_in` is one user half-step for the new history (the same
-    solve as in training), and so is :meth:`update_users` (which stores it).
+    solve as in training); :meth:`partial_fit` merges new ratings and refines.
 
     References
     ----------
@@ -278,7 +278,7 @@ class ImplicitALS(IterativeModel):
     user_factors_, item_factors_ : ndarray, float32
     n_iter_ : int
     loss_history_ : dict
-        ``train_loss`` per iteration (NaN unless ``calculate_loss``).
+        ``train_loss`` per iteration (empty unless ``calculate_loss``).
 
     Notes
     -----
@@ -390,14 +390,14 @@ class ImplicitALS(IterativeModel):
         def step(iteration: int) -> tuple[float, dict]:
             self._solve(users_rows, self.item_factors_, self.user_factors_)
             self._solve(items_rows, self.user_factors_, self.item_factors_)
-            loss = self.loss(users_rows) / normalizer if self.calculate_loss else 0.0
+            loss = (self.loss(users_rows, items_rows) / normalizer if self.calculate_loss
+                    else 0.0)
             return loss, {}
 
         with numba_threads(self.n_threads):
             self._run_iterations(step, 1.0, None, progress, type(self).__name__, n_iter=n_iter)
         if not self.calculate_loss:
-            self.loss_history_ = {"train_loss": [float("nan")] * self.n_iter_,
-                                  "validation_rmse": []}
+            self.loss_history_ = {"train_loss": [], "validation_rmse": []}
 
     def partial_fit(self, interactions: Interactions, *, max_iter: int | None = None,
                     progress: bool = False) -> ImplicitALS:
@@ -417,14 +417,21 @@ class ImplicitALS(IterativeModel):
         self._train(merged, progress, 3 if max_iter is None else max_iter)
         return self
 
-    def loss(self, rows: tuple) -> float:
-        """The unnormalized objective (data term plus the penalty) for CSR ``rows``."""
-        indptr, indices, conf = rows
+    def loss(self, user_rows: tuple, item_rows: tuple) -> float:
+        """The unnormalized objective: data term plus ``Σ λ_u‖x_u‖² + Σ λ_i‖y_i‖²``.
+
+        ``user_rows`` / ``item_rows`` are the (indptr, indices, confidence) CSR
+        parts of the data by user and by item.
+        """
+        indptr, indices, conf = user_rows
         yty = self.item_factors_.T.astype(np.float64) @ self.item_factors_.astype(np.float64)
         data_term = implicit_loss(indptr, indices, conf, self.user_factors_,
                                   self.item_factors_, yty)
-        penalty = self.reg * (float(np.square(self.user_factors_, dtype=np.float64).sum())
-                              + float(np.square(self.item_factors_, dtype=np.float64).sum()))
+        penalty = 0.0
+        for rows, factors in ((user_rows, self.user_factors_), (item_rows, self.item_factors_)):
+            lam = self.reg + self._row_reg(rows[0]) if self.reg_exponent else self.reg
+            penalty += float(np.dot(np.broadcast_to(lam, len(factors)),
+                                    np.square(factors, dtype=np.float64).sum(axis=1)))
         return data_term + penalty
 
     def _fold_in(self, items: np.ndarray, values: np.ndarray) -> UserVector:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.stats import wishart
 
 from matfact._kernels.als import solve_rows
 from matfact._kernels.sgd import predict_pairs
 from matfact._threads import numba_threads
 from matfact.data.interactions import Interactions
+from matfact.exceptions import DataError
 from matfact.models._iterative import IterativeModel
 from matfact.models._params import (
     BOOLEAN,
@@ -163,7 +165,24 @@ class BayesianMF(IterativeModel):
         by_item = by_user.T.tocsr()
         parts = [(m.indptr.astype(np.int64), m.indices.astype(np.int32),
                   np.ascontiguousarray(m.data, dtype=np.float32)) for m in (by_user, by_item)]
-        mean = float(data.ratings.mean(dtype=np.float64)) if self.biased else 0.0
+        if data.has_weights:
+            # Sample weights scale each rating's precision: w α instead of α.
+            w = sp.csr_matrix((data.weights, (data.user_codes, data.item_codes)),
+                              shape=data.shape)
+            w.sort_indices()
+            row_weights = [np.ascontiguousarray(w.data, dtype=np.float32),
+                           np.ascontiguousarray(w.T.tocsr().data, dtype=np.float32)]
+            pair_weights = data.weights.astype(np.float64)
+            n_eff = float(pair_weights.sum())
+            if n_eff <= 0:
+                raise DataError("every sample weight is 0: nothing to learn from")
+            mean = float(np.dot(pair_weights, data.ratings)) / n_eff
+        else:
+            row_weights = [_EMPTY, _EMPTY]
+            pair_weights = None
+            n_eff = float(data.nnz)
+            mean = float(data.ratings.mean(dtype=np.float64))
+        mean = mean if self.biased else 0.0
         self.global_mean_ = mean
         user = rng.standard_normal((data.n_users, k), dtype=np.float32) * np.float32(self.init_std)
         item = rng.standard_normal((data.n_items, k), dtype=np.float32) * np.float32(self.init_std)
@@ -181,18 +200,20 @@ class BayesianMF(IterativeModel):
         def step(iteration: int) -> tuple[float, dict]:
             nonlocal alpha
             hyper = []
-            for rows, own, own_b, other, other_b in ((parts[0], user, user_b, item, item_b),
-                                                     (parts[1], item, item_b, user, user_b)):
+            for rows, weights, own, own_b, other, other_b in (
+                    (parts[0], row_weights[0], user, user_b, item, item_b),
+                    (parts[1], row_weights[1], item, item_b, user, user_b)):
                 mu, precision = _sample_hyper(vectors(own, own_b), self.beta0, d, w0_inv, rng)
                 hyper.append((mu, precision))
                 noise = rng.standard_normal((own.shape[0], d))
                 indptr, indices, values = rows
-                solve_rows(indptr, indices, values, _EMPTY, other, other_b, self.biased, mean,
+                solve_rows(indptr, indices, values, weights, other, other_b, self.biased, mean,
                            alpha, precision, precision @ mu, False, noise, own, own_b)
             pred = predict_pairs(pairs[0], pairs[1], user, item, user_b, item_b, mean,
                                  self.biased)
-            sse = float(np.square(pairs[2] - pred).sum())
-            alpha = rng.gamma(self.alpha_shape + data.nnz / 2.0,
+            errors = np.square(pairs[2] - pred)
+            sse = float(errors.sum() if pair_weights is None else np.dot(pair_weights, errors))
+            alpha = rng.gamma(self.alpha_shape + n_eff / 2.0,
                               1.0 / (self.alpha_rate + sse / 2.0))
             if iteration >= self.burn_in and (iteration - self.burn_in) % self.thin == 0:
                 kept["user"].append(user.copy())
@@ -205,7 +226,7 @@ class BayesianMF(IterativeModel):
         self._publisher = lambda: self._publish(kept)
         try:
             with numba_threads(self.n_threads):
-                self._run_iterations(step, float(data.nnz), validation, progress, "BayesianMF")
+                self._run_iterations(step, n_eff, validation, progress, "BayesianMF")
         finally:
             self._publisher = None
         self.alpha_ = float(alpha)

@@ -46,6 +46,8 @@ class BPR(IterativeModel):
         Epochs.
     init_std : float, default=0.01
     n_blocks : int, default=16
+        Groups per side of the block grid (fewer if the catalogue has under
+        ``2 × n_blocks`` items, so every group can supply negatives).
     max_tries : int, default=20
         Draws before a positive is skipped for want of an unseen item.
     random_state : int, Generator or None, default=None
@@ -113,8 +115,10 @@ class BPR(IterativeModel):
         self.user_factors_ = self._init_factors(rng, data.n_users)
         self.item_factors_ = self._init_factors(rng, data.n_items)
         self.item_bias_ = np.zeros(data.n_items, np.float32)
+        # Every item group needs two items at least, or its positives get no negative.
+        self.n_blocks_ = max(1, min(self.n_blocks, data.n_items // 2))
         layout = blocked_ratings(data.user_codes, data.item_codes, data.n_users, data.n_items,
-                                 self.n_blocks, rng)
+                                 self.n_blocks_, rng)
         user_pos, item_pos = layout.user_position, layout.item_position
         users = user_pos[data.user_codes[layout.order]].astype(np.int32)
         items = item_pos[data.item_codes[layout.order]].astype(np.int32)
@@ -130,17 +134,18 @@ class BPR(IterativeModel):
         item_factors[item_pos] = self.item_factors_
         item_bias = np.zeros(data.n_items, np.float32)
         self.pairs_correct_ = []
-        n_pairs = max(data.nnz, 1)
+        n_blocks = self.n_blocks_
 
         def step(iteration: int) -> tuple[float, dict]:
-            col_perm = rng.permutation(self.n_blocks).astype(np.int64)
-            seeds = rng.integers(0, 2**63, self.n_blocks**2, dtype=np.uint64)
-            loss, correct = bpr_epoch(layout.block_ptr, users, items, layout.item_bounds,
-                                      seen_indptr, seen_indices, user_factors, item_factors,
-                                      item_bias, self.learning_rate, self.reg, self.reg_bias,
-                                      col_perm, seeds, self.max_tries)
-            self.pairs_correct_.append(correct / n_pairs)
-            return loss / n_pairs, {"pairs_correct": correct / n_pairs}
+            col_perm = rng.permutation(n_blocks).astype(np.int64)
+            seeds = rng.integers(0, 2**63, n_blocks**2, dtype=np.uint64)
+            loss, correct, updates = bpr_epoch(
+                layout.block_ptr, users, items, layout.item_bounds, seen_indptr, seen_indices,
+                user_factors, item_factors, item_bias, self.learning_rate, self.reg,
+                self.reg_bias, col_perm, seeds, self.max_tries)
+            pairs = max(int(updates), 1)
+            self.pairs_correct_.append(correct / pairs)
+            return loss / pairs, {"pairs_correct": correct / pairs, "pairs": int(updates)}
 
         def publish() -> None:
             self.user_factors_ = user_factors[user_pos]
