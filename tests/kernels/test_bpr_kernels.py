@@ -164,7 +164,7 @@ def test_bpr_epoch_matches_reference(seed, n_blocks):
                                strict=True):
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, err_msg=name)
         assert np.abs(got - problem[name]).max() > 1e-3, f"{name} must have been updated"
-    for (loss, correct, updates), (ref_loss, ref_correct) in results:
+    for (loss, correct, _updates), (ref_loss, ref_correct) in results:
         assert loss == pytest.approx(ref_loss, rel=1e-4)
         assert correct == ref_correct
     made_per_epoch = sum(j >= 0 for _, _, j in negatives) / len(results)
