@@ -161,7 +161,7 @@ class Recommender(BaseEstimator):
         self.rating_scale_ = None if data.is_implicit else data.rating_scale
         # The training values ride along (ratings, or weights for implicit data):
         # recommend only reads the pattern, partial_fit continues from the values.
-        self.seen_ = data.to_scipy().copy()
+        self.seen_ = data.to_scipy()  # shared with the data's cache; never modified in place
         self.item_titles_ = data.item_titles()
         self._fit(data, validation=validation, progress=progress)
 
