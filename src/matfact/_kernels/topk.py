@@ -26,6 +26,28 @@ def _before(score_a, index_a, score_b, index_b):
     return score_a > score_b or (score_a == score_b and index_a < index_b)
 
 
+@numba.njit(cache=True, inline="always")
+def _sift_down(heap_val, heap_idx, size, value, index):
+    """Place (value, index) at the root of a heap of ``size`` and restore the heap."""
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        # The worse-ranked child moves up if the new entry ranks before it.
+        if child + 1 < size and _before(heap_val[child], heap_idx[child],
+                                        heap_val[child + 1], heap_idx[child + 1]):
+            child += 1
+        if _before(value, index, heap_val[child], heap_idx[child]):
+            heap_val[pos] = heap_val[child]
+            heap_idx[pos] = heap_idx[child]
+            pos = child
+        else:
+            break
+    heap_val[pos] = value
+    heap_idx[pos] = index
+
+
 @numba.njit(cache=True, parallel=True)
 def topk_rows(scores, exclude_indptr, exclude_indices, n):
     """Best ``n`` columns of each row of ``scores``, skipping excluded columns.
@@ -72,42 +94,10 @@ def topk_rows(scores, exclude_indptr, exclude_indices, n):
                 heap_val[pos] = s
                 heap_idx[pos] = j
             elif _before(s, j, heap_val[0], heap_idx[0]):
-                pos = 0
-                while True:  # sift down the replaced root
-                    child = 2 * pos + 1
-                    if child >= size:
-                        break
-                    if child + 1 < size and _before(heap_val[child], heap_idx[child],
-                                                    heap_val[child + 1], heap_idx[child + 1]):
-                        child += 1
-                    if _before(s, j, heap_val[child], heap_idx[child]):
-                        heap_val[pos] = heap_val[child]
-                        heap_idx[pos] = heap_idx[child]
-                        pos = child
-                    else:
-                        break
-                heap_val[pos] = s
-                heap_idx[pos] = j
+                _sift_down(heap_val, heap_idx, size, s, j)
         # Pop worst-first into the tail of the output row.
         for slot in range(size - 1, -1, -1):
             out_val[r, slot] = heap_val[0]
             out_idx[r, slot] = heap_idx[0]
-            last_val = heap_val[slot]
-            last_idx = heap_idx[slot]
-            pos = 0
-            while True:
-                child = 2 * pos + 1
-                if child >= slot:
-                    break
-                if child + 1 < slot and _before(heap_val[child], heap_idx[child],
-                                                heap_val[child + 1], heap_idx[child + 1]):
-                    child += 1
-                if _before(last_val, last_idx, heap_val[child], heap_idx[child]):
-                    heap_val[pos] = heap_val[child]
-                    heap_idx[pos] = heap_idx[child]
-                    pos = child
-                else:
-                    break
-            heap_val[pos] = last_val
-            heap_idx[pos] = last_idx
+            _sift_down(heap_val, heap_idx, slot, heap_val[slot], heap_idx[slot])
     return out_idx, out_val
