@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -157,8 +155,9 @@ def test_truth_arrays_are_read_only():
 
 
 @pytest.mark.slow
-def test_ten_million_ratings_in_seconds():
-    start = time.perf_counter()
+def test_ten_million_ratings():
+    # The benchmark scale: exact count, distinct pairs (its speed is measured in benchmarks/).
     data = make_synthetic(100_000, 20_000, 10_000_000)
     assert data.nnz == 10_000_000
-    assert time.perf_counter() - start < 30
+    keys = data.user_codes.astype(np.int64) * data.n_items + data.item_codes
+    assert len(np.unique(keys)) == data.nnz
