@@ -31,6 +31,8 @@ __all__ = [
     "data_home",
     "load_ml100k",
     "timed",
+    "OtherCpu",
+    "wait_for_quiet",
     "environment",
     "write_results",
     "fmt_seconds",
@@ -49,6 +51,10 @@ RESULTS_DIR = ROOT / "benchmarks" / "results"
 DOCS_FILE = ROOT / "docs" / "benchmarks.md"
 #: Where the real datasets live when ``MATFACT_DATA`` is unset (the Makefile's ``SHARED_DATA``).
 DEFAULT_DATA_HOME = ROOT.parent / "shared" / "data"
+#: Longest wait (seconds) for other processes to leave the CPUs before a timed measurement.
+QUIET_WAIT_S = 60.0
+#: Other processes count as quiet below this many cores' worth of CPU.
+QUIET_CORES = 0.3
 #: Distribution names of the peer libraries (the ``bench`` extra, plus LightFM).
 PEER_PACKAGES = ("scikit-surprise", "implicit", "lightfm", "myfm", "pyspark")
 
@@ -139,6 +145,61 @@ def timed(func: Callable[[], Any], repeats: int = 1) -> tuple[Timing, Any]:
         result = func()
         times.append(time.perf_counter() - start)
     return Timing(tuple(times)), result
+
+
+# ------------------------------------------------------------------------------------ contention
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine spent busy since boot (all cores), from /proc/stat."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system  # every thread of this process
+
+
+class OtherCpu:
+    """How many cores other processes kept busy, on average, since the meter was started.
+
+    The machine's busy CPU time (``/proc/stat``) minus this process's own (all its
+    threads), divided by the wall time: 0 on an otherwise idle machine, 1 when another
+    job keeps one core busy. ``None`` where ``/proc/stat`` is unavailable.
+    """
+
+    def __init__(self) -> None:
+        self._start = (time.perf_counter(), _busy_cpu_seconds(), _own_cpu_seconds())
+
+    def cores(self) -> float | None:
+        wall0, busy0, own0 = self._start
+        busy = _busy_cpu_seconds()
+        if busy is None or busy0 is None:
+            return None
+        wall = time.perf_counter() - wall0
+        return max(0.0, (busy - busy0 - (_own_cpu_seconds() - own0)) / wall) if wall > 0 else 0.0
+
+
+def wait_for_quiet(max_wait: float = QUIET_WAIT_S, cores: float = QUIET_CORES,
+                   check: float = 1.0) -> dict[str, Any]:
+    """Sleep until other processes use less than ``cores`` cores over ``check`` seconds.
+
+    Gives up after ``max_wait`` seconds (0: one check, no waiting). Returns ``waited_s``,
+    ``quiet`` (whether the threshold was reached) and ``others_cores`` (the last check).
+    """
+    start = time.perf_counter()
+    while True:
+        meter = OtherCpu()
+        time.sleep(check)
+        others = meter.cores()
+        waited = time.perf_counter() - start
+        if others is None or others < cores or waited >= max_wait:
+            return {"waited_s": waited, "quiet": others is None or others < cores,
+                    "others_cores": others}
 
 
 # ------------------------------------------------------------------------------------ environment

@@ -10,7 +10,6 @@ carry goals (an RMSE ceiling, a fit speed-up); the tables say whether each is me
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -19,12 +18,16 @@ import pandas as pd
 
 import matfact
 from benchmarks.common import (
+    QUIET_CORES,
+    QUIET_WAIT_S,
+    OtherCpu,
     environment,
     fmt_ratio,
     fmt_seconds,
     load_ml100k,
     print_tables,
     timed,
+    wait_for_quiet,
 )
 from matfact.evaluation.metrics import rmse
 
@@ -222,6 +225,13 @@ PROTOCOL = f"""\
   Prediction of the test rows is timed the same way. The speed ratio is peer time / matfact
   time (> 1: matfact is faster). `--quick` fits the `SVDPlusPlus()` case on the first fold
   only (and the fixed split).
+- **Shared machine**: before each split of each case the run waits, up to {QUIET_WAIT_S:.0f} s,
+  until other processes use less than {QUIET_CORES:g} cores over a 1 s check (`--quick`
+  does not wait), and it records the CPU they used while each library was measured (the
+  machine's busy time in `/proc/stat` minus this process's own `os.times()`, per second of
+  wall time). matfact's `BiasedMF` runs its epochs on both cores in 16 short parallel steps
+  each, so a competing job can slow its fits many times over; the single-threaded peers and
+  `SVDPlusPlus` are hit far less.
 - **Spread**: RMSE mean ± standard deviation over folds (population std, `ddof=0`, as
   Surprise's `cross_validate`).
 """
@@ -235,10 +245,16 @@ def _missing_peer(peer: Peer) -> str | None:
     return None
 
 
-def _measure(case: Case, train: Any, test: Any, repeats: int,
-             peer_repeats: int) -> dict[str, Any]:
-    """Fit and score ``case`` on one split, both libraries on the same rows."""
+def _measure(case: Case, train: Any, test: Any, repeats: int, peer_repeats: int,
+             wait: bool) -> dict[str, Any]:
+    """Fit and score ``case`` on one split, both libraries on the same rows.
+
+    With ``wait``, first wait (up to :data:`~benchmarks.common.QUIET_WAIT_S`) for other
+    processes to leave the CPUs; either way, record how busy they kept them during each side.
+    """
     users, items, truth = test.users, test.items, test.ratings
+    quiet = wait_for_quiet() if wait else None
+    meter = OtherCpu()
     fit_time, model = timed(lambda: case.make_matfact().fit(train, progress=False), repeats)
     predict_time, predictions = timed(lambda: model.predict(users, items), repeats)
     out: dict[str, Any] = {
@@ -247,10 +263,13 @@ def _measure(case: Case, train: Any, test: Any, repeats: int,
         "matfact": {"rmse": rmse(truth, predictions), "fit": fit_time.to_dict(),
                     "predict": predict_time.to_dict()},
         "peer": None,
+        "quiet_wait": quiet,
+        "others_cores": {"matfact": meter.cores(), "peer": None},
     }
     peer = PEERS[case.peer]
     if _missing_peer(peer):
         return out
+    meter = OtherCpu()
     frame = train.to_pandas()
     prepare_time, prepared = timed(lambda: peer.prepare(frame, train.rating_scale), repeats)
     peer_fit_time, peer_model = timed(lambda: peer.fit(case.make_peer(), prepared),
@@ -259,6 +278,7 @@ def _measure(case: Case, train: Any, test: Any, repeats: int,
         lambda: peer.predict(peer_model, users, items), peer_repeats)
     out["peer"] = {"rmse": rmse(truth, peer_predictions), "prepare": prepare_time.to_dict(),
                    "fit": peer_fit_time.to_dict(), "predict": peer_predict_time.to_dict()}
+    out["others_cores"]["peer"] = meter.cores()
     out["max_abs_prediction_difference"] = float(np.abs(predictions - peer_predictions).max())
     return out
 
@@ -353,6 +373,29 @@ def _summarize(case: Case, folds: list[dict[str, Any]], fixed: dict[str, Any],
     }
 
 
+def _others(measure: dict[str, Any]) -> str:
+    cores = measure.get("others_cores") or {}
+    return " / ".join("—" if cores.get(side) is None else f"{cores[side]:.2f}"
+                      for side in ("matfact", "peer"))
+
+
+def _contention_note(summaries: list[dict[str, Any]]) -> str:
+    measures = [m for s in summaries for m in [*s["folds"], s["fixed"]]]
+    values = [v for m in measures for v in (m.get("others_cores") or {}).values()
+              if v is not None]
+    if not values:
+        return ""
+    text = (f"Other processes' CPU use during the timed runs (cores, from /proc/stat, per "
+            f"library and split): median {np.median(values):.2f}, max {max(values):.2f}.")
+    waited = [m["quiet_wait"] for m in measures if m.get("quiet_wait")]
+    if waited:
+        timed_out = sum(not w["quiet"] for w in waited)
+        text += (f" Each split first waited up to {QUIET_WAIT_S:.0f} s for them to drop below "
+                 f"{QUIET_CORES:g} cores; the wait timed out before {timed_out} of "
+                 f"{len(waited)} splits.")
+    return text
+
+
 def _runs(repeats: int) -> str:
     return f"median of {repeats}" if repeats > 1 else "1 run"
 
@@ -380,7 +423,7 @@ def _tables(summaries: list[dict[str, Any]], repeats: int, n_folds: int,
             *pair, _rmse(fixed["matfact"]["rmse"]), _rmse(peer and peer["rmse"]),
             _rmse(s["reference_rmse"]), fmt_seconds(matfact_fit), fmt_seconds(peer_fit),
             fmt_seconds(s["reference_fit_s"]), fmt_ratio(_ratio(peer_fit, matfact_fit)),
-            s["goal"], _met_text(s["goals_met_fixed"]),
+            s["goal"], _met_text(s["goals_met_fixed"]), _others(fixed),
         ])
         for fold, m in enumerate(s["folds"]):
             peer = m["peer"]
@@ -393,14 +436,9 @@ def _tables(summaries: list[dict[str, Any]], repeats: int, n_folds: int,
                 "—" if diff is None else f"{diff:.1e}",
                 fmt_seconds(matfact_fit), fmt_seconds(peer_fit),
                 fmt_ratio(_ratio(peer_fit, matfact_fit)),
-                fmt_seconds(peer and peer["prepare"]["median_s"]),
+                fmt_seconds(peer and peer["prepare"]["median_s"]), _others(m),
             ])
-    loads = "; ".join(
-        f"{s['case'] if len(s['case']) < 20 else s['case'].split(',')[0] + ', …)'}: "
-        f"{s['load_average_1min'][0]:.2f} → {s['load_average_1min'][1]:.2f}"
-        for s in summaries if "load_average_1min" in s)
-    if loads:
-        notes = [*notes, f"1-minute load average at the start → end of each row's runs: {loads}."]
+    notes = [*notes, _contention_note(summaries)]
     note_text = " ".join(notes)
     goal_note = ("Goals are judged on this table's figures: the mean RMSE over folds and the "
                  "ratio of the median fit times.")
@@ -421,7 +459,8 @@ def _tables(summaries: list[dict[str, Any]], repeats: int, n_folds: int,
             "columns": ["matfact", "peer", "RMSE matfact", "RMSE peer",
                         "RMSE peer quoted in the issue", f"fit matfact ({of})",
                         f"fit peer ({peer_of})", "fit peer quoted in the issue",
-                        "fit speed ratio (peer / matfact)", "goal", "met"],
+                        "fit speed ratio (peer / matfact)", "goal", "met",
+                        "other processes' CPU, matfact / peer runs (cores)"],
             "rows": fixed_rows,
             "note": "Goals are judged on this split's RMSE and fit times.",
         },
@@ -430,7 +469,8 @@ def _tables(summaries: list[dict[str, Any]], repeats: int, n_folds: int,
             "columns": ["matfact", "fold", "train / test ratings", "RMSE matfact", "RMSE peer",
                         "max abs. prediction difference", f"fit matfact ({of})",
                         f"fit peer ({peer_of})", "fit speed ratio (peer / matfact)",
-                        f"peer trainset build ({of})"],
+                        f"peer trainset build ({of})",
+                        "other processes' CPU, matfact / peer runs (cores)"],
             "rows": fold_rows,
             "note": ("The max. abs. prediction difference is near zero only where both "
                      "libraries fit the same deterministic model (Baseline); the SGD models "
@@ -474,15 +514,13 @@ def run(quick: bool = False) -> dict[str, Any]:
         case_splits = splits[:case.quick_folds] if quick and case.quick_folds else splits
         if len(case_splits) < len(splits):
             notes.append(f"{case.name}: first {len(case_splits)} fold(s) only.")
-        load_start = os.getloadavg()[0]
         folds = []
         for fold, (train, test) in enumerate(case_splits):
             print(f"  {case.name} vs {case.peer} {case.peer_model}: fold {fold}", flush=True)
-            folds.append(_measure(case, train, test, repeats, peer_repeats))
+            folds.append(_measure(case, train, test, repeats, peer_repeats, not quick))
         print(f"  {case.name} vs {case.peer} {case.peer_model}: fixed split", flush=True)
-        fixed = _measure(case, fixed_train, fixed_test, repeats, peer_repeats)
+        fixed = _measure(case, fixed_train, fixed_test, repeats, peer_repeats, not quick)
         summaries.append(_summarize(case, folds, fixed, peer_repeats))
-        summaries[-1]["load_average_1min"] = [load_start, os.getloadavg()[0]]
     if quick:
         notes.insert(0, f"Quick run: {len(splits)} of {N_FOLDS} folds, 1 repeat.")
     result = {

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import importlib.util
-import os
 import statistics
 import time
 from typing import Any
@@ -21,7 +20,16 @@ import numpy as np
 
 import matfact
 import matfact.models.sgd as sgd_module
-from benchmarks.common import environment, fmt_ratio, fmt_seconds, print_tables
+from benchmarks.common import (
+    QUIET_CORES,
+    QUIET_WAIT_S,
+    OtherCpu,
+    environment,
+    fmt_ratio,
+    fmt_seconds,
+    print_tables,
+    wait_for_quiet,
+)
 from benchmarks.rating import PEERS
 from matfact.evaluation.metrics import rmse
 
@@ -98,6 +106,12 @@ PROTOCOL = f"""\
   {GOAL_RMSE_GAP} of Surprise's. Judged at each size of the run. ✓ met, ✗ not met.
 - **Timing**: wall clock (`time.perf_counter`) after `gc.collect()`, one process, the two
   libraries one after the other (never concurrently), on the 2-core machine described above.
+  The machine is shared: before each timed fit (matfact's 3- and {RMSE_EPOCHS}-epoch fits,
+  Surprise's t₁/t₄ pair and its {RMSE_EPOCHS}-epoch fit) the run waits, up to
+  {QUIET_WAIT_S:.0f} s, until other processes use less than {QUIET_CORES:g} cores over a 1 s
+  check, and it records the CPU they used during each timing (the machine's busy time in
+  `/proc/stat` minus this process's own `os.times()`, per second of wall time), shown next to
+  the figures. `--quick` neither waits nor checks beforehand.
 """
 
 
@@ -132,15 +146,19 @@ def _biasedmf(max_iter: int, n_threads: int) -> Any:
                             max_iter=max_iter, n_threads=n_threads)
 
 
-def _fit_matfact(train: Any, max_iter: int, n_threads: int) -> tuple[Any, dict[str, Any]]:
+def _fit_matfact(train: Any, max_iter: int, n_threads: int,
+                 wait: bool = False) -> tuple[Any, dict[str, Any]]:
     epochs: list[float] = []
+    quiet = wait_for_quiet() if wait else None
     gc.collect()
+    meter = OtherCpu()
     start = time.perf_counter()
     model = _biasedmf(max_iter, n_threads).fit(
         train, progress=False, callback=lambda epoch, info: epochs.append(info["seconds"]))
     wall = time.perf_counter() - start
     return model, {"n_threads": n_threads, "epochs": max_iter, "wall_s": wall,
-                   "epoch_s": epochs, "preparation_s": wall - sum(epochs)}
+                   "epoch_s": epochs, "preparation_s": wall - sum(epochs),
+                   "quiet_wait": quiet, "others_cores": meter.cores()}
 
 
 def _warm_up(train: Any) -> tuple[dict[str, Any], int | None]:
@@ -169,19 +187,19 @@ def _identical(a: Any, b: Any) -> bool:
                and getattr(a, n).tobytes() == getattr(b, n).tobytes() for n in names)
 
 
-def _measure_matfact(train: Any, test: Any) -> dict[str, Any]:
+def _measure_matfact(train: Any, test: Any, wait: bool) -> dict[str, Any]:
     warm_up, visits = _warm_up(train)
     out: dict[str, Any] = {"warm_up": warm_up, "visits": visits, "timed": {}, "rmse_fit": {},
                            "rmse": {}}
     for n_threads in THREADS:
         print(f"    matfact: {TIMED_EPOCHS} epochs, {_threads(n_threads)}", flush=True)
-        _, fit = _fit_matfact(train, TIMED_EPOCHS, n_threads)
+        _, fit = _fit_matfact(train, TIMED_EPOCHS, n_threads, wait)
         fit["epoch_median_s"] = statistics.median(fit["epoch_s"])
         out["timed"][n_threads] = fit
     models = {}
     for n_threads in THREADS:
         print(f"    matfact: {RMSE_EPOCHS} epochs, {_threads(n_threads)}", flush=True)
-        models[n_threads], fit = _fit_matfact(train, RMSE_EPOCHS, n_threads)
+        models[n_threads], fit = _fit_matfact(train, RMSE_EPOCHS, n_threads, wait)
         out["rmse_fit"][n_threads] = fit
         out["rmse"][n_threads] = rmse(test.ratings, models[n_threads].predict(test.users,
                                                                               test.items))
@@ -199,7 +217,7 @@ def _timed_once(func: Any) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def _measure_surprise(train: Any, test: Any) -> dict[str, Any]:
+def _measure_surprise(train: Any, test: Any, wait: bool) -> dict[str, Any]:
     from surprise import SVD
 
     peer = PEERS["Surprise"]
@@ -214,17 +232,45 @@ def _measure_surprise(train: Any, test: Any) -> dict[str, Any]:
     frames.clear()  # the DataFrame is not needed any more (memory, at 10M ratings)
     print("    Surprise: warm-up, 1 and 4 epochs", flush=True)
     warm_s, _ = _timed_once(lambda: make(1).fit(trainset))
+    quiet = wait_for_quiet() if wait else None
+    meter = OtherCpu()
     t1, _ = _timed_once(lambda: make(1).fit(trainset))
     t4, _ = _timed_once(lambda: make(4).fit(trainset))
+    others = meter.cores()
     print(f"    Surprise: {RMSE_EPOCHS} epochs", flush=True)
+    rmse_quiet = wait_for_quiet() if wait else None
+    meter = OtherCpu()
     t_rmse, model = _timed_once(lambda: make(RMSE_EPOCHS).fit(trainset))
+    rmse_others = meter.cores()
     predictions = peer.predict(model, test.users, test.items)
     return {"trainset_build_s": build_s, "warm_up_s": warm_s, "fit_1_epoch_s": t1,
-            "fit_4_epochs_s": t4, "epoch_s": (t4 - t1) / 3, "rmse_fit_s": t_rmse,
-            "rmse": rmse(test.ratings, predictions)}
+            "fit_4_epochs_s": t4, "epoch_s": (t4 - t1) / 3, "quiet_wait": quiet,
+            "others_cores": others, "rmse_fit_s": t_rmse, "rmse_quiet_wait": rmse_quiet,
+            "rmse_others_cores": rmse_others, "rmse": rmse(test.ratings, predictions)}
 
 
 # ------------------------------------------------------------------------------------ report
+def _cores(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _contention_note(sizes: list[dict[str, Any]]) -> str:
+    waits = []
+    for s in sizes:
+        fits = [*s["matfact"]["timed"].values(), *s["matfact"]["rmse_fit"].values()]
+        waits += [f["quiet_wait"] for f in fits]
+        if s["surprise"]:
+            waits += [s["surprise"]["quiet_wait"], s["surprise"]["rmse_quiet_wait"]]
+    waits = [w for w in waits if w]
+    text = ("The last column is the CPU other processes used during the timed fits (cores, "
+            "from /proc/stat; 1.00 = another job kept one of the 2 cores busy).")
+    if waits:
+        text += (f" Each timed fit first waited up to {QUIET_WAIT_S:.0f} s for them to drop "
+                 f"below {QUIET_CORES:g} cores; the wait timed out before "
+                 f"{sum(not w['quiet'] for w in waits)} of {len(waits)} fits.")
+    return text
+
+
 def _label(n: int) -> str:
     return f"{n / 1e6:g}M"
 
@@ -247,10 +293,12 @@ def _tables(sizes: list[dict[str, Any]], notes: list[str]) -> list[dict[str, Any
             epoch = ours["timed"][n_threads]["epoch_median_s"]
             epoch_rows.append([label, f"{n_train:,}", f"matfact BiasedMF, {_threads(n_threads)}",
                                fmt_seconds(epoch), _rate(n_train / epoch),
-                               fmt_ratio(peer_epoch and peer_epoch / epoch)])
+                               fmt_ratio(peer_epoch and peer_epoch / epoch),
+                               _cores(ours["timed"][n_threads]["others_cores"])])
         epoch_rows.append([label, f"{n_train:,}", "Surprise SVD (1 thread)",
                            fmt_seconds(peer_epoch), _rate(peer_epoch and n_train / peer_epoch),
-                           fmt_ratio(1.0) if theirs else "—"])
+                           fmt_ratio(1.0) if theirs else "—",
+                           _cores(theirs and theirs["others_cores"])])
         speedup = ours["timed"][1]["epoch_median_s"] / ours["timed"][2]["epoch_median_s"]
         prep_rows.append([label, fmt_seconds(ours["preparation_median_s"]),
                           fmt_seconds(ours["warm_up"]["wall_s"]),
@@ -263,7 +311,9 @@ def _tables(sizes: list[dict[str, Any]], notes: list[str]) -> list[dict[str, Any
                           "—" if not theirs else f"{theirs['rmse']:.4f}",
                           "—" if gap is None else f"{gap:.4f}",
                           fmt_seconds(ours["rmse_fit"][2]["wall_s"]),
-                          fmt_seconds(theirs and theirs["rmse_fit_s"])])
+                          fmt_seconds(theirs and theirs["rmse_fit_s"]),
+                          f"{_cores(ours['rmse_fit'][2]['others_cores'])} / "
+                          f"{_cores(theirs and theirs['rmse_others_cores'])}"])
         epoch2 = ours["timed"][2]["epoch_median_s"]
         if ours["visits"] is not None:
             n_bytes = bytes_per_epoch(n_train, ours["visits"])
@@ -289,7 +339,8 @@ def _tables(sizes: list[dict[str, Any]], notes: list[str]) -> list[dict[str, Any
             "title": f"Time per SGD epoch, k = {K}",
             "columns": ["data", "training ratings", "implementation",
                         f"epoch time (matfact: median of {TIMED_EPOCHS}; Surprise: (t₄ − t₁)/3)",
-                        "ratings/s", "speed vs Surprise (Surprise epoch / epoch)"],
+                        "ratings/s", "speed vs Surprise (Surprise epoch / epoch)",
+                        "other processes' CPU during the timing (cores)"],
             "rows": epoch_rows,
             "note": ("matfact's epoch is the kernel call as timed inside `fit` (callback "
                      "`info[\"seconds\"]`); Surprise's is the difference of a 4-epoch and a "
@@ -309,7 +360,8 @@ def _tables(sizes: list[dict[str, Any]], notes: list[str]) -> list[dict[str, Any
             "columns": ["data", "matfact, 2 threads", "matfact, 1 thread",
                         "matfact factors bitwise identical (1 vs 2 threads)", "Surprise SVD",
                         "abs. difference (2 threads vs Surprise)", f"matfact {RMSE_EPOCHS}-epoch fit (2 threads)",
-                        f"Surprise {RMSE_EPOCHS}-epoch fit"],
+                        f"Surprise {RMSE_EPOCHS}-epoch fit",
+                        "other processes' CPU during those two fits (cores)"],
             "rows": rmse_rows,
             "note": ("Each figure is one fit; the fit times include data preparation "
                      "(matfact) but not Surprise's trainset build."),
@@ -357,22 +409,18 @@ def run(quick: bool = False) -> dict[str, Any]:
         train, test = matfact.train_test_split(data, test_size=TEST_SIZE, strategy="random",
                                                random_state=SPLIT_SEED)
         del data
-        load_before = os.getloadavg()[0]
         print(f"  {_label(n_ratings)} ratings: matfact", flush=True)
-        ours = _measure_matfact(train, test)
+        ours = _measure_matfact(train, test, wait=not quick)
         theirs = None
         if has_surprise:
             print(f"  {_label(n_ratings)} ratings: Surprise", flush=True)
-            theirs = _measure_surprise(train, test)
+            theirs = _measure_surprise(train, test, wait=not quick)
         sizes.append({"n_ratings": n_ratings, "n_train": train.nnz, "n_test": test.nnz,
                       "n_users": train.n_users, "n_items": train.n_items,
-                      "load_average_1min": [load_before, os.getloadavg()[0]],
                       "matfact": ours, "surprise": theirs})
         del train, test
         gc.collect()
-    loads = "; ".join(f"{_label(s['n_ratings'])}: {s['load_average_1min'][0]:.2f} → "
-                      f"{s['load_average_1min'][1]:.2f}" for s in sizes)
-    notes.append(f"1-minute load average before → after each size (both libraries): {loads}.")
+    notes.append(_contention_note(sizes))
     if quick:
         notes.append("Quick run: 1M ratings only.")
     result = {

@@ -102,7 +102,7 @@ def run_both(problem: dict, *, weighted: bool, use_bias: bool, epochs: int = 2,
                 weights)
         got = sgd_epoch(*args, kernel["user_factors"], kernel["item_factors"],
                         kernel["user_bias"], kernel["item_bias"], mu, lr, reg, reg_bias,
-                        col_perm, use_bias)
+                        col_perm, use_bias, lr)
         want = sgd_reference(*args, ref["user_factors"], ref["item_factors"], ref["user_bias"],
                              ref["item_bias"], mu, lr, reg, reg_bias, col_perm, use_bias)
         losses.append((got, want))
@@ -140,7 +140,7 @@ def test_sgd_epoch_loss_is_online_weighted_sse():
     # lr tiny: every prediction stays ~μ over the epoch.
     sse = sgd_epoch(problem["block_ptr"], problem["users"], problem["items"],
                     problem["ratings"], problem["weights"], *zeros, 3.0, 1e-12, 0.1, 0.1,
-                    col_perm, True)
+                    col_perm, True, 1e-12)
     w, r = problem["weights"].astype(float), problem["ratings"].astype(float)
     assert sse == pytest.approx(float((w * (r - 3.0) ** 2).sum()), rel=1e-5)
 
@@ -165,8 +165,27 @@ def call_single(problem, lr, reg, reg_bias):
     sse = sgd_epoch(problem["block_ptr"], problem["users"], problem["items"], problem["ratings"],
                     problem["weights"], state["user_factors"], state["item_factors"],
                     state["user_bias"], state["item_bias"], 3.0, lr, reg, reg_bias,
-                    np.zeros(1, dtype=np.int64), True)
+                    np.zeros(1, dtype=np.int64), True, lr)
     return state, sse
+
+
+def test_bias_learning_rate_moves_only_the_biases():
+    """The biases step by lr_b, the factors by lr: one rating, checked by hand."""
+    problem = single_rating_problem(1.0)
+    state = {name: problem[name].copy() for name in
+             ("user_factors", "item_factors", "user_bias", "item_bias")}
+    lr, lr_b, mu = 0.1, 0.025, 3.0
+    u, i = 1, 2
+    p, q = problem["user_factors"][u].astype(float), problem["item_factors"][i].astype(float)
+    bu, bi = float(problem["user_bias"][u]), float(problem["item_bias"][i])
+    err = 4.5 - (mu + bu + bi + p @ q)
+    sgd_epoch(problem["block_ptr"], problem["users"], problem["items"], problem["ratings"],
+              np.zeros(0, np.float32), state["user_factors"], state["item_factors"],
+              state["user_bias"], state["item_bias"], mu, lr, 0.0, 0.0,
+              np.zeros(1, dtype=np.int64), True, lr_b)
+    assert state["user_bias"][u] == pytest.approx(bu + lr_b * err, rel=1e-5)
+    assert state["item_bias"][i] == pytest.approx(bi + lr_b * err, rel=1e-5)
+    np.testing.assert_allclose(state["user_factors"][u], p + lr * err * q, rtol=1e-5)
 
 
 def test_sgd_epoch_zero_weight_rating_has_no_data_influence():

@@ -33,6 +33,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from matfact._kernels._common import ordered_sum
+
 __all__ = ["solve_rows", "implicit_cg", "implicit_cholesky", "implicit_loss"]
 
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc", "afn"}
@@ -166,7 +168,7 @@ def solve_rows(indptr, indices, values, weights, other, other_bias, use_bias, gl
                 out_factors[u, f] = b[f]
             if use_bias:
                 out_bias[u] = b[k]
-    return failed.sum()
+    return ordered_sum(failed)
 
 
 @numba.njit(cache=True, fastmath=_FASTMATH)
@@ -329,4 +331,4 @@ def implicit_loss(indptr, indices, confidence, user_factors, item_factors, gram_
                 dot += user_factors[u, f] * item_factors[i, f]
             total += c * (1.0 - dot) ** 2 - dot * dot
         per_user[u] = total
-    return per_user.sum()
+    return ordered_sum(per_user)

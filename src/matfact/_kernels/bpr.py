@@ -21,6 +21,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from matfact._kernels._common import ordered_sum
+
 __all__ = ["bpr_epoch"]
 
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc", "afn"}
@@ -146,4 +148,4 @@ def bpr_epoch(block_ptr, users, items, item_bounds, seen_indptr, seen_indices, u
             block_loss[b] += loss
             block_correct[b] += correct
             block_updates[b] += updates
-    return block_loss.sum(), block_correct.sum(), block_updates.sum()
+    return ordered_sum(block_loss), ordered_sum(block_correct), ordered_sum(block_updates)

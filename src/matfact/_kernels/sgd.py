@@ -3,8 +3,8 @@
 Biased MF, one update per rating (Funk 2006; Koren, Bell & Volinsky 2009)::
 
     e    = w · (r - (μ + b_u + b_i + p_u·q_i))
-    b_u += lr · (e - λ_b · b_u)
-    b_i += lr · (e - λ_b · b_i)
+    b_u += lr_b · (e - λ_b · b_u)
+    b_i += lr_b · (e - λ_b · b_i)
     p_u += lr · (e · q_i - λ · p_u)          # both with the *old* p_u, q_i
     q_i += lr · (e · p_u - λ · q_i)
 
@@ -31,6 +31,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from matfact._kernels._common import ordered_sum
+
 __all__ = ["sgd_epoch", "svdpp_epoch", "predict_pairs"]
 
 # No "nnan"/"ninf": divergence must surface as NaN/inf in the loss.
@@ -40,7 +42,7 @@ _FASTMATH = {"nsz", "arcp", "contract", "reassoc", "afn"}
 @numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
 def sgd_epoch(block_ptr, users, items, ratings, weights, user_factors, item_factors,
               user_bias, item_bias, global_mean, learning_rate, reg, reg_bias,
-              col_perm, use_bias):
+              col_perm, use_bias, bias_learning_rate):
     """One epoch of biased-MF SGD over the blocked ratings; returns the weighted SSE.
 
     Parameters
@@ -57,6 +59,8 @@ def sgd_epoch(block_ptr, users, items, ratings, weights, user_factors, item_fact
     col_perm : int64 array of shape (B,)
         This epoch's pairing of row groups with column groups.
     use_bias : bool
+    bias_learning_rate : float
+        Step size of the bias updates (``lr_b`` below; the factors use ``lr``).
 
     Returns
     -------
@@ -66,6 +70,7 @@ def sgd_epoch(block_ptr, users, items, ratings, weights, user_factors, item_fact
     n_blocks = col_perm.shape[0]
     k = user_factors.shape[1]
     lr = np.float32(learning_rate)
+    lr_b = np.float32(bias_learning_rate)
     lam = np.float32(reg)
     lam_b = np.float32(reg_bias)
     mu = np.float32(global_mean)
@@ -104,8 +109,8 @@ def sgd_epoch(block_ptr, users, items, ratings, weights, user_factors, item_fact
                 sse += w * err * err
                 err *= w
                 if use_bias:
-                    bu += lr * (err - lam_b * bu)
-                    item_bias[i] += lr * (err - lam_b * item_bias[i])
+                    bu += lr_b * (err - lam_b * bu)
+                    item_bias[i] += lr_b * (err - lam_b * item_bias[i])
                 for f in range(k):
                     puf = pu[f]
                     qif = qi[f]
@@ -116,7 +121,7 @@ def sgd_epoch(block_ptr, users, items, ratings, weights, user_factors, item_fact
                 if use_bias:
                     user_bias[current] = bu
             block_sse[b] += sse
-    return block_sse.sum()
+    return ordered_sum(block_sse)
 
 
 @numba.njit(cache=True, fastmath=_FASTMATH)

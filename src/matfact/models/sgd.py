@@ -125,12 +125,16 @@ class BiasedMF(_SGDModel):
     max_iter : int, default=40
         Epochs (full passes over the ratings).
     learning_rate : float, default=0.01
-        SGD step size (at the first epoch, with ``schedule="decay"``).
+        SGD step size of the factors (at the first epoch, with ``schedule="decay"``).
+    learning_rate_bias : float or None, default=None
+        Step size of the biases; None means ``learning_rate / 4``. Slower biases
+        let the factors, rather than the biases, absorb the early error.
+        Follows the same schedule.
     reg : float, default=0.1
         :math:`\lambda`, L2 penalty on the factors, per rating.
     reg_bias : float, default=0.02
         :math:`\lambda_b`, L2 penalty on the biases, per rating.
-    init_std : float, default=0.05
+    init_std : float, default=0.02
         Factors start from :math:`\mathcal N(0, \text{init\_std}^2)`; biases from 0.
     biased : bool, default=True
         Learn :math:`\mu, b_u, b_i`; False gives plain Funk MF.
@@ -181,18 +185,20 @@ class BiasedMF(_SGDModel):
 
     _parameter_constraints: ClassVar[dict] = {
         **_SGDModel._common_constraints,
+        "learning_rate_bias": [Options(None), Interval(float, 0, None, closed="neither")],
         "biased": [BOOLEAN],
         "n_blocks": [Interval(int, 1, None)],
     }
 
     def __init__(self, *, n_factors: int = 100, max_iter: int = 40, learning_rate: float = 0.01,
-                 reg: float = 0.1, reg_bias: float = 0.02, init_std: float = 0.05,
-                 biased: bool = True, schedule: str = "constant", decay: float = 0.96,
+                 learning_rate_bias: float | None = None, reg: float = 0.1,
+                 reg_bias: float = 0.02, init_std: float = 0.02, biased: bool = True, schedule: str = "constant", decay: float = 0.96,
                  early_stopping: bool = False, patience: int = 3, n_blocks: int = 16,
                  random_state: Any = None, n_threads: int | None = None) -> None:
         self.n_factors = n_factors
         self.max_iter = max_iter
         self.learning_rate = learning_rate
+        self.learning_rate_bias = learning_rate_bias
         self.reg = reg
         self.reg_bias = reg_bias
         self.init_std = init_std
@@ -220,6 +226,8 @@ class BiasedMF(_SGDModel):
         self.item_factors_ = self._init_factors(rng, data.n_items)
         self.user_bias_ = np.zeros(data.n_users, np.float32) if self.biased else None
         self.item_bias_ = np.zeros(data.n_items, np.float32) if self.biased else None
+        bias_ratio = (0.25 if self.learning_rate_bias is None
+                      else self.learning_rate_bias / self.learning_rate)
         order, block_ptr, user_pos, item_pos, _ = blocked_ratings(
             data.user_codes, data.item_codes, data.n_users, data.n_items, self.n_blocks, rng)
         users = user_pos[data.user_codes[order]].astype(np.int32)
@@ -239,7 +247,7 @@ class BiasedMF(_SGDModel):
             col_perm = generator.permutation(self.n_blocks).astype(np.int64)
             return sgd_epoch(block_ptr, users, items, values, sample_weights, user_factors,
                              item_factors, user_bias, item_bias, mean, lr, self.reg,
-                             self.reg_bias, col_perm, self.biased)
+                             self.reg_bias, col_perm, self.biased, lr * bias_ratio)
 
         self._publisher = lambda: self._publish(user_factors, item_factors, user_bias,
                                                 item_bias, user_pos, item_pos)
