@@ -1,4 +1,8 @@
-"""One ``n_threads`` knob for numba kernels, set for the duration of a call."""
+"""One ``n_threads`` knob for numba kernels, set for the duration of a call.
+
+Every kernel gives the same result for any thread count, so choosing the
+count is only a matter of speed.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,22 @@ import numba
 __all__ = ["numba_threads", "resolve_n_threads"]
 
 
-def resolve_n_threads(n_threads: int | None) -> int:
-    """``None`` → every thread numba may use; otherwise capped at that."""
+#: Below this many interactions, ``n_threads=None`` runs on one thread: the
+#: parallel steps are then so short that threads waiting on each other (worst
+#: when another process holds a core) cost more than the work they share.
+SMALL_WORK = 250_000
+
+
+def resolve_n_threads(n_threads: int | None, work: int | None = None) -> int:
+    """``None`` → every thread numba may use (one for small ``work``); else capped at that."""
     limit = int(numba.config.NUMBA_NUM_THREADS)
-    return limit if n_threads is None else max(1, min(int(n_threads), limit))
+    if n_threads is None:
+        return 1 if work is not None and work < SMALL_WORK else limit
+    return max(1, min(int(n_threads), limit))
 
 
 @contextlib.contextmanager
-def numba_threads(n_threads: int | None) -> Iterator[int]:
+def numba_threads(n_threads: int | None, work: int | None = None) -> Iterator[int]:
     """Run numba's parallel loops on ``n_threads`` threads, restoring the previous count.
 
     BLAS is held to one thread meanwhile: its pool would otherwise keep spinning
@@ -27,7 +39,7 @@ def numba_threads(n_threads: int | None) -> Iterator[int]:
     from threadpoolctl import threadpool_limits
 
     previous = numba.get_num_threads()
-    wanted = resolve_n_threads(n_threads)
+    wanted = resolve_n_threads(n_threads, work)
     numba.set_num_threads(wanted)
     try:
         with threadpool_limits(limits=1, user_api="blas"):

@@ -189,7 +189,7 @@ class ALS(IterativeModel):
             self._half_step(items_rows, item_w, self.user_factors_, ub, self.item_factors_, ib)
             return self._sse(*pairs), {}
 
-        with numba_threads(self.n_threads):
+        with numba_threads(self.n_threads, data.nnz):
             self._run_iterations(step, total, validation, progress, type(self).__name__,
                                  n_iter=n_iter)
 
@@ -398,7 +398,7 @@ class ImplicitALS(IterativeModel):
                     else 0.0)
             return loss, {}
 
-        with numba_threads(self.n_threads):
+        with numba_threads(self.n_threads, data.nnz):
             self._run_iterations(step, 1.0, None, progress, type(self).__name__, n_iter=n_iter)
         if not self.calculate_loss:
             self.loss_history_ = {"train_loss": [], "validation_rmse": []}

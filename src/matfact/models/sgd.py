@@ -149,7 +149,9 @@ class BiasedMF(_SGDModel):
         Blocks per side of the parallel grid (≥ 2 × threads keeps cores busy).
     random_state : int, Generator or None, default=None
     n_threads : int or None, default=None
-        Threads for the epochs; None uses every core.
+        Threads for the epochs; None uses every core (one below 250,000
+        ratings, where threads would mostly wait on each other). The model is
+        the same for any value.
 
     Attributes
     ----------
@@ -252,11 +254,11 @@ class BiasedMF(_SGDModel):
         self._publisher = lambda: self._publish(user_factors, item_factors, user_bias,
                                                 item_bias, user_pos, item_pos)
         try:
-            with numba_threads(self.n_threads):
+            with numba_threads(self.n_threads, data.nnz):
                 self._sgd_epochs(run_epoch, total, validation, rng, progress, "BiasedMF")
         finally:
             self._publisher = None
-        self.n_threads_ = resolve_n_threads(self.n_threads)
+        self.n_threads_ = resolve_n_threads(self.n_threads, data.nnz)
 
     _publisher: Callable[[], None] | None = None
 
