@@ -49,9 +49,11 @@ not depend on the machine. The exact protocol of each suite is at the end of the
   speed suite times single epochs: matfact's kernel call from the `fit` callback, Surprise's
   as (4-epoch fit − 1-epoch fit) / 3; data preparation is listed separately.
 - **Two threads on a shared 2-core machine.** matfact's parallel epoch runs 16 strata, each
-  ending in a barrier, so a second job on the machine stalls both threads, and the 2-thread
-  figure can then fall below the 1-thread one. The speed tables note the load average around
-  each measurement; the 1- vs 2-thread factors are compared byte for byte.
+  ending in a barrier, so a second job on the machine stalls both threads: a `BiasedMF` fit
+  can then take many times longer, and the 2-thread figure can fall below the 1-thread one.
+  So each measurement first waits (up to 60 s) for other processes to leave the CPUs, and
+  the tables show how many cores they used during it ("other processes' CPU"): read a
+  timing next to that figure. The 1- vs 2-thread factors are compared byte for byte.
 - **The memory-traffic bound** is a model, not a measurement: the bytes an epoch touches
   (counted as in the protocol) divided by 45 GB/s. It gives the scale of the fastest
   plausible epoch; cached item rows can make the true traffic smaller.
@@ -62,8 +64,9 @@ _REGENERATE = """\
 
 From the repository root: `make bench` (installs the peer libraries into `.venv`, then runs
 everything), or, in an environment that has them, `python -m benchmarks all`. A single
-suite: `python -m benchmarks rating`, `topn` or `speed` (the last takes several minutes:
-Surprise at 10M ratings); `--quick` is a smoke test that leaves this page alone. Raw results go to `benchmarks/results/<suite>.json`, which
+suite: `python -m benchmarks rating`, `topn`, `speed` or `als` (the last two take several
+minutes: Surprise at 10M ratings; implicit's Cholesky solver at 30M); `--quick` is a smoke
+test that leaves this page alone. Raw results go to `benchmarks/results/<suite>.json`, which
 is not committed: this page is the record. `python -m benchmarks report` rebuilds the page
 from those files, keeping the introduction above; it refuses while a suite has no file, so a
 suite skipped for lack of data never erases its tables here.
