@@ -78,6 +78,8 @@ MEMORY_ITERATIONS = 2
 SAMPLE_EVERY_S = 0.02
 #: implicit's Cholesky is timed over 3 more iterations only if its warm-up iteration took less.
 CHOLESKY_LIMIT_S = 120.0
+#: Timed measurements disturbed by other processes are redone, up to this many attempts.
+ATTEMPTS = 3
 GOAL_SPEEDUP = 3.0
 GOAL_SPEEDUP_SIZE = 10_000_000
 GOAL_LOSS_GAP = 0.01
@@ -128,10 +130,11 @@ def _grid_text(grid: dict[str, tuple]) -> str:
 PROTOCOL = f"""\
 Every part runs in a fresh Python process started with `OPENBLAS_NUM_THREADS=1` (implicit
 asks for it; it must be set before NumPy loads) and `TQDM_DISABLE=1`; matfact holds BLAS to
-one thread inside its fits by itself. Timed measurements first wait (up to
-{QUIET_WAIT_S:.0f} s) until other processes use less than {QUIET_CORES:g} cores (`--quick`
-does not wait), and the tables give the cores other processes used during each
-measurement.
+one thread inside its fits by itself. Timed measurements (each speed fit, each rating fold)
+first wait (up to {QUIET_WAIT_S:.0f} s) until other processes use less than {QUIET_CORES:g}
+cores, and one during which they used more is redone, {ATTEMPTS} attempts at most, the last
+kept (`--quick` neither waits nor repeats); the tables give the cores other processes used
+during the measurement kept.
 
 **Implicit ALS speed and loss parity**
 
@@ -229,9 +232,11 @@ way in another process, with its CSR matrix of `1 + w` built before "before".
 - **Folds**: `matfact.kfold(matfact.load_dataset("ml-100k"), {N_FOLDS}, random_state={FOLD_SEED})`
   (`--quick`: the first fold).
 - **matfact**: `ALS(random_state={SEED})` (defaults: 64 factors, λ = 0.1 weighted, 15
-  iterations), `BayesianMF(random_state={SEED})` (rank 10, 200 Gibbs iterations, 20 burn-in)
-  on every core, and `BayesianMF(random_state={SEED}, n_threads=1)`; predictions clipped to
-  [1, 5] by matfact.
+  iterations), `BayesianMF(random_state={SEED})` (rank 10, 200 Gibbs iterations, 20 burn-in),
+  each with its default `n_threads=None` (which runs fits of fewer than 250,000 interactions
+  on one thread), and for reference `BayesianMF(random_state={SEED}, n_threads=1)` and
+  `n_threads=2` (their predictions are compared with the default's, byte for byte);
+  predictions clipped to [1, 5] by matfact.
 - **myFM**: `myfm.MyFMRegressor(rank={BAYES_RANK}, random_seed={SEED}).fit(X, y,
   n_iter={MYFM_ITERATIONS})` with X the one-hot (`scipy.sparse.csr_matrix`) of the user and item
   indices of the training part (n_users + n_items columns); a test row whose user or item is
@@ -255,6 +260,28 @@ def _median(values: list[float]) -> float:
 
 def _wait(enabled: bool) -> dict[str, Any] | None:
     return wait_for_quiet() if enabled else None
+
+
+def _quiet_attempts(measure: Callable[[], tuple[Any, dict[str, Any]]],
+                    wait: bool) -> tuple[Any, dict[str, Any]]:
+    """``measure()`` after waiting for a quiet machine, repeated while others were busy.
+
+    A measurement during which other processes used :data:`QUIET_CORES` cores or more is
+    redone, up to :data:`ATTEMPTS` times in all (once without ``wait``); the last is kept,
+    with ``others_cores``, ``quiet_wait`` and the others' cores of every ``attempt``.
+    """
+    history: list[float | None] = []
+    for _ in range(ATTEMPTS if wait else 1):
+        quiet = _wait(wait)
+        meter = OtherCpu()
+        result, timing = measure()
+        timing["others_cores"] = _cores(meter)
+        timing["quiet_wait"] = quiet
+        history.append(timing["others_cores"])
+        if timing["others_cores"] is None or timing["others_cores"] < QUIET_CORES:
+            break
+    timing["attempts_others_cores"] = history
+    return result, timing
 
 
 def _cores(meter: OtherCpu) -> float | None:
@@ -402,15 +429,13 @@ def _speed_matfact(imp: Any, cui: Any, solver: str, wait: bool) -> dict[str, Any
     print(f"    matfact {solver}: warm-up, {TIMED_ITERATIONS} timed iterations, loss fit",
           flush=True)
     _, warm = _fit_matfact(imp, solver, 1)
-    quiet = _wait(wait)
-    meter = OtherCpu()
-    timed_model, timed = _fit_matfact(imp, solver, TIMED_ITERATIONS)
-    timed["others_cores"] = _cores(meter)
+    timed_model, timed = _quiet_attempts(
+        lambda: _fit_matfact(imp, solver, TIMED_ITERATIONS), wait)
     loss_model, _ = _fit_matfact(imp, solver, LOSS_ITERATIONS, calculate_loss=True)
     same = bool(np.array_equal(timed_model.user_factors_, loss_model.user_factors_)
                 and np.array_equal(timed_model.item_factors_, loss_model.item_factors_))
     return {
-        "warm_up": warm, "quiet_wait": quiet, "timed": timed,
+        "warm_up": warm, "timed": timed,
         "iteration_median_s": _median(timed["iteration_s"]),
         "loss_history": list(loss_model.loss_history_["train_loss"]),
         "loss": float(loss_model.loss_history_["train_loss"][-1]),
@@ -432,11 +457,9 @@ def _speed_implicit(cui: Any, solver: str, users: np.ndarray, items: np.ndarray,
                    iteration_median_s=warm["iteration_s"][0], loss=None)
         return out
     print(f"    implicit {solver}: {TIMED_ITERATIONS} timed iterations", flush=True)
-    quiet = _wait(wait)
-    meter = OtherCpu()
-    model, timed = _fit_implicit(cui, use_cg, TIMED_ITERATIONS, users, items)
-    timed["others_cores"] = _cores(meter)
-    out.update(quiet_wait=quiet, timed=timed, iteration_median_s=_median(timed["iteration_s"]),
+    model, timed = _quiet_attempts(
+        lambda: _fit_implicit(cui, use_cg, TIMED_ITERATIONS, users, items), wait)
+    out.update(timed=timed, iteration_median_s=_median(timed["iteration_s"]),
                loss=_implicit_loss(cui, model.user_factors, model.item_factors), skipped=None)
     return out
 
@@ -784,34 +807,37 @@ def _rating(quick: bool) -> dict[str, Any]:
         "ALS()": lambda: matfact.ALS(random_state=SEED),
         "BayesianMF()": lambda: matfact.BayesianMF(random_state=SEED),
         "BayesianMF(n_threads=1)": lambda: matfact.BayesianMF(random_state=SEED, n_threads=1),
+        "BayesianMF(n_threads=2)": lambda: matfact.BayesianMF(random_state=SEED, n_threads=2),
     }
-    out: list[dict[str, Any]] = []
-    for fold, (train, test) in enumerate(folds):
-        print(f"  ratings: fold {fold}", flush=True)
-        quiet = _wait(not quick)
-        row: dict[str, Any] = {"fold": fold, "n_train": train.nnz, "n_test": test.nnz,
-                               "quiet_wait": quiet}
+
+    def measure_fold(train: Any, test: Any) -> tuple[None, dict[str, Any]]:
+        row: dict[str, Any] = {}
         predictions = {}
         for name, make in models.items():
-            meter = OtherCpu()
-            model, clock = _clock(lambda make=make, train=train: make().fit(train, progress=False))
+            model, clock = _clock(lambda make=make: make().fit(train, progress=False))
             predictions[name] = model.predict(test.users, test.items)
-            row[name] = {**clock, "rmse": rmse(test.ratings, predictions[name]),
-                         "others_cores": _cores(meter)}
-        row["bayes_threads_identical"] = bool(
-            np.array_equal(predictions["BayesianMF()"], predictions["BayesianMF(n_threads=1)"]))
+            row[name] = {**clock, "rmse": rmse(test.ratings, predictions[name])}
+        row["bayes_threads_identical"] = bool(all(
+            np.array_equal(predictions["BayesianMF()"], predictions[name])
+            for name in ("BayesianMF(n_threads=1)", "BayesianMF(n_threads=2)")))
         start = time.perf_counter()
         x_train = _one_hot(train, train.users, train.items)
         x_test = _one_hot(train, test.users, test.items)
         one_hot_s = time.perf_counter() - start
-        meter = OtherCpu()
-        model, clock = _clock(lambda x=x_train, y=train.ratings: myfm.MyFMRegressor(
-            rank=BAYES_RANK, random_seed=SEED).fit(x, y, n_iter=MYFM_ITERATIONS))
+        model, clock = _clock(lambda: myfm.MyFMRegressor(
+            rank=BAYES_RANK, random_seed=SEED).fit(x_train, train.ratings,
+                                                   n_iter=MYFM_ITERATIONS))
         raw = np.asarray(model.predict(x_test), dtype=np.float64)
         row["myFM"] = {**clock, "one_hot_s": one_hot_s, "rmse_raw": rmse(test.ratings, raw),
-                       "rmse": rmse(test.ratings, np.clip(raw, 1.0, 5.0)),
-                       "others_cores": _cores(meter)}
-        out.append(row)
+                       "rmse": rmse(test.ratings, np.clip(raw, 1.0, 5.0))}
+        return None, row
+
+    out: list[dict[str, Any]] = []
+    for fold, (train, test) in enumerate(folds):
+        print(f"  ratings: fold {fold}", flush=True)
+        _, row = _quiet_attempts(lambda train=train, test=test: measure_fold(train, test),
+                                 not quick)
+        out.append({"fold": fold, "n_train": train.nnz, "n_test": test.nnz, **row})
     return {"folds": out}
 
 
@@ -1069,10 +1095,12 @@ def _topn_tables(topn: dict[str, Any], quick: bool) -> tuple[list[dict[str, Any]
 
 def _rating_tables(rating: dict[str, Any]) -> tuple[list[dict[str, Any]], list[list[str]]]:
     folds = rating["folds"]
-    names = ["ALS()", "BayesianMF()", "BayesianMF(n_threads=1)", "myFM"]
+    names = ["ALS()", "BayesianMF()", "BayesianMF(n_threads=1)", "BayesianMF(n_threads=2)",
+             "myFM"]
     calls = {"ALS()": f"matfact `ALS(random_state={SEED})`",
-             "BayesianMF()": f"matfact `BayesianMF(random_state={SEED})` (every core)",
+             "BayesianMF()": f"matfact `BayesianMF(random_state={SEED})`",
              "BayesianMF(n_threads=1)": f"matfact `BayesianMF(random_state={SEED}, n_threads=1)`",
+             "BayesianMF(n_threads=2)": f"matfact `BayesianMF(random_state={SEED}, n_threads=2)`",
              "myFM": f"myFM `MyFMRegressor(rank={BAYES_RANK})`, `n_iter={MYFM_ITERATIONS}`"}
     quoted = {"ALS()": f"Spark ALS tuned: {SPARK_ALS_RMSE}",
               "myFM": f"{ISSUE_MYFM['rmse']} in {ISSUE_MYFM['fit_s']} s per fold"}
@@ -1103,7 +1131,7 @@ def _rating_tables(rating: dict[str, Any]) -> tuple[list[dict[str, Any]], list[l
                          *(f"{f[n]['rmse']:.4f}" for n in names), f"{f['myFM']['rmse_raw']:.4f}",
                          *(fmt_seconds(f[n]["fit_s"]) for n in names),
                          "yes" if f["bayes_threads_identical"] else "**no**",
-                         _cores_text(max((f[n].get("others_cores") or 0.0) for n in names))])
+                         _cores_text(f.get("others_cores"))])
     tables = [
         {
             "title": f"Ratings on ML-100K, {len(folds)}-fold cross-validation",
@@ -1113,14 +1141,18 @@ def _rating_tables(rating: dict[str, Any]) -> tuple[list[dict[str, Any]], list[l
             "rows": summary,
             "note": ("One timed fit per fold after warm-up fits; myFM's RMSE is of its "
                      "predictions clipped to [1, 5] (raw in the per-fold table). CPU time / "
-                     "wall time shows the cores a fit kept busy."),
+                     "wall time shows the cores a fit kept busy: matfact's default "
+                     "`n_threads=None` runs a fit of fewer than 250,000 interactions on one "
+                     "thread, so `ALS()` and `BayesianMF()` use one core here. The goals are "
+                     "judged on the `BayesianMF()` row (each library at its natural thread "
+                     "count); the `n_threads=2` row is for reference."),
         },
         {
             "title": "Ratings on ML-100K, per fold",
             "columns": ["fold", "train / test", *(f"RMSE {n}" for n in names),
                         "RMSE myFM (raw)", *(f"fit {n}" for n in names),
-                        "BayesianMF 1 vs 2 threads identical",
-                        "other processes' cores (max over fits)"],
+                        "BayesianMF predictions identical (default, 1, 2 threads)",
+                        "other processes' cores (during the fold)"],
             "rows": per_fold,
         },
     ]

@@ -14,10 +14,11 @@ import numba
 __all__ = ["numba_threads", "resolve_n_threads"]
 
 
-#: Below this many interactions, ``n_threads=None`` runs on one thread: the
-#: parallel steps are then so short that threads waiting on each other (worst
-#: when another process holds a core) cost more than the work they share.
-SMALL_WORK = 250_000
+#: Below this much work per parallel step (about one multiply-add each unit),
+#: ``n_threads=None`` runs on one thread: the steps are then so short that
+#: threads waiting on each other (worst when another process holds a core)
+#: cost more than the work they share.
+SMALL_WORK = 1_000_000
 
 
 def resolve_n_threads(n_threads: int | None, work: int | None = None) -> int:

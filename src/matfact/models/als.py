@@ -189,7 +189,7 @@ class ALS(IterativeModel):
             self._half_step(items_rows, item_w, self.user_factors_, ub, self.item_factors_, ib)
             return self._sse(*pairs), {}
 
-        with numba_threads(self.n_threads, data.nnz):
+        with numba_threads(self.n_threads, data.nnz * (self.n_factors + 1) ** 2 // 2):
             self._run_iterations(step, total, validation, progress, type(self).__name__,
                                  n_iter=n_iter)
 
@@ -343,10 +343,14 @@ class ImplicitALS(IterativeModel):
                            progress=progress, callback=callback)
 
     def _confidence(self, weights: np.ndarray) -> np.ndarray:
-        weights = np.asarray(weights, dtype=np.float64)
+        # In float32 and in place: at 30M interactions a float64 temporary is 240 MB.
+        conf = np.array(weights, dtype=np.float32)
         if self.confidence == "log":
-            return (1.0 + self.alpha * np.log1p(weights / self.epsilon)).astype(np.float32)
-        return (1.0 + self.alpha * weights).astype(np.float32)
+            conf /= np.float32(self.epsilon)
+            np.log1p(conf, out=conf)
+        conf *= np.float32(self.alpha)
+        conf += np.float32(1.0)
+        return conf
 
     def _gram(self, factors: np.ndarray) -> np.ndarray:
         gram = factors.T.astype(np.float64) @ factors.astype(np.float64)
@@ -398,7 +402,7 @@ class ImplicitALS(IterativeModel):
                     else 0.0)
             return loss, {}
 
-        with numba_threads(self.n_threads, data.nnz):
+        with numba_threads(self.n_threads, data.nnz * self.n_factors * (self.cg_steps + 1)):
             self._run_iterations(step, 1.0, None, progress, type(self).__name__, n_iter=n_iter)
         if not self.calculate_loss:
             self.loss_history_ = {"train_loss": [], "validation_rmse": []}

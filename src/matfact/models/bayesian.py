@@ -225,7 +225,7 @@ class BayesianMF(IterativeModel):
 
         self._publisher = lambda: self._publish(kept)
         try:
-            with numba_threads(self.n_threads, data.nnz):
+            with numba_threads(self.n_threads, data.nnz * (self.n_factors + 1) ** 2 // 2):
                 self._run_iterations(step, n_eff, validation, progress, "BayesianMF")
         finally:
             self._publisher = None

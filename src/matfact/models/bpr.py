@@ -154,7 +154,7 @@ class BPR(IterativeModel):
 
         self._publisher = publish
         try:
-            with numba_threads(self.n_threads, data.nnz):
+            with numba_threads(self.n_threads, data.nnz * self.n_factors // n_blocks):
                 self._run_iterations(step, 1.0, None, progress, "BPR")
         finally:
             self._publisher = None

@@ -149,9 +149,10 @@ class BiasedMF(_SGDModel):
         Blocks per side of the parallel grid (≥ 2 × threads keeps cores busy).
     random_state : int, Generator or None, default=None
     n_threads : int or None, default=None
-        Threads for the epochs; None uses every core (one below 250,000
-        ratings, where threads would mostly wait on each other). The model is
-        the same for any value.
+        Threads for the epochs; None uses every core, or one when each parallel
+        step is too small to share (about 10⁶ multiply-adds, e.g. ML-100K),
+        where threads would mostly wait on each other. The model is the same
+        for any value.
 
     Attributes
     ----------
@@ -254,13 +255,17 @@ class BiasedMF(_SGDModel):
         self._publisher = lambda: self._publish(user_factors, item_factors, user_bias,
                                                 item_bias, user_pos, item_pos)
         try:
-            with numba_threads(self.n_threads, data.nnz):
+            with numba_threads(self.n_threads, self._step_work(data.nnz)):
                 self._sgd_epochs(run_epoch, total, validation, rng, progress, "BiasedMF")
         finally:
             self._publisher = None
-        self.n_threads_ = resolve_n_threads(self.n_threads, data.nnz)
+        self.n_threads_ = resolve_n_threads(self.n_threads, self._step_work(data.nnz))
 
     _publisher: Callable[[], None] | None = None
+
+    def _step_work(self, nnz: int) -> int:
+        """Work of one parallel step: a stratum's ratings times the rank."""
+        return nnz * self.n_factors // self.n_blocks
 
     def _finalize(self) -> None:
         if self._publisher is not None:
