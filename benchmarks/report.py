@@ -57,6 +57,23 @@ not depend on the machine. The exact protocol of each suite is at the end of the
 - **The memory-traffic bound** is a model, not a measurement: the bytes an epoch touches
   (counted as in the protocol) divided by 45 GB/s. It gives the scale of the fastest
   plausible epoch; cached item rows can make the true traffic smaller.
+
+## Reading the ALS tables
+
+- **Same objective, same start.** In the implicit-ALS speed tables both libraries minimise
+  the same objective (implicit is given the confidences `1 + α·w` as its matrix, matfact uses
+  `reg_exponent=0`) from the same initial factors, and the loss table checks it: the
+  training losses after 3 iterations agree to about 1e-8. The time ratio therefore compares
+  the same work, iteration for iteration, each library timing its own iterations.
+- **Peers scored by matfact's metric code.** The top-N tables map implicit's recommendations
+  to matfact's item indices and score them with `matfact.evaluation.metrics` against the
+  relevant sets `evaluate_ranking` builds; the table notes how far that scorer is from
+  `evaluate_ranking` on matfact's own lists (0).
+- **Thread counts.** The speed and memory tables run both libraries on 2 threads; the top-N
+  and rating tables run each library at its natural thread count (matfact's default picks
+  it from the work per step, implicit uses every core, myFM one); the rating tables show how
+  many cores each fit kept busy. Timed speed and rating measurements disturbed by another
+  process are redone.
 """
 
 _REGENERATE = """\
