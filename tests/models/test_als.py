@@ -578,3 +578,11 @@ def test_ml100k_implicit_als_ndcg(ml100k):
     model = ImplicitALS(random_state=0, n_threads=1).fit(train, progress=False)
     result = matfact.evaluate_ranking(model, test, metrics=("ndcg",))
     assert result["ndcg@10"] > 0.43, result
+
+
+def test_unknown_user_gets_popular_items_without_item_biases():
+    """ImplicitALS has no item biases: an unknown user is ranked by popularity (documented)."""
+    data = matfact.Interactions.from_arrays([1, 2, 3, 3, 4], [10, 20, 20, 30, 20])
+    model = matfact.ImplicitALS(n_factors=2, max_iter=2, random_state=0).fit(data, progress=False)
+    ids, scores = model.recommend(["nobody"], n=2)
+    assert ids[0, 0] == 20 and scores[0, 0] == 3.0

@@ -542,6 +542,10 @@ class FactorModel(Recommender):
             scores[known] += self.user_bias_[users[known], None]
         if self._has_factors() and known.any():
             scores[known] += self.user_factors_[users[known]] @ self.item_factors_.T
+        if self.item_bias_ is None and not known.all():
+            # Without item biases the baseline is flat: rank unknown users by popularity.
+            popularity = np.bincount(self.seen_.indices, minlength=self.n_items_)
+            scores[~known] = popularity.astype(np.float32)
         return scores
 
     def _score_vector(self, vector: UserVector) -> np.ndarray:
