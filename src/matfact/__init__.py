@@ -50,6 +50,7 @@ _LAZY = {
     "ImplicitALS": "matfact.models.als",
     "BPR": "matfact.models.bpr",
     "BayesianMF": "matfact.models.bayesian",
+    "NMF": "matfact.models.nmf",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -62,6 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from matfact.models.baseline import Baseline, Popularity
     from matfact.models.bayesian import BayesianMF
     from matfact.models.bpr import BPR
+    from matfact.models.nmf import NMF
     from matfact.models.sgd import BiasedMF, SVDPlusPlus
 
 __all__ = [
@@ -86,6 +88,7 @@ __all__ = [
     "ImplicitALS",
     "BPR",
     "BayesianMF",
+    "NMF",
     "DivergenceError",
     "ColdStartWarning",
     "ConvergenceWarning",

@@ -127,7 +127,7 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     The new model is written beside the target and renamed into place, so the
     previous file survives a crash at any point.
     """
-    model._check_fitted()
+    model._check_savable()
     path = Path(path)
     kinds, state, arrays = _split_state(model)
     blobs = {name: _npy_bytes(array) for name, array in arrays.items()}

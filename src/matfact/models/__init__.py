@@ -5,8 +5,9 @@ from matfact.models.base import MODEL_REGISTRY, FactorModel, Recommender, UserVe
 from matfact.models.baseline import Baseline, Popularity
 from matfact.models.bayesian import BayesianMF
 from matfact.models.bpr import BPR
+from matfact.models.nmf import NMF
 from matfact.models.sgd import BiasedMF, SVDPlusPlus
 
 __all__ = ["MODEL_REGISTRY", "FactorModel", "Recommender", "UserVector", "Baseline", "Popularity",
            "BiasedMF", "SVDPlusPlus",
-           "ALS", "ImplicitALS", "BPR", "BayesianMF", "bm25_weight", "tfidf_weight"]
+           "ALS", "ImplicitALS", "BPR", "BayesianMF", "NMF", "bm25_weight", "tfidf_weight"]

@@ -143,7 +143,8 @@ class IterativeModel(FactorModel):
         elif early_stopping:
             self.best_iter_ = self.n_iter_
         self.loss_history_ = history
-        if tol is not None and not converged and self.n_iter_ == n_iter:
+        # tol=0 asks for exactly max_iter iterations: nothing to warn about.
+        if tol and not converged and self.n_iter_ == n_iter:
             warnings.warn(
                 f"{type(self).__name__} stopped at max_iter={self.max_iter} before the loss "
                 f"changed by less than tol={tol:g}; raise max_iter or tol",

@@ -197,6 +197,10 @@ class Recommender(BaseEstimator):
         if not self.is_fitted:
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit() first")
 
+    def _check_savable(self) -> None:
+        """Raise unless the model holds something :meth:`save` can write."""
+        self._check_fitted()
+
     @property
     def n_users_(self) -> int:
         self._check_fitted()
