@@ -26,7 +26,7 @@ from tests.models.contract import ModelContract, planted_interactions
 
 BAD = [{"n_components": 0}, {"n_components": 2.5}, {"solver": "pg"}, {"beta_loss": "itakura"},
        {"tol": -1.0}, {"max_iter": 0}, {"alpha_W": -0.1}, {"alpha_H": -1.0},
-       {"l1_ratio": 1.5}, {"shuffle": "no"}, {"biased": 1}, {"weighted_reg": None},
+       {"l1_ratio": 1.5}, {"shuffle": "no"}, {"inner_sweeps": 0}, {"inner_sweeps": "fast"}, {"biased": 1}, {"weighted_reg": None},
        {"random_state": -1}, {"n_threads": 0}, {"init": "svd"}]
 
 
@@ -115,9 +115,8 @@ def test_multiplicative_updates_equal_scikit_learn(beta):
     assert ours.reconstruction_err_ == pytest.approx(ref.reconstruction_err_, rel=1e-10)
 
 
-def test_single_sweep_coordinate_descent_equals_scikit_learn(monkeypatch):
-    # With one sweep per update our cd is scikit-learn's, iterate for iterate.
-    monkeypatch.setattr(nmf_module, "_INNER_MAX", 1)
+def test_coordinate_descent_equals_scikit_learn():
+    # With one sweep per update (the default) our cd is scikit-learn's, iterate for iterate.
     X = sparse_counts(2)
     params = dict(n_components=6, init="nndsvda", max_iter=40, tol=1e-4, random_state=0,
                   alpha_W=0.01, l1_ratio=0.3)
@@ -133,7 +132,7 @@ def test_inner_sweeps_reach_scikit_learns_loss_sooner():
     ref = SklearnNMF(4, init="nndsvda", max_iter=300, tol=1e-4).fit(X)
     target = 0.5 * ref.reconstruction_err_**2
     reached = []
-    NMF(4, init="nndsvda", max_iter=300, tol=1e-4).fit(
+    NMF(4, init="nndsvda", max_iter=300, tol=1e-4, inner_sweeps="auto").fit(
         X, callback=lambda it, info: reached.append(it) or info["train_loss"] <= target)
     assert reached[-1] + 1 < ref.n_iter_
 

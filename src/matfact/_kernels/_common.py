@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numba
 
-__all__ = ["ordered_sum"]
+__all__ = ["ordered_sum", "longest_row"]
 
 
 @numba.njit(cache=True)
@@ -20,3 +20,12 @@ def ordered_sum(values):
     for i in range(values.shape[0]):
         total += values[i]
     return total
+
+
+@numba.njit(cache=True)
+def longest_row(indptr):
+    """The largest number of entries in one CSR row (0 for no rows)."""
+    longest = 0
+    for u in range(indptr.shape[0] - 1):
+        longest = max(longest, indptr[u + 1] - indptr[u])
+    return longest

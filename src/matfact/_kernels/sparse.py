@@ -11,6 +11,7 @@ NumPy reference::
 from __future__ import annotations
 
 import numba
+import numpy as np
 
 __all__ = ["csr_times_dense"]
 
@@ -29,12 +30,18 @@ def csr_times_dense(indptr, indices, data, dense, out):
     """
     n_rows = indptr.shape[0] - 1
     k = dense.shape[1]
-    for u in numba.prange(n_rows):
-        for f in range(k):
-            out[u, f] = 0.0
-        for p in range(indptr[u], indptr[u + 1]):
-            value = data[p]
-            j = indices[p]
+    n_chunks = min(n_rows, 256)
+    for chunk in numba.prange(n_chunks):
+        # A private accumulator: writing through ``out`` on every term would force a
+        # store per product (the compiler cannot rule out that ``out`` aliases ``dense``).
+        acc = np.empty(k, dtype=out.dtype)
+        for u in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
+            acc[:] = 0.0
+            for p in range(indptr[u], indptr[u + 1]):
+                value = data[p]
+                j = indices[p]
+                for f in range(k):
+                    acc[f] += value * dense[j, f]
             for f in range(k):
-                out[u, f] += value * dense[j, f]
+                out[u, f] = acc[f]
     return out

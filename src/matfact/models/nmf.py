@@ -64,13 +64,13 @@ MASKED_ALPHA = 0.08
 #: scikit-learn's floor for divisions in the multiplicative updates.
 _EPS = float(np.finfo(np.float32).eps)
 #: Coordinate sweeps per row and masked half-step.
-_MASKED_SWEEPS = 2
+_MASKED_SWEEPS = 1
 #: Sweeps of a fold-in (one row, solved to convergence).
 _FOLD_IN_SWEEPS = 500
 #: scikit-learn checks the multiplicative updates' loss every this many iterations.
 _MU_CHECK_EVERY = 10
-#: Gillis & Glineur's inner-loop rule: sweeps ≤ 1 + ρ/2 (ρ = cost of the products over the
-#: cost of a sweep), a row stopping once a sweep moves it by < 10% of its first move.
+#: ``inner_sweeps="auto"`` (Gillis & Glineur): sweeps ≤ 1 + ρ/2 (ρ = cost of the products
+#: over the cost of a sweep), a row stopping once a sweep moves it by < 10% of its first move.
 _INNER_FACTOR, _INNER_TOL, _INNER_MAX = 0.5, 0.1, 10
 
 _BETA = {"frobenius": 2, "kullback-leibler": 1, 2: 2, 1: 1}
@@ -90,10 +90,8 @@ class NMF(IterativeModel):
         ``sqrt(X.mean() / k)``). Masked mode accepts ``None`` / ``"random"``
         (scaled to the residual ratings).
     solver : {"cd", "mu"}, default="cd"
-        Coordinate descent (HALS) or multiplicative updates. ``"cd"`` repeats
-        its cheap row sweeps while the data products stay fixed (Gillis &
-        Glineur 2012), so it reaches a given loss in fewer passes than
-        scikit-learn's single sweep. Kullback–Leibler needs ``"mu"``.
+        Coordinate descent (HALS) or multiplicative updates. Kullback–Leibler
+        needs ``"mu"``.
     beta_loss : {"frobenius", "kullback-leibler"}, default="frobenius"
         Masked mode supports ``"frobenius"`` only.
     tol : float, default=1e-4
@@ -113,6 +111,14 @@ class NMF(IterativeModel):
         ``progress`` argument of :meth:`fit`).
     shuffle : bool, default=False
         Visit coordinates in a random order (``cd``).
+    inner_sweeps : int or "auto", default=1
+        ``cd``: sweeps over a row's coordinates per update while the data
+        products stay fixed. 1 is scikit-learn's algorithm, iterate for
+        iterate. ``"auto"`` repeats the cheap sweeps up to ``1 + ρ/2`` times
+        (ρ = cost of the products over a sweep; Gillis & Glineur 2012), a row
+        stopping once a sweep moves it by < 10% of its first move: fewer
+        passes over ``X`` per unit of progress, though it may settle in a
+        different (not always lower) stationary point.
     biased : bool, default=True
         Masked mode: learn ``μ + b_u + b_i`` beside the non-negative product
         (the ratings need not then be ≥ 0). Needs ``solver="cd"``.
@@ -153,6 +159,7 @@ class NMF(IterativeModel):
         "l1_ratio": [Interval(float, 0, 1)],
         "verbose": [Interval(int, 0, None), Instance(bool)],
         "shuffle": [Instance(bool)],
+        "inner_sweeps": [Interval(int, 1, None), Options("auto")],
         "biased": [Instance(bool)],
         "reg_bias": [Interval(float, 0, None)],
         "weighted_reg": [Instance(bool)],
@@ -164,7 +171,8 @@ class NMF(IterativeModel):
                  solver: str = "cd", beta_loss: str | float = "frobenius", tol: float = 1e-4,
                  max_iter: int = 200, random_state: Any = None, alpha_W: float | str = "auto",
                  alpha_H: float | str = "same", l1_ratio: float = 0.0, verbose: int = 0,
-                 shuffle: bool = False, biased: bool = True, reg_bias: float = 5.0,
+                 shuffle: bool = False, inner_sweeps: int | str = 1, biased: bool = True,
+                 reg_bias: float = 5.0,
                  weighted_reg: bool = True, n_threads: int | None = None) -> None:
         self.n_components = n_components
         self.init = init
@@ -178,6 +186,7 @@ class NMF(IterativeModel):
         self.l1_ratio = l1_ratio
         self.verbose = verbose
         self.shuffle = shuffle
+        self.inner_sweeps = inner_sweeps
         self.biased = biased
         self.reg_bias = reg_bias
         self.weighted_reg = weighted_reg
@@ -709,7 +718,12 @@ class _WholeProblem:
             return self._solve_mu(W, H, update_H, progress)
 
     def _sweeps(self, n_rows: int, n_other: int, k: int) -> int:
-        """Gillis & Glineur's inner sweeps: 1 + ρ/2, ρ = cost(products) / cost(sweep)."""
+        """Sweeps per update: ``inner_sweeps``, or Gillis & Glineur's ``1 + ρ/2`` for "auto".
+
+        ρ is the cost of the data products over the cost of one sweep.
+        """
+        if self.model.inner_sweeps != "auto":
+            return int(self.model.inner_sweeps)
         rho = (self.nnz * k + n_other * k * k) / max(n_rows * k * k, 1)
         return int(min(max(1 + _INNER_FACTOR * rho, 1), _INNER_MAX))
 
@@ -737,13 +751,15 @@ class _WholeProblem:
             XHt = self.x_times(Ht) - l1_W
             fixed = (HHt, XHt)
         violation_init = None
+        gram_H = None
         n_iter = 0
         bar = tqdm(range(model.max_iter), desc="NMF", disable=not progress, leave=False)
         for n_iter in bar:
             start = time.perf_counter()
             perm = rng.permutation(k).astype(np.int64) if model.shuffle else order
             if fixed is None:
-                HHt = Ht.T @ Ht
+                # The last iteration's loss already needed HHᵀ of the current H.
+                HHt = Ht.T @ Ht if gram_H is None else gram_H
                 HHt.flat[::k + 1] += l2_W
                 XHt = self.x_times(Ht)
                 if l1_W:
@@ -763,7 +779,8 @@ class _WholeProblem:
                     XtW -= l1_H
                 violation += cd_rows(Ht, WtW, XtW, perm, sweeps_H, _INNER_TOL)
                 cross = float(np.vdot(XtW, Ht)) + l1_H * float(Ht.sum())
-                loss = self.objective(self._frobenius(cross, raw_WtW, Ht.T @ Ht), W, Ht.T)
+                gram_H = Ht.T @ Ht
+                loss = self.objective(self._frobenius(cross, raw_WtW, gram_H), W, Ht.T)
                 history.append(loss)
             seconds = time.perf_counter() - start
             if loss is not None:
