@@ -111,6 +111,12 @@ def _surprise_svd(**params: Any) -> Callable[[], Any]:
     return make
 
 
+def _surprise_nmf() -> Any:
+    from surprise import NMF
+
+    return NMF(random_state=SEED, verbose=False)  # defaults: 15 factors, 50 epochs, unbiased
+
+
 def _surprise_svdpp() -> Any:
     from surprise import SVDpp
 
@@ -191,6 +197,8 @@ CASES: list[Case] = [
     Case("SVDPlusPlus()", lambda: matfact.SVDPlusPlus(random_state=SEED), "Surprise", "SVDpp()",
          _surprise_svdpp, reference_rmse=0.9191, reference_fit_s=10.3, goal_rmse=0.915,
          goal_speedup=10.0, peer_repeats=1, quick_folds=1),
+    Case("NMF()", lambda: matfact.NMF(random_state=SEED), "Surprise", "NMF()", _surprise_nmf,
+         goal_rmse=0.940),
 ]
 
 PROTOCOL = f"""\

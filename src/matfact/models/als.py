@@ -18,6 +18,7 @@ from matfact._threads import numba_threads
 from matfact.data.interactions import Interactions
 from matfact.exceptions import DataError, ParameterError
 from matfact.models._iterative import IterativeModel
+from matfact.models._linalg import gram64
 from matfact.models._params import (
     BOOLEAN,
     N_THREADS,
@@ -38,19 +39,6 @@ def _csr_parts(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return (matrix.indptr.astype(np.int64, copy=False),
             matrix.indices.astype(np.int32, copy=False),
             np.ascontiguousarray(matrix.data, dtype=np.float32))
-
-
-def _gram64(factors: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """``FᵀF`` accumulated in float64, a slice at a time.
-
-    A float64 copy of the whole matrix would cost 2× its float32 size at the
-    peak of every half-step (≈ 50 MB per 100k rows at k = 64).
-    """
-    gram = np.zeros((factors.shape[1], factors.shape[1]))
-    for start in range(0, len(factors), chunk):
-        part = factors[start:start + chunk].astype(np.float64)
-        gram += part.T @ part
-    return gram
 
 
 def _ridge_prior(k: int, reg: float, reg_bias: float, use_bias: bool):
@@ -366,7 +354,7 @@ class ImplicitALS(IterativeModel):
         return conf
 
     def _gram(self, factors: np.ndarray) -> np.ndarray:
-        gram = _gram64(factors)
+        gram = gram64(factors)
         gram[np.diag_indices_from(gram)] += self.reg
         return gram.astype(np.float32)
 
@@ -446,7 +434,7 @@ class ImplicitALS(IterativeModel):
         """
         indptr, indices, conf = user_rows
         data_term = implicit_loss(indptr, indices, conf, self.user_factors_,
-                                  self.item_factors_, _gram64(self.item_factors_))
+                                  self.item_factors_, gram64(self.item_factors_))
         penalty = 0.0
         for rows, factors in ((user_rows, self.user_factors_), (item_rows, self.item_factors_)):
             lam = self.reg + self._row_reg(rows[0]) if self.reg_exponent else self.reg

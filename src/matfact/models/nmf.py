@@ -45,6 +45,7 @@ from matfact._threads import numba_threads
 from matfact.data.interactions import Interactions
 from matfact.exceptions import ConvergenceWarning, DataError, NotFittedError, ParameterError
 from matfact.models._iterative import IterativeModel
+from matfact.models._linalg import dot64, gram64
 from matfact.models._params import (
     N_THREADS,
     RANDOM_STATE,
@@ -627,11 +628,11 @@ class _WholeProblem:
             self.rows = (X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data)
             Xt = X.T.tocsr()
             self.cols = (Xt.indptr.astype(np.int64), Xt.indices.astype(np.int32), Xt.data)
-            self.squared_norm = float(np.dot(X.data, X.data))
+            self.squared_norm = dot64(X.data, X.data)
             self.total = float(X.data.sum(dtype=np.float64))
             self.nnz = X.nnz
         else:
-            self.squared_norm = float(np.vdot(X, X))
+            self.squared_norm = dot64(X, X)
             self.total = float(X.sum(dtype=np.float64))
             # Counted as for sparse input, so the sweep rule (and the result) is the same.
             self.nnz = int(np.count_nonzero(X))
@@ -669,8 +670,7 @@ class _WholeProblem:
         """The β-divergence ``D_β(X ‖ WH)`` (½‖X − WH‖² for β = 2)."""
         if self.beta == 2:
             Ht = np.ascontiguousarray(H.T)
-            cross = float(np.vdot(self.x_times(Ht), W))
-            return self._frobenius(cross, W.T @ W, H @ H.T)
+            return self._frobenius(dot64(self.x_times(Ht), W), gram64(W), gram64(Ht))
         if self.sparse:
             nonzero = kl_divergence_sparse(*self.rows, W, np.ascontiguousarray(H.T), _EPS)
         else:
@@ -690,9 +690,9 @@ class _WholeProblem:
         l1_W, l2_W, l1_H, l2_H = self.penalties
         value = divergence
         if l1_W or l2_W:
-            value += l1_W * float(W.sum()) + 0.5 * l2_W * float(np.vdot(W, W))
+            value += l1_W * float(W.sum(dtype=np.float64)) + 0.5 * l2_W * dot64(W, W)
         if l1_H or l2_H:
-            value += l1_H * float(H.sum()) + 0.5 * l2_H * float(np.vdot(H, H))
+            value += l1_H * float(H.sum(dtype=np.float64)) + 0.5 * l2_H * dot64(H, H)
         return value
 
     def reconstruction_error(self, W: np.ndarray, H: np.ndarray) -> float:
@@ -773,14 +773,15 @@ class _WholeProblem:
                 perm = rng.permutation(k).astype(np.int64) if model.shuffle else order
                 WtW = W.T @ W
                 XtW = self.xt_times(W)
-                raw_WtW = WtW.copy()
+                raw_WtW = gram64(W)  # float64: the loss compares to a target to many digits
                 WtW.flat[::k + 1] += l2_H
                 if l1_H:
                     XtW -= l1_H
                 violation += cd_rows(Ht, WtW, XtW, perm, sweeps_H, _INNER_TOL)
-                cross = float(np.vdot(XtW, Ht)) + l1_H * float(Ht.sum())
-                gram_H = Ht.T @ Ht
-                loss = self.objective(self._frobenius(cross, raw_WtW, gram_H), W, Ht.T)
+                cross = dot64(XtW, Ht) + l1_H * float(Ht.sum(dtype=np.float64))
+                gram_H64 = gram64(Ht)
+                gram_H = gram_H64.astype(Ht.dtype)
+                loss = self.objective(self._frobenius(cross, raw_WtW, gram_H64), W, Ht.T)
                 history.append(loss)
             seconds = time.perf_counter() - start
             if loss is not None:
