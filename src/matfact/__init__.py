@@ -51,6 +51,8 @@ _LAZY = {
     "BPR": "matfact.models.bpr",
     "BayesianMF": "matfact.models.bayesian",
     "NMF": "matfact.models.nmf",
+    "TruncatedSVD": "matfact.models.svd",
+    "PureSVD": "matfact.models.svd",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -65,6 +67,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from matfact.models.bpr import BPR
     from matfact.models.nmf import NMF
     from matfact.models.sgd import BiasedMF, SVDPlusPlus
+    from matfact.models.svd import PureSVD, TruncatedSVD
 
 __all__ = [
     "__version__",
@@ -89,6 +92,8 @@ __all__ = [
     "BPR",
     "BayesianMF",
     "NMF",
+    "TruncatedSVD",
+    "PureSVD",
     "DivergenceError",
     "ColdStartWarning",
     "ConvergenceWarning",

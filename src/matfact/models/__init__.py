@@ -7,7 +7,9 @@ from matfact.models.bayesian import BayesianMF
 from matfact.models.bpr import BPR
 from matfact.models.nmf import NMF
 from matfact.models.sgd import BiasedMF, SVDPlusPlus
+from matfact.models.svd import PureSVD, TruncatedSVD
 
 __all__ = ["MODEL_REGISTRY", "FactorModel", "Recommender", "UserVector", "Baseline", "Popularity",
            "BiasedMF", "SVDPlusPlus",
-           "ALS", "ImplicitALS", "BPR", "BayesianMF", "NMF", "bm25_weight", "tfidf_weight"]
+           "ALS", "ImplicitALS", "BPR", "BayesianMF", "NMF", "TruncatedSVD", "PureSVD",
+           "bm25_weight", "tfidf_weight"]
