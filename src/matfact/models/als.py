@@ -19,6 +19,7 @@ from matfact.data.interactions import Interactions
 from matfact.exceptions import DataError, ParameterError
 from matfact.models._iterative import IterativeModel
 from matfact.models._linalg import gram64
+from matfact.models._matrix import csr_parts
 from matfact.models._params import (
     BOOLEAN,
     N_THREADS,
@@ -32,13 +33,6 @@ from matfact.models.base import UserVector
 __all__ = ["ALS", "ImplicitALS", "bm25_weight", "tfidf_weight"]
 
 _EMPTY = np.zeros(0, dtype=np.float32)
-
-
-def _csr_parts(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    # No copies when the dtypes already fit: at 30M interactions each copy is 120 MB.
-    return (matrix.indptr.astype(np.int64, copy=False),
-            matrix.indices.astype(np.int32, copy=False),
-            np.ascontiguousarray(matrix.data, dtype=np.float32))
 
 
 def _ridge_prior(k: int, reg: float, reg_bias: float, use_bias: bool):
@@ -179,7 +173,7 @@ class ALS(IterativeModel):
         else:
             user_w = item_w = _EMPTY
             total = float(data.nnz)
-        users_rows, items_rows = _csr_parts(by_user), _csr_parts(by_item)
+        users_rows, items_rows = csr_parts(by_user, np.float32), csr_parts(by_item, np.float32)
         pairs = (data.user_codes, data.item_codes, data.ratings.astype(np.float64),
                  None if not data.has_weights else data.weights.astype(np.float64))
 
@@ -393,7 +387,7 @@ class ImplicitALS(IterativeModel):
         by_user = sp.csr_matrix((self._confidence(csr.data), csr.indices, csr.indptr),
                                 shape=csr.shape)
         by_item = by_user.T.tocsr()
-        users_rows, items_rows = _csr_parts(by_user), _csr_parts(by_item)
+        users_rows, items_rows = csr_parts(by_user, np.float32), csr_parts(by_item, np.float32)
         normalizer = float(by_user.data.sum()) + data.n_users * data.n_items - data.nnz
 
         def step(iteration: int) -> tuple[float, dict]:

@@ -40,12 +40,12 @@ from matfact._kernels.nmf import (
     masked_cd_rows,
     masked_mu_rows,
 )
-from matfact._kernels.sparse import csr_times_dense
 from matfact._threads import numba_threads
 from matfact.data.interactions import Interactions
 from matfact.exceptions import ConvergenceWarning, DataError, NotFittedError, ParameterError
 from matfact.models._iterative import IterativeModel
 from matfact.models._linalg import dot64, gram64
+from matfact.models._matrix import MatrixProducts, as_matrix, csr_parts
 from matfact.models._params import (
     N_THREADS,
     RANDOM_STATE,
@@ -432,7 +432,7 @@ class NMF(IterativeModel):
         by_user = sp.csr_matrix((csr.data.astype(np.float32), csr.indices, csr.indptr),
                                 shape=csr.shape)
         by_item = by_user.T.tocsr()
-        users, items = _parts(by_user), _parts(by_item)
+        users, items = csr_parts(by_user, np.float32), csr_parts(by_item, np.float32)
         penalties = ((l1 * alpha_W, (1 - l1) * alpha_W), (l1 * alpha_H, (1 - l1) * alpha_H))
 
         def step(iteration: int) -> tuple[float, dict]:
@@ -494,12 +494,6 @@ _EMPTY = np.zeros(0, dtype=np.float32)
 
 
 # ---------------------------------------------------------------------- helpers
-def _parts(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return (matrix.indptr.astype(np.int64, copy=False),
-            matrix.indices.astype(np.int32, copy=False),
-            np.ascontiguousarray(matrix.data, dtype=np.float32))
-
-
 def sklearn_random_state(random_state: Any) -> np.random.RandomState:
     """scikit-learn's legacy ``RandomState`` (so random inits equal scikit-learn's for a seed)."""
     if isinstance(random_state, np.random.Generator):
@@ -510,30 +504,14 @@ def sklearn_random_state(random_state: Any) -> np.random.RandomState:
 
 
 def _check_matrix(X: Any, who: str) -> Any:
-    """A float32/float64 CSR matrix or C-contiguous array, finite, non-negative, non-empty."""
-    if isinstance(X, (list, tuple)) or (isinstance(X, np.ndarray) and X.dtype.kind in "biuf"):
-        X = np.asarray(X)
-    if sp.issparse(X):
-        X = sp.csr_matrix(X)
-        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-        X = X.astype(dtype, copy=False)
-        X.sum_duplicates()
-        values = X.data
-    elif isinstance(X, np.ndarray):
-        if X.ndim != 2:
-            raise DataError(f"{who}: X must be 2-D (n_samples, n_features), got shape {X.shape}")
-        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-        X = np.ascontiguousarray(X, dtype=dtype)
-        values = X.ravel()
-    else:
+    """A finite, non-negative, non-empty float32/float64 CSR matrix or array."""
+    if not (isinstance(X, (np.ndarray, list, tuple)) or sp.issparse(X)):
         raise DataError(f"{who}: X must be a NumPy array, a SciPy sparse matrix or (for "
                         f"masked mode) matfact.Interactions, got {type(X).__name__}")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise DataError(f"{who}: X is empty (shape {X.shape})")
-    bad = ~np.isfinite(values)
-    if bad.any():
-        raise DataError(f"{who}: X has {int(bad.sum())} NaN or infinite values; drop or impute "
-                        f"them (for missing entries use Interactions, the masked mode)")
+    X = as_matrix(X, f"{who}: X")
+    if not sp.issparse(X):
+        X = np.ascontiguousarray(X)
+    values = X.data if sp.issparse(X) else X
     negative = int((values < 0).sum())
     if negative:
         raise DataError(f"{who}: NMF needs non-negative data, but X has {negative} negative "
@@ -624,40 +602,28 @@ class _WholeProblem:
         self.X = X
         self.sparse = sp.issparse(X)
         self.dtype = X.dtype
-        if self.sparse:
-            self.rows = (X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data)
-            Xt = X.T.tocsr()
-            self.cols = (Xt.indptr.astype(np.int64), Xt.indices.astype(np.int32), Xt.data)
-            self.squared_norm = dot64(X.data, X.data)
-            self.total = float(X.data.sum(dtype=np.float64))
-            self.nnz = X.nnz
-        else:
-            self.squared_norm = dot64(X, X)
-            self.total = float(X.sum(dtype=np.float64))
-            # Counted as for sparse input, so the sweep rule (and the result) is the same.
-            self.nnz = int(np.count_nonzero(X))
+        self.products = MatrixProducts(X)
+        values = X.data if self.sparse else X
+        self.squared_norm = dot64(values, values)
+        self.total = float(values.sum(dtype=np.float64))
+        # Counted the same for dense input, so the sweep rule (and the result) is the same.
+        self.nnz = X.nnz if self.sparse else int(np.count_nonzero(X))
         self.beta = model._beta()
         self.penalties = model._penalties(X.shape)
 
     # products ---------------------------------------------------------------
     def x_times(self, dense: np.ndarray) -> np.ndarray:
         """``X @ dense`` (dense: n_features × k)."""
-        if not self.sparse:
-            return self.X @ dense
-        out = np.empty((self.X.shape[0], dense.shape[1]), dtype=self.dtype)
-        return csr_times_dense(*self.rows, np.ascontiguousarray(dense, dtype=self.dtype), out)
+        return self.products.dot(dense)
 
     def xt_times(self, dense: np.ndarray) -> np.ndarray:
         """``Xᵀ @ dense`` (dense: n_samples × k)."""
-        if not self.sparse:
-            return self.X.T @ dense
-        out = np.empty((self.X.shape[1], dense.shape[1]), dtype=self.dtype)
-        return csr_times_dense(*self.cols, np.ascontiguousarray(dense, dtype=self.dtype), out)
+        return self.products.tdot(dense)
 
     def kl_ratio(self, W: np.ndarray, Ht: np.ndarray, transposed: bool) -> np.ndarray:
         """``(X / WH) Hᵀ`` (or ``(X / WH)ᵀ W`` when ``transposed``, W and Ht swapped)."""
         if self.sparse:
-            parts = self.cols if transposed else self.rows
+            parts = self.products.cols if transposed else self.products.rows
             out = np.empty_like(W)
             return kl_ratio_times(*parts, W, Ht, _EPS, out)
         X = self.X.T if transposed else self.X
@@ -672,7 +638,8 @@ class _WholeProblem:
             Ht = np.ascontiguousarray(H.T)
             return self._frobenius(dot64(self.x_times(Ht), W), gram64(W), gram64(Ht))
         if self.sparse:
-            nonzero = kl_divergence_sparse(*self.rows, W, np.ascontiguousarray(H.T), _EPS)
+            nonzero = kl_divergence_sparse(*self.products.rows, W, np.ascontiguousarray(H.T),
+                                           _EPS)
         else:
             WH = np.maximum(W @ H, _EPS)
             X = self.X

@@ -17,10 +17,10 @@ import scipy.linalg
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
-from matfact._kernels.sparse import csr_times_dense
 from matfact._threads import numba_threads
 from matfact.data.interactions import Interactions
 from matfact.exceptions import DataError, NotFittedError, ParameterError
+from matfact.models._matrix import MatrixProducts, as_matrix, csr_parts, sparse_times
 from matfact.models._params import (
     BOOLEAN,
     N_THREADS,
@@ -39,57 +39,6 @@ _NORMALIZERS = ("auto", "QR", "LU", "none")
 
 
 # ---------------------------------------------------------------------- input checks
-def _as_matrix(X: Any, what: str) -> sp.csr_matrix | np.ndarray:
-    """``X`` as a float32/float64 CSR matrix or 2-D ndarray, finite and non-empty.
-
-    An :class:`~matfact.Interactions` gives its users × items CSR (ratings, or
-    weights for implicit data), shared with its cache: never modified here.
-    """
-    if isinstance(X, Interactions):
-        X = X.to_scipy()
-    if sp.issparse(X):
-        if X.ndim != 2:
-            raise DataError(f"{what} must be 2-D, got shape {X.shape}")
-        X = sp.csr_matrix(X) if X.format != "csr" else X
-        if not X.has_canonical_format:
-            # Repeated entries would count twice in the column variances; the products
-            # would not mind. Sum them in a copy: the caller's matrix stays as it is.
-            X = X.copy()
-            X.sum_duplicates()
-        values = X.data
-    else:
-        try:
-            X = np.asarray(X)
-        except (TypeError, ValueError) as err:
-            raise DataError(f"{what} must be a numeric 2-D array or sparse matrix: {err}") from None
-        if X.ndim != 2:
-            raise DataError(f"{what} must be a 2-D array (n_samples, n_features), got shape "
-                            f"{X.shape}. Reshape your data with X.reshape(1, -1) if it is a "
-                            f"single sample")
-        values = X
-    kind = X.dtype.kind
-    if kind == "c":
-        raise DataError(f"Complex data not supported: {what} is complex, TruncatedSVD works "
-                        f"on real matrices")
-    if kind not in "biuf":
-        try:
-            X = X.astype(np.float64)
-        except (TypeError, ValueError) as err:
-            raise DataError(f"{what} must be numeric, got dtype {X.dtype}: {err}") from None
-        values = X.data if sp.issparse(X) else X
-    elif X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float64)
-        values = X.data if sp.issparse(X) else X
-    for axis, name in enumerate(("sample", "feature")):
-        if X.shape[axis] == 0:
-            # The wording of scikit-learn's check_array, which its users may match on.
-            raise DataError(f"{what} is empty: 0 {name}(s) (shape={X.shape}) while a minimum "
-                            f"of 1 is required.")
-    if not np.isfinite(values).all():
-        raise DataError(f"{what} contains NaN or infinite values; drop or impute them first")
-    return X
-
-
 def _check_rank(k: int, shape: tuple[int, int], algorithm: str, owner: str, name: str) -> None:
     """ARPACK needs ``k < min(shape)``; the randomized solver ``k ≤ min(shape)``."""
     limit = min(shape)
@@ -102,59 +51,6 @@ def _check_rank(k: int, shape: tuple[int, int], algorithm: str, owner: str, name
                              f"(data of shape {shape}); lower {name}")
 
 
-def _csr_parts(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    # No copies when the dtypes already fit (the data may be the Interactions' cached CSR).
-    return (matrix.indptr.astype(np.int64, copy=False),
-            matrix.indices.astype(np.int32, copy=False),
-            np.ascontiguousarray(matrix.data))
-
-
-def _sparse_times(parts: tuple[np.ndarray, np.ndarray, np.ndarray],
-                  dense: np.ndarray) -> np.ndarray:
-    """``X @ dense`` for ``X`` given by its CSR parts, in X's dtype, on the numba threads."""
-    indptr, indices, data = parts
-    out = np.empty((len(indptr) - 1, dense.shape[1]), dtype=data.dtype)
-    return csr_times_dense(indptr, indices, data, np.ascontiguousarray(dense, dtype=data.dtype),
-                           out)
-
-
-class _Products:
-    """``X @ D`` and ``Xᵀ @ D`` for a dense or CSR ``X``; :meth:`transposed` swaps them.
-
-    For a sparse ``X`` the CSR of ``Xᵀ`` is built once, so both products are
-    row-parallel kernel calls.
-    """
-
-    def __init__(self, X: sp.csr_matrix | np.ndarray) -> None:
-        self.shape = X.shape
-        self.dtype = X.dtype
-        self.sparse = sp.issparse(X)
-        if self.sparse:
-            self._rows = _csr_parts(X)
-            self._cols = _csr_parts(X.T.tocsr())
-            self.nnz = X.nnz
-        else:
-            self._rows, self._cols = X, X.T
-            self.nnz = X.size
-
-    def dot(self, dense: np.ndarray) -> np.ndarray:
-        if self.sparse:
-            return _sparse_times(self._rows, dense)
-        return self._rows @ dense.astype(self.dtype, copy=False)
-
-    def tdot(self, dense: np.ndarray) -> np.ndarray:
-        if self.sparse:
-            return _sparse_times(self._cols, dense)
-        return self._cols @ dense.astype(self.dtype, copy=False)
-
-    def transposed(self) -> _Products:
-        other = object.__new__(_Products)
-        other.__dict__.update(self.__dict__)
-        other.shape = self.shape[::-1]
-        other._rows, other._cols = self._cols, self._rows
-        return other
-
-
 # ---------------------------------------------------------------------- solvers
 def _lu(matrix: np.ndarray) -> np.ndarray:
     # P L of the pivoted LU: a well-conditioned basis of the same span, cheaper than QR.
@@ -165,7 +61,7 @@ def _qr(matrix: np.ndarray) -> np.ndarray:
     return scipy.linalg.qr(matrix, mode="economic", check_finite=False)[0]
 
 
-def _range_finder(op: _Products, size: int, n_iter: int, normalizer: str,
+def _range_finder(op: MatrixProducts, size: int, n_iter: int, normalizer: str,
                   rng: np.random.Generator) -> np.ndarray:
     """An orthonormal ``Q`` of shape (n_rows, size) with ``X ≈ Q Qᵀ X`` (Halko et al., alg. 4.4).
 
@@ -185,7 +81,7 @@ def _range_finder(op: _Products, size: int, n_iter: int, normalizer: str,
     return _qr(op.dot(Q))
 
 
-def _randomized_svd(op: _Products, k: int, n_iter: int, n_oversamples: int, normalizer: str,
+def _randomized_svd(op: MatrixProducts, k: int, n_iter: int, n_oversamples: int, normalizer: str,
                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rank-``k`` (U, s, Vᵀ) of ``op``'s matrix by the randomized range finder.
 
@@ -234,7 +130,7 @@ def _truncated_svd(X: sp.csr_matrix | np.ndarray, k: int, *, algorithm: str, n_i
     if algorithm == "arpack":
         u, s, vt = _arpack_svd(X, k, tol, rng)
     else:
-        op = _Products(X)
+        op = MatrixProducts(X)
         size = min(k + n_oversamples, min(X.shape))
         if op.sparse:
             with numba_threads(n_threads, op.nnz * size):
@@ -252,10 +148,10 @@ def _project(X: sp.csr_matrix | np.ndarray, components: np.ndarray,
     basis = np.ascontiguousarray(components.T, dtype=dtype)
     if not sp.issparse(X):
         return X.astype(dtype, copy=False) @ basis
-    indptr, indices, data = _csr_parts(X)
+    indptr, indices, data = csr_parts(X)
     data = data.astype(dtype, copy=False)
     with numba_threads(n_threads, X.nnz * basis.shape[1]):
-        return _sparse_times((indptr, indices, data), basis)
+        return sparse_times((indptr, indices, data), basis)
 
 
 def _total_variance(X: sp.csr_matrix | np.ndarray) -> float:
@@ -417,7 +313,7 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         validate_params(self)
         item_index = X.item_index if isinstance(X, Interactions) else None
-        X = _as_matrix(X, "X")
+        X = as_matrix(X, "X")
         name = type(self).__name__
         _check_rank(self.n_components, X.shape, self.algorithm, name, "n_components")
         rng = check_random_state(self.random_state)
@@ -475,7 +371,7 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self._check_fitted()
         if isinstance(X, Interactions):
             X = self._columns_of(X)
-        X = _as_matrix(X, "X")
+        X = as_matrix(X, "X")
         if X.shape[1] != self.n_features_in_:
             raise DataError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
                             f"expecting {self.n_features_in_} features as input")
@@ -493,7 +389,7 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         X_original : ndarray of shape (n_samples, n_features)
         """
         self._check_fitted()
-        Z = _as_matrix(X, "X")
+        Z = as_matrix(X, "X")
         if sp.issparse(Z):
             Z = Z.toarray()
         if Z.shape[1] != len(self.components_):
