@@ -464,3 +464,39 @@ def test_demo_falls_back_to_synthetic_data_loudly(capsys, monkeypatch, tmp_path)
     assert "synthetic" in out
     table = _check_demo_outputs(out_dir)
     assert table["NDCG@10"].notna().all()
+
+
+# ---------------------------------------------------------------------- app commands
+@pytest.mark.filterwarnings("ignore::matfact.exceptions.ConvergenceWarning")
+def test_topics_command_is_wired(tmp_path, capsys):
+    # Two disjoint vocabularies: the factorization is exact and the cd stopping rule may
+    # not trigger before max_iter, which is beside the point here.
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    words = {"sport": ["match", "goal", "team", "coach", "league"],
+             "money": ["bank", "shares", "profit", "market", "rates"]}
+    rows = [{"text": " ".join(rng.choice(vocab, size=20)), "label": label}
+            for label, vocab in words.items() for _ in range(10)]
+    pd.DataFrame(rows).to_csv(tmp_path / "docs.csv", index=False)
+    out = tmp_path / "topics"
+    code = cli.main(["topics", "--data", str(tmp_path / "docs.csv"), "-k", "2", "--min-df",
+                     "1", "--max-df", "1.0", "--out", str(out)])
+    assert code == 0
+    assert "purity" in capsys.readouterr().out.lower()
+    assert (out / "topics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(pd.read_csv(out / "document_topics.csv")) == 20
+
+
+def test_images_command_is_wired(tmp_path, capsys):
+    from PIL import Image
+
+    rows, cols = np.mgrid[:32, :32]
+    picture = 120 + 100 * np.sin(rows / 5.0) * np.cos(cols / 7.0)
+    Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8)).save(tmp_path / "p.png")
+    out = tmp_path / "images"
+    code = cli.main(["images", "--data", str(tmp_path / "p.png"), "--patch", "8", "--ranks",
+                     "2,4", "--out", str(out)])
+    assert code == 0
+    assert "PSNR" in capsys.readouterr().out
+    assert (out / "compression.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

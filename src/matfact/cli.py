@@ -1056,6 +1056,29 @@ def build_parser() -> argparse.ArgumentParser:
                            help="an unknown user is an error (default: fallback ranking)")
     recommend.add_argument("--json", action="store_true", help="print JSON instead of tables")
     recommend.set_defaults(handler=_cmd_recommend)
+
+    from matfact.apps import images as images_app
+    from matfact.apps import topics as topics_app
+
+    topics = commands.add_parser(
+        "topics", parents=[quiet], formatter_class=formatter,
+        help="NMF topics of a text collection (TF-IDF → NMF): top words, shares, PNG, CSV",
+        description="Turn documents into NMF topics: print each topic's top words and share "
+                    "of the documents (and agreement with labels, where there are some); "
+                    "write a PNG of the top words and a CSV of document-topic weights.",
+    )
+    topics_app.configure_parser(topics)
+    topics.set_defaults(handler=lambda args, out: topics_app.run(args))
+
+    images = commands.add_parser(
+        "images", parents=[quiet], formatter_class=formatter,
+        help="SVD (eigenfaces) vs NMF (parts) on images: bases, compression, recognition",
+        description="Factor a set of same-size grayscale images (or one image cut into "
+                    "patches) by SVD and NMF: write basis images, reconstructions and "
+                    "error/PSNR and recognition plots; print the compression table.",
+    )
+    images_app.configure_parser(images)
+    images.set_defaults(handler=lambda args, out: images_app.run(args))
     return parser
 
 
@@ -1104,7 +1127,7 @@ def main(argv: list[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
             if args.command is None:
                 raise UsageError("no command given; choose one of demo, train, evaluate, "
-                                 "recommend (see 'matfact --help')")
+                                 "recommend, topics, images (see 'matfact --help')")
             return int(args.handler(args, _Output(bool(args.quiet))) or 0)
         except SystemExit as exit_:  # --help and --version
             return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
+from matfact._atomic import atomic_write
 from matfact.exceptions import DataError
 
 __all__ = ["plot_model_comparison", "MODEL_COLORS"]
@@ -278,11 +278,9 @@ def plot_model_comparison(table: Any, path: str | os.PathLike, *,
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("png", "svg", "pdf"):
         fmt = "png"
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "xb") as handle:
             fig.savefig(handle, format=fmt, dpi=_DPI, facecolor="white")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+
+    return atomic_write(path, write)
