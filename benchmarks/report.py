@@ -74,6 +74,18 @@ not depend on the machine. The exact protocol of each suite is at the end of the
   it from the work per step, implicit uses every core, myFM one); the rating tables show how
   many cores each fit kept busy. Timed speed and rating measurements disturbed by another
   process are redone.
+
+## Reading the NMF and SVD tables
+
+- **Time to the peer's loss.** Whole-matrix NMF is judged as the issue asks: scikit-learn
+  runs to its own stopping rule and its final loss is the target; matfact starts from the
+  same factors and is stopped by a callback at the first iteration whose loss is at or below
+  it. Both losses are recomputed in float64 by one function, so no float32 rounding decides
+  the crossing. matfact's default `cd` makes scikit-learn's own updates (one sweep per
+  update), so it reaches the target at the same iteration; the ratio is per-iteration speed
+  (parallel sparse products, rows solved in SIMD lanes).
+- **Randomized SVD at equal error**: both libraries run the same range finder settings;
+  the table shows both reconstruction errors next to the times.
 """
 
 _REGENERATE = """\

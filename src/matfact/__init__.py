@@ -40,6 +40,8 @@ _LAZY = {
     "kfold": "matfact.evaluation.split",
     "evaluate": "matfact.evaluation.validate",
     "evaluate_ranking": "matfact.evaluation.validate",
+    "cross_validate": "matfact.evaluation.validate",
+    "tune": "matfact.evaluation.tune",
     "Recommender": "matfact.models.base",
     "UserVector": "matfact.models.base",
     "Baseline": "matfact.models.baseline",
@@ -59,7 +61,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from matfact.data.interactions import IdIndex, Interactions
     from matfact.datasets import load_dataset, make_synthetic
     from matfact.evaluation.split import kfold, train_test_split
-    from matfact.evaluation.validate import evaluate, evaluate_ranking
+    from matfact.evaluation.tune import tune
+    from matfact.evaluation.validate import cross_validate, evaluate, evaluate_ranking
     from matfact.models.als import ALS, ImplicitALS
     from matfact.models.base import Recommender, UserVector
     from matfact.models.baseline import Baseline, Popularity
@@ -79,6 +82,8 @@ __all__ = [
     "kfold",
     "evaluate",
     "evaluate_ranking",
+    "cross_validate",
+    "tune",
     "load",
     "clone",
     "Recommender",

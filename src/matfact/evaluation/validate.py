@@ -1,9 +1,17 @@
-"""Evaluate a fitted model on held-out interactions: rating accuracy and top-k ranking."""
+"""Evaluate models on held-out interactions: rating accuracy, top-k ranking, cross-validation.
+
+:func:`evaluate` and :func:`evaluate_ranking` score a fitted model;
+:func:`cross_validate` fits a fresh clone on each fold's training part, scores it
+on the fold's test part and returns one row per fold. Folds may run in parallel
+processes, whose numba threads are then cut so that jobs × threads ≤ cores.
+"""
 
 from __future__ import annotations
 
+import os
+import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,10 +27,12 @@ from matfact.evaluation.metrics import (
     catalogue_coverage,
     parse_metric,
 )
+from matfact.evaluation.split import Split, kfold
 from matfact.exceptions import DataError, MatfactWarning, ParameterError
 from matfact.models._params import check_n
 
-__all__ = ["evaluate", "evaluate_ranking", "DEFAULT_RANKING_METRICS"]
+__all__ = ["evaluate", "evaluate_ranking", "cross_validate", "score", "default_metrics",
+           "resolve_folds", "jobs_and_threads", "run_parallel", "DEFAULT_RANKING_METRICS"]
 
 DEFAULT_RANKING_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate", "coverage")
 _BATCH = 1024
@@ -194,3 +204,169 @@ def _auc(model: Any, model_users: np.ndarray, relevant: sp.csr_matrix) -> np.nda
             candidates[known[seen.row], seen.col] = False
         out[start:start + len(batch)] = auc(scores, rel[start:start + len(batch)], candidates)
     return out
+
+
+# ------------------------------------------------------------------------------ cross-validation
+def default_metrics(model: Any, data: Interactions, k: int = 10) -> list[str]:
+    """RMSE and MAE for a rating model on explicit data, else NDCG@k and precision@k."""
+    if not data.is_implicit and not getattr(model, "_ranks_only", False):
+        return ["rmse", "mae"]
+    return [f"ndcg@{k}", f"precision@{k}"]
+
+
+def score(model: Any, test: Interactions, metrics: Sequence[str], k: int = 10) -> dict:
+    """Every metric of ``metrics`` for a fitted model: rating ones by :func:`evaluate`,
+    ranking ones by :func:`evaluate_ranking` (``name@k`` keys)."""
+    rating = [m for m in metrics if m in RATING_METRICS]
+    ranking = [m for m in metrics if m not in RATING_METRICS]
+    result: dict[str, float] = {}
+    if rating:
+        values = evaluate(model, test, rating)
+        result.update({name: values[name] for name in rating})
+    if ranking:
+        values = evaluate_ranking(model, test, k=k, metrics=ranking)
+        for name in ranking:
+            base, name_k = parse_metric(name)
+            key = f"{base}@{name_k or k}" if base != "auc" else "auc"
+            result[name] = values[key]
+    return result
+
+
+def _check_metrics(metrics: Any, model: Any, data: Interactions, k: int) -> list[str]:
+    if metrics is None:
+        return default_metrics(model, data, k)
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    if not names:
+        raise ParameterError("metrics must name at least one metric")
+    for name in names:
+        if name not in RATING_METRICS:
+            parse_metric(name)  # raises ParameterError for an unknown name
+    if data.is_implicit and any(name in RATING_METRICS for name in names):
+        raise ParameterError("rating metrics (rmse, mae) need explicit ratings; the data is "
+                             "implicit: use ranking metrics such as ndcg@10")
+    return names
+
+
+def resolve_folds(cv: Any, data: Interactions,
+                  random_state: int | None = 0) -> list[tuple[Interactions, Interactions]]:
+    """``cv`` as a list of (train, test): an int (k-fold), a splitter or explicit pairs.
+
+    A splitter is a callable ``cv(data)`` returning (train, test) pairs, e.g.
+    ``lambda d: [matfact.train_test_split(d, 0.2, "per_user", random_state=s)
+    for s in range(3)]``.
+    """
+    if isinstance(cv, (int, np.integer)) and not isinstance(cv, bool):
+        return [(s.train, s.test) for s in kfold(data, int(cv), random_state=random_state)]
+    if callable(cv):
+        cv = cv(data)
+    if isinstance(cv, Iterable) and not isinstance(cv, (str, bytes)):
+        folds = []
+        for pair in cv:
+            train, test = (pair.train, pair.test) if isinstance(pair, Split) else pair
+            if not isinstance(train, Interactions) or not isinstance(test, Interactions):
+                raise ParameterError("cv pairs must be (train, test) Interactions")
+            folds.append((train, test))
+        if folds:
+            return folds
+    raise ParameterError(f"cv must be an int ≥ 2, a splitter (callable) or a non-empty list of "
+                         f"(train, test) pairs; got {cv!r}")
+
+
+def jobs_and_threads(model: Any, n_jobs: int, n_tasks: int) -> tuple[int, int | None]:
+    """Processes to use and numba threads for each, so that jobs × threads ≤ cores."""
+    cores = os.cpu_count() or 1
+    if not isinstance(n_jobs, (int, np.integer)) or isinstance(n_jobs, bool) or n_jobs == 0 \
+            or n_jobs < -1:
+        raise ParameterError(f"n_jobs must be a positive int or -1 (all cores), got {n_jobs!r}")
+    jobs = cores if n_jobs == -1 else int(n_jobs)
+    jobs = max(1, min(jobs, cores, n_tasks))
+    if jobs == 1:
+        return 1, None
+    own = model.get_params().get("n_threads") if "n_threads" in model.get_params() else None
+    threads = max(1, cores // jobs)
+    return jobs, threads if own is None else min(int(own), threads)
+
+
+def _fit_and_score(model: Any, train: Interactions, test: Interactions, metrics: list[str],
+                   k: int, threads: int | None) -> tuple[dict, Any]:
+    from sklearn.base import clone
+
+    fitted = clone(model)
+    if threads is not None and "n_threads" in fitted.get_params():
+        fitted.set_params(n_threads=threads)
+    start = time.perf_counter()
+    fitted.fit(train, progress=False)
+    fit_time = time.perf_counter() - start
+    start = time.perf_counter()
+    row = score(fitted, test, metrics, k)
+    row.update(fit_time=fit_time, test_time=time.perf_counter() - start,
+               n_train=train.nnz, n_test=test.nnz)
+    return row, fitted
+
+
+def run_parallel(function: Callable, tasks: list[tuple], jobs: int, threads: int | None) -> list:
+    """``[function(*task) for task in tasks]``, in ``jobs`` processes (joblib/loky) if > 1.
+
+    Each worker's BLAS/OpenMP pools are held to ``threads`` so that processes and their
+    threads together stay within the cores.
+    """
+    if jobs == 1:
+        return [function(*task) for task in tasks]
+    from joblib import Parallel, delayed, parallel_config
+
+    with parallel_config(backend="loky", inner_max_num_threads=threads or 1):
+        return Parallel(n_jobs=jobs)(delayed(function)(*task) for task in tasks)
+
+
+def cross_validate(model: Any, data: Interactions, cv: Any = 5, metrics: Any = None,
+                   k: int = 10, n_jobs: int = 1, return_models: bool = False,
+                   random_state: int | None = 0) -> pd.DataFrame | tuple[pd.DataFrame, list]:
+    """Fit and score ``model`` on every fold of ``data``.
+
+    Parameters
+    ----------
+    model : matfact model (unfitted; each fold fits a clone)
+    data : Interactions
+    cv : int, callable or list, default=5
+        Number of k-fold splits (``matfact.kfold(data, cv, random_state)``), a splitter
+        ``cv(data) -> [(train, test), ...]``, or explicit (train, test) pairs / ``Split``s.
+    metrics : str or list of str, default=None
+        Rating metrics (``rmse``, ``mae``) and ranking metrics (``ndcg@10``,
+        ``precision``, ``recall@20``, ``map``, ``coverage``, ``auc``...), mixed freely.
+        ``None``: RMSE and MAE for rating models on explicit data, else NDCG@k and
+        precision@k.
+    k : int, default=10
+        Cut-off of ranking metrics named without ``@k``.
+    n_jobs : int, default=1
+        Folds fitted in parallel processes (``-1``: one per core). Each process's model
+        then runs on ``cores // n_jobs`` numba threads (fewer if its ``n_threads`` says so).
+    return_models : bool, default=False
+        Also return the fitted model of each fold.
+    random_state : int or None, default=0
+        Seed of the k-fold split when ``cv`` is an int.
+
+    Returns
+    -------
+    results : pandas.DataFrame
+        One row per fold (index 0, 1, ...) with a column per metric, ``fit_time`` and
+        ``test_time`` (seconds), ``n_train`` and ``n_test``; then rows ``"mean"`` and
+        ``"std"`` (sample standard deviation over the folds).
+    models : list
+        Only with ``return_models=True``.
+    """
+    if not isinstance(data, Interactions):
+        raise DataError(f"data must be a matfact.Interactions, got {type(data).__name__}")
+    k = check_n(k, "k")
+    names = _check_metrics(metrics, model, data, k)
+    folds = resolve_folds(cv, data, random_state)
+    jobs, threads = jobs_and_threads(model, n_jobs, len(folds))
+    outcomes = run_parallel(_fit_and_score,
+                            [(model, train, test, names, k, threads) for train, test in folds],
+                            jobs, threads)
+    frame = pd.DataFrame([row for row, _ in outcomes])
+    frame.index.name = "fold"
+    summary = pd.DataFrame([frame.mean(), frame.std(ddof=1)], index=["mean", "std"])
+    frame = pd.concat([frame, summary])
+    if return_models:
+        return frame, [fitted for _, fitted in outcomes]
+    return frame

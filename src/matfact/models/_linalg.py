@@ -16,7 +16,7 @@ def gram64(factors: np.ndarray, chunk: int = 8192) -> np.ndarray:
     """
     gram = np.zeros((factors.shape[1], factors.shape[1]))
     for start in range(0, len(factors), chunk):
-        part = factors[start:start + chunk].astype(np.float64)
+        part = factors[start:start + chunk].astype(np.float64, copy=False)
         gram += part.T @ part
     return gram
 
@@ -26,6 +26,6 @@ def dot64(a: np.ndarray, b: np.ndarray, chunk: int = 1 << 20) -> float:
     a, b = a.ravel(), b.ravel()
     total = 0.0
     for start in range(0, a.size, chunk):
-        total += float(np.dot(a[start:start + chunk].astype(np.float64),
-                              b[start:start + chunk].astype(np.float64)))
+        total += float(np.dot(a[start:start + chunk].astype(np.float64, copy=False),
+                              b[start:start + chunk].astype(np.float64, copy=False)))
     return total

@@ -291,6 +291,8 @@ class ImplicitALS(IterativeModel):
     method for implicit feedback collaborative filtering. RecSys 2011.
     """
 
+    _ranks_only = True
+
     _parameter_constraints: ClassVar[dict] = {
         "n_factors": [Interval(int, 1, None)],
         "reg": [Interval(float, 0, None)],

@@ -76,6 +76,9 @@ class Recommender(BaseEstimator):
     _parameter_constraints: ClassVar[dict[str, list]] = {}
     #: Whether the model learns from ratings, implicit feedback, or both.
     _accepts: ClassVar[tuple[str, ...]] = ("explicit", "implicit")
+    #: Whether the model only ranks (its scores are not ratings): evaluated by ranking
+    #: metrics by default.
+    _ranks_only: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -135,6 +135,8 @@ class Popularity(Recommender):
     lower item index (the smaller raw id) first.
     """
 
+    _ranks_only = True
+
     _parameter_constraints: ClassVar[dict] = {"weighted": [BOOLEAN]}
     _needs_ratings: ClassVar[bool] = False
 

@@ -74,6 +74,8 @@ class BPR(IterativeModel):
     personalized ranking from implicit feedback. UAI 2009.
     """
 
+    _ranks_only = True
+
     _parameter_constraints: ClassVar[dict] = {
         "n_factors": [Interval(int, 1, None)],
         "learning_rate": [Interval(float, 0, None, closed="neither")],

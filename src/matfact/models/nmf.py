@@ -738,9 +738,9 @@ class _WholeProblem:
             loss = None
             if update_H:
                 perm = rng.permutation(k).astype(np.int64) if model.shuffle else order
-                WtW = W.T @ W
-                XtW = self.xt_times(W)
                 raw_WtW = gram64(W)  # float64: the loss compares to a target to many digits
+                WtW = raw_WtW.astype(W.dtype)
+                XtW = self.xt_times(W)
                 WtW.flat[::k + 1] += l2_H
                 if l1_H:
                     XtW -= l1_H

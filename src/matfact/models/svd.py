@@ -477,6 +477,8 @@ class PureSVD(FactorModel):
     [[20]]
     """
 
+    _ranks_only = True
+
     _parameter_constraints: ClassVar[dict] = {
         "n_factors": [Interval(int, 1, None)],
         "normalize": [BOOLEAN],
