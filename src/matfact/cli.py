@@ -40,6 +40,8 @@ DEMO_MODELS: list[tuple[str, dict[str, Any]]] = [
     ("BayesianMF", {"random_state": 0}),
     ("ImplicitALS", {"random_state": 0}),
     ("BPR", {"random_state": 0}),
+    ("NMF", {"random_state": 0}),
+    ("PureSVD", {"random_state": 0}),
 ]
 
 #: Header names recognised for each column role (compared case-insensitively, ignoring
