@@ -41,6 +41,7 @@ _LAZY = {
     "evaluate": "matfact.evaluation.validate",
     "evaluate_ranking": "matfact.evaluation.validate",
     "cross_validate": "matfact.evaluation.validate",
+    "evaluate_by_activity": "matfact.evaluation.validate",
     "tune": "matfact.evaluation.tune",
     "Recommender": "matfact.models.base",
     "UserVector": "matfact.models.base",
@@ -62,7 +63,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from matfact.datasets import load_dataset, make_synthetic
     from matfact.evaluation.split import kfold, train_test_split
     from matfact.evaluation.tune import tune
-    from matfact.evaluation.validate import cross_validate, evaluate, evaluate_ranking
+    from matfact.evaluation.validate import (
+        cross_validate,
+        evaluate,
+        evaluate_by_activity,
+        evaluate_ranking,
+    )
     from matfact.models.als import ALS, ImplicitALS
     from matfact.models.base import Recommender, UserVector
     from matfact.models.baseline import Baseline, Popularity
@@ -83,6 +89,7 @@ __all__ = [
     "evaluate",
     "evaluate_ranking",
     "cross_validate",
+    "evaluate_by_activity",
     "tune",
     "load",
     "clone",

@@ -540,3 +540,21 @@ def test_invalid_auc_inputs():
         auc([[0.1, 0.2]], [[0]], candidates=np.array([[1, 0]]))
     with pytest.raises(ParameterError, match="shape"):
         auc([[0.1, 0.2]], [[0]], candidates=sp.csr_matrix(np.ones((1, 3))))
+
+
+# ---------------------------------------------------------------------- beyond accuracy
+def test_item_popularity_popularity_and_novelty_by_hand():
+    import scipy.sparse as sp
+
+    from matfact.evaluation.metrics import item_popularity, novelty_at_k, popularity_at_k
+
+    # 4 users; item 0 seen by all, item 1 by two, item 2 by one, item 3 by none.
+    train = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 0, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0]]))
+    p = item_popularity(train)
+    np.testing.assert_allclose(p, [1.0, 0.5, 0.25, 0.0])
+    recommended = np.array([[0, 1], [2, 3], [3, -1]])
+    np.testing.assert_allclose(popularity_at_k(recommended, p, k=2), [0.75, 0.125, 0.0])
+    # −log2 p with the unseen item floored at the rarest seen one (p = 0.25 → 2 bits).
+    np.testing.assert_allclose(novelty_at_k(recommended, p, k=2), [0.5, 2.0, 2.0])
+    np.testing.assert_allclose(novelty_at_k(recommended, p, k=1), [0.0, 2.0, 2.0])
+    assert np.isnan(popularity_at_k(np.array([[-1, -1]]), p, k=2))[0]

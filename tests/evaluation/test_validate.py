@@ -94,3 +94,44 @@ def test_bad_arguments(ratings, kwargs, match):
 def test_rating_metrics_refused_on_implicit_data():
     with pytest.raises(ParameterError, match="explicit"):
         cross_validate(Popularity(), planted_interactions("implicit"), metrics="rmse")
+
+
+# ---------------------------------------------------------------------- beyond accuracy
+def test_popularity_and_novelty_in_evaluate_ranking():
+    from matfact.evaluation.metrics import item_popularity
+
+    data = planted_interactions("implicit", seed=8)
+    split = matfact.train_test_split(data, 0.2, "per_user", random_state=0)
+    model = Popularity().fit(split.train)
+    summary, per_user = matfact.evaluate_ranking(model, split.test, k=5,
+                                                 metrics=["popularity", "novelty"],
+                                                 per_user=True)
+    p = item_popularity(model.seen_)
+    ids, _ = model.recommend(per_user.index.to_numpy(), n=5)
+    codes = model.item_index_.get_indexer(ids.ravel()).reshape(ids.shape)
+    np.testing.assert_allclose(per_user["popularity@5"], p[codes].mean(axis=1))
+    # Popularity recommends the most popular items it can: more popular than the test items.
+    assert summary["popularity@5"] > summary["test_popularity"]
+    assert summary["novelty@5"] == pytest.approx(per_user["novelty@5"].mean())
+
+
+def test_breakdown_by_user_activity(ratings):
+    split = matfact.train_test_split(ratings, 0.2, "random", random_state=1)
+    model = Baseline().fit(split.train)
+    counts = np.diff(model.seen_.indptr)
+    present = split.test.user_ids[np.unique(split.test.user_codes)]
+    activity = counts[model.user_index_.get_indexer(present)]
+    low, high = (int(np.percentile(activity, q)) for q in (30, 70))
+    frame = matfact.evaluate_by_activity(model, split.test, metrics=["rmse", "ndcg@5"],
+                                         bins=(low, high))
+    assert len(frame) == 3
+    assert frame["n_users"].sum() == len(present)
+    assert frame["n_test"].sum() == split.test.nnz
+    cold = split.test.subset(users=present[activity <= low])
+    assert frame.iloc[0]["rmse"] == pytest.approx(matfact.evaluate(model, cold)["rmse"])
+    heavy = split.test.subset(users=present[activity > high])
+    assert frame.iloc[2]["ndcg@5"] == pytest.approx(
+        matfact.evaluate_ranking(model, heavy, k=5, metrics=["ndcg"])["ndcg@5"])
+    assert frame.index[0] == f"cold (≤ {low})"
+    with pytest.raises(ParameterError, match="bins"):
+        matfact.evaluate_by_activity(model, split.test, bins=(5, 5))

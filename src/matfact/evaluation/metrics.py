@@ -625,6 +625,78 @@ def aggregate(values: ArrayLike, *, how: str = "mean") -> float:
     return float(funcs[how](kept))
 
 
+def item_popularity(train_matrix) -> np.ndarray:
+    """Each item's share of users who interacted with it in training (0 to 1).
+
+    Parameters
+    ----------
+    train_matrix : scipy.sparse matrix of shape (n_users, n_items)
+        The training interactions (any non-zero counts once per user).
+
+    Returns
+    -------
+    ndarray of shape (n_items,)
+    """
+    matrix = _canonical_csr(train_matrix, "train_matrix")
+    counts = np.bincount(matrix.indices, minlength=matrix.shape[1])
+    return counts / max(matrix.shape[0], 1)
+
+
+def _mean_over_list(recommended: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+    top = recommended[:, :k]
+    valid = (top >= 0) & (top < len(values))
+    gathered = np.where(valid, values[np.where(valid, top, 0)], 0.0)
+    n = valid.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, gathered.sum(axis=1) / np.maximum(n, 1), np.nan)
+
+
+def popularity_at_k(recommended: ArrayLike, popularity: ArrayLike, k: int = 10) -> np.ndarray:
+    """Mean training popularity of each user's top-``k`` items (popularity bias).
+
+    Compare with the mean popularity of the users' test items: a model recommending
+    more popular items than people go on to use has a popularity bias.
+
+    Parameters
+    ----------
+    recommended : int array of shape (n_users, >= k)
+        Item indices, best first; -1 pads.
+    popularity : array of shape (n_items,)
+        Share of training users per item (:func:`item_popularity`).
+    k : int, default=10
+
+    Returns
+    -------
+    ndarray of shape (n_users,)
+        NaN for a user with no recommendation.
+    """
+    k = _check_positive_int(k, "k")
+    return _mean_over_list(_as_recommended(recommended), _as_float_1d(popularity, "popularity"),
+                           k)
+
+
+def novelty_at_k(recommended: ArrayLike, popularity: ArrayLike, k: int = 10) -> np.ndarray:
+    """Mean self-information ``−log₂ p_i`` of each user's top-``k`` items (Zhou et al. 2010).
+
+    ``p_i`` is the item's share of training users; never-seen items count as seen by
+    one user in ``1 / min(p > 0)``, so the value stays finite. Higher is more novel.
+
+    Parameters
+    ----------
+    recommended : int array of shape (n_users, >= k)
+    popularity : array of shape (n_items,)
+    k : int, default=10
+
+    Returns
+    -------
+    ndarray of shape (n_users,)
+    """
+    k = _check_positive_int(k, "k")
+    p = _as_float_1d(popularity, "popularity")
+    floor = p[p > 0].min() if (p > 0).any() else 1.0
+    return _mean_over_list(_as_recommended(recommended), -np.log2(np.maximum(p, floor)), k)
+
+
 RANKING_METRICS: dict[str, Callable[..., np.ndarray]] = {
     "precision": precision_at_k,
     "recall": recall_at_k,
@@ -636,8 +708,14 @@ RANKING_METRICS: dict[str, Callable[..., np.ndarray]] = {
 
 RATING_METRICS: dict[str, Callable[..., float]] = {"rmse": rmse, "mae": mae}
 
+#: Metrics of the recommended lists against the training popularity, not the test items.
+BEYOND_ACCURACY: dict[str, Callable[..., np.ndarray]] = {
+    "popularity": popularity_at_k,
+    "novelty": novelty_at_k,
+}
+
 # names that take an optional "@k" and those that take none
-_CUTOFF_NAMES = (*RANKING_METRICS, "coverage")
+_CUTOFF_NAMES = (*RANKING_METRICS, "coverage", *BEYOND_ACCURACY)
 _PLAIN_NAMES = (*RATING_METRICS, "auc")
 _METRIC_RE = re.compile(r"([a-z_]+)(?:@([0-9]+))?", re.ASCII)
 

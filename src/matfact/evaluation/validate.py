@@ -20,18 +20,21 @@ import scipy.sparse as sp
 
 from matfact.data.interactions import Interactions
 from matfact.evaluation.metrics import (
+    BEYOND_ACCURACY,
     RANKING_METRICS,
     RATING_METRICS,
     aggregate,
     auc,
     catalogue_coverage,
+    item_popularity,
     parse_metric,
 )
 from matfact.evaluation.split import Split, kfold
 from matfact.exceptions import DataError, MatfactWarning, ParameterError
 from matfact.models._params import check_n
 
-__all__ = ["evaluate", "evaluate_ranking", "cross_validate", "score", "default_metrics",
+__all__ = ["evaluate", "evaluate_ranking", "cross_validate", "evaluate_by_activity", "score",
+           "default_metrics",
            "resolve_folds", "jobs_and_threads", "run_parallel", "DEFAULT_RANKING_METRICS"]
 
 DEFAULT_RANKING_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate", "coverage")
@@ -113,7 +116,10 @@ def evaluate_ranking(model: Any, test: Interactions, k: int = 10,
     metrics : sequence of str, default=DEFAULT_RANKING_METRICS
         From ``precision``, ``recall``, ``ndcg``, ``map``, ``mrr``,
         ``hit_rate``, ``coverage`` (each optionally ``@k``) and ``auc`` (over all
-        items the user did not interact with in ``fit``).
+        items the user did not interact with in ``fit``); beyond accuracy,
+        ``popularity@k`` (mean training popularity of the recommended items; the
+        summary then also holds ``test_popularity``, the same for the users' test
+        items) and ``novelty@k`` (mean ``−log₂`` popularity).
     per_user : bool, default=False
         Also return a DataFrame of per-user values (indexed by raw user id).
 
@@ -158,10 +164,19 @@ def evaluate_ranking(model: Any, test: Interactions, k: int = 10,
     recommended = model._recommend_codes(model_users, max_k, exclude_seen=True)[0]
     values: dict[str, np.ndarray] = {}
     summary: dict[str, Any] = {}
+    popularity = None
     for base, metric_k in parsed:
         key = f"{base}@{metric_k}" if base != "auc" else "auc"
         if base == "coverage":
             summary[key] = catalogue_coverage(recommended, model.n_items_, metric_k)
+        elif base in BEYOND_ACCURACY:
+            if popularity is None:
+                popularity = item_popularity(model.seen_)
+                # The same measure of the test items, for comparison.
+                summary["test_popularity"] = aggregate(_relevant_popularity(relevant,
+                                                                           popularity))
+            values[key] = BEYOND_ACCURACY[base](recommended, popularity, metric_k)
+            summary[key] = aggregate(values[key])
         elif base == "auc":
             values[key] = _auc(model, model_users, relevant)
             summary[key] = aggregate(values[key])
@@ -174,6 +189,16 @@ def evaluate_ranking(model: Any, test: Interactions, k: int = 10,
         frame = pd.DataFrame(values, index=pd.Index(users_raw, name="user"))
         return summary, frame
     return summary
+
+
+def _relevant_popularity(relevant: sp.csr_matrix, popularity: np.ndarray) -> np.ndarray:
+    """Per user: the mean training popularity of their test items the model knows."""
+    known = relevant[:, : len(popularity)].tocsr()
+    counts = np.diff(known.indptr)
+    rows = np.repeat(np.arange(known.shape[0]), counts)
+    sums = np.bincount(rows, weights=popularity[known.indices], minlength=known.shape[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 def _warn_overlap(model: Any, model_users: np.ndarray, relevant: sp.csr_matrix) -> None:
@@ -370,3 +395,56 @@ def cross_validate(model: Any, data: Interactions, cv: Any = 5, metrics: Any = N
     if return_models:
         return frame, [fitted for _, fitted in outcomes]
     return frame
+
+
+# ------------------------------------------------------------------------------ by user activity
+#: Upper bounds of the activity groups (training interactions per user): cold, medium, heavy.
+ACTIVITY_BINS = (5, 50)
+
+
+def evaluate_by_activity(model: Any, test: Interactions, metrics: Any = None, k: int = 10,
+                         bins: tuple[int, int] = ACTIVITY_BINS) -> pd.DataFrame:
+    """Every metric again, for users grouped by how much they interacted in training.
+
+    Newcomers are where recommenders struggle; this says by how much. A test user's
+    activity is their number of training interactions (0 for a user the model never saw).
+
+    Parameters
+    ----------
+    model : fitted matfact model
+    test : Interactions
+    metrics : str or list of str, default=None
+        As in :func:`cross_validate` (rating and ranking metrics mixed freely).
+    k : int, default=10
+    bins : (int, int), default=(5, 50)
+        ``cold``: at most ``bins[0]`` training interactions; ``medium``: up to
+        ``bins[1]``; ``heavy``: more.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows ``cold``, ``medium``, ``heavy`` (groups without test users are left out):
+        ``n_users``, ``n_test`` and one column per metric.
+    """
+    test = _check_test(test)
+    k = check_n(k, "k")
+    if (not isinstance(bins, tuple) or len(bins) != 2 or not all(
+            isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in bins)
+            or not 0 <= bins[0] < bins[1]):
+        raise ParameterError(f"bins must be two increasing ints ≥ 0, got {bins!r}")
+    names = _check_metrics(metrics, model, test, k)
+    present = test.user_ids[np.unique(test.user_codes)]  # users with test interactions
+    codes = model.user_index_.get_indexer(present)
+    counts = np.diff(model.seen_.indptr)
+    activity = np.where(codes >= 0, counts[np.maximum(codes, 0)], 0)
+    group_of_user = np.digitize(activity, [bins[0] + 0.5, bins[1] + 0.5])
+    labels = (f"cold (≤ {bins[0]})", f"medium ({bins[0] + 1}–{bins[1]})", f"heavy (> {bins[1]})")
+    rows = {}
+    for group, label in enumerate(labels):
+        users = present[group_of_user == group]
+        if users.size == 0:
+            continue
+        part = test.subset(users=users)
+        rows[label] = {"n_users": part.n_users, "n_test": part.nnz,
+                       **score(model, part, names, k)}
+    return pd.DataFrame.from_dict(rows, orient="index")
