@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from matfact._text import format_table
 from matfact._version import __version__
 from matfact.exceptions import MatfactError, MatfactWarning, ParameterError
 
@@ -97,17 +98,6 @@ class _Output:
 
     def note(self, text: str) -> None:
         print(f"{PROG}: note: {text}", file=sys.stderr)
-
-
-def _format_table(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
-    """A plain aligned text table; columns in ``right`` are right-aligned."""
-    widths = [max(len(row[col]) for row in [headers, *rows]) for col in range(len(headers))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(cell.rjust(widths[col]) if col in right else cell.ljust(widths[col])
-                         for col, cell in enumerate(cells)).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
 def _number(value: Any, decimals: int = 4) -> str:
@@ -688,7 +678,7 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Output) -> int:
     fitted = f", fit in {fit_seconds:.2f} s" if fit_seconds is not None else ""
     out.result(f"{name} on {where}{fitted}")
     rows = [[key, _number(value)] for key, value in values.items()]
-    out.result(_format_table(["metric", "value"], rows, right={1}))
+    out.result(format_table(["metric", "value"], rows, right={1}))
     if counts.get("n_unknown_ratings"):
         out.info(f"{counts['n_unknown_ratings']:,} of {counts['n_ratings']:,} test ratings have "
                  f"a user or item the model never saw; its fallback scored them")
@@ -738,7 +728,7 @@ def _print_recommendations(out: _Output, heading: str, rows: list[dict[str, Any]
         cells.append(f"{row['score']:.{decimals}f}")
         table.append(cells)
     right = {0, len(headers) - 1}
-    out.result(textwrap.indent(_format_table(headers, table, right), "  "))
+    out.result(textwrap.indent(format_table(headers, table, right), "  "))
 
 
 def _cmd_recommend(args: argparse.Namespace, out: _Output) -> int:
@@ -886,7 +876,7 @@ def _cmd_demo(args: argparse.Namespace, out: _Output) -> int:
     printable = [[row["model"], _number(row["RMSE"]), _number(row["MAE"]),
                   _number(row[f"NDCG@{_DEMO_K}"]), _number(row[f"P@{_DEMO_K}"]),
                   _number(row["fit time (s)"], 4)] for row in table.to_dict("records")]
-    out.result(_format_table(list(table.columns), printable, right={1, 2, 3, 4, 5}))
+    out.result(format_table(list(table.columns), printable, right={1, 2, 3, 4, 5}))
     out.result()
     # Show a personalized list: the best rating model if any, else the best ranker.
     rmse = table["RMSE"].to_numpy(dtype=float)

@@ -17,7 +17,7 @@ from typing import Any
 from matfact._atomic import atomic_write
 from matfact.exceptions import DataError
 
-__all__ = ["plot_model_comparison", "MODEL_COLORS"]
+__all__ = ["plot_model_comparison", "save_figure", "MODEL_COLORS"]
 
 #: Colours given to the models in table order (Okabe & Ito's colour-blind-safe palette,
 #: its pale yellow last); more models cycle through matplotlib's ``tab10``.
@@ -274,6 +274,23 @@ def plot_model_comparison(table: Any, path: str | os.PathLike, *,
     if title:
         fig.suptitle(title, x=0.01, ha="left", fontsize=13, fontweight="bold", color=_INK)
 
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | os.PathLike, *, dpi: int = _DPI) -> Path:
+    """Write a matplotlib figure to ``path`` atomically (PNG, or SVG/PDF by suffix).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    path : str or path-like
+        Its suffix picks the format; anything but ``.svg``/``.pdf`` is PNG.
+    dpi : int, default=150
+
+    Returns
+    -------
+    Path
+    """
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("png", "svg", "pdf"):
@@ -281,6 +298,6 @@ def plot_model_comparison(table: Any, path: str | os.PathLike, *,
 
     def write(tmp: Path) -> None:
         with open(tmp, "xb") as handle:
-            fig.savefig(handle, format=fmt, dpi=_DPI, facecolor="white")
+            fig.savefig(handle, format=fmt, dpi=dpi, facecolor="white")
 
     return atomic_write(path, write)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from matfact._atomic import atomic_write
+from matfact._text import format_table
 from matfact.exceptions import DataError, ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
@@ -848,16 +849,9 @@ def plot_topics(result: TopicModel, path: str | os.PathLike, *, title: str | Non
     fig.supxlabel("weight of the word in the topic (row of H)", fontsize=8, color=_MUTED)
     if title:
         fig.suptitle(title, x=0.01, ha="left", fontsize=11, fontweight="bold", color=_INK)
-    path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in ("png", "svg", "pdf"):
-        fmt = "png"
+    from matfact.plots import save_figure
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "xb") as handle:
-            fig.savefig(handle, format=fmt, dpi=_DPI, facecolor="white")
-
-    atomic_write(path, write)
+    save_figure(fig, path, dpi=_DPI)
     return path
 
 
@@ -953,16 +947,6 @@ def _usage_error(message: str) -> Exception:
     return UsageError(message)
 
 
-def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
-    widths = [max(len(row[col]) for row in [headers, *rows]) for col in range(len(headers))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(cell.rjust(widths[col]) if col in right else cell.ljust(widths[col])
-                         for col, cell in enumerate(cells)).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
-
-
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6g",
                                                  quoting=csv.QUOTE_MINIMAL))
@@ -1024,7 +1008,7 @@ def run(args: argparse.Namespace) -> int:
             row.append(f"{label} ({share:.0%})" if label else "-")
         row.append(", ".join(result.top_words[topic]))
         rows.append(row)
-    print(_table(headers, rows, right={0, 1}))
+    print(format_table(headers, rows, right={0, 1}))
     unassigned = int((result.assignments < 0).sum())
     if unassigned:
         print(f"{unassigned:,} document(s) have no term in the vocabulary and no topic")

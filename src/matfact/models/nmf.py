@@ -26,12 +26,14 @@ Masked objective, ``R(u)`` the items user ``u`` rated, ``s_u = |R(u)|`` with
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.extmath import randomized_svd
+from tqdm.auto import tqdm
 
 from matfact._kernels.nmf import (
     cd_rows,
@@ -696,10 +698,6 @@ class _WholeProblem:
 
     def _solve_cd(self, W: np.ndarray, H: np.ndarray, update_H: bool,
                   progress: bool) -> tuple[np.ndarray, np.ndarray, int, list[float]]:
-        import time
-
-        from tqdm.auto import tqdm
-
         model = self.model
         rng = sklearn_random_state(model.random_state)
         l1_W, l2_W, l1_H, l2_H = self.penalties
@@ -768,10 +766,6 @@ class _WholeProblem:
 
     def _solve_mu(self, W: np.ndarray, H: np.ndarray, update_H: bool,
                   progress: bool) -> tuple[np.ndarray, np.ndarray, int, list[float]]:
-        import time
-
-        from tqdm.auto import tqdm
-
         model = self.model
         l1_W, l2_W, l1_H, l2_H = self.penalties
         W = np.ascontiguousarray(W)
