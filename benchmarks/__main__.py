@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmarks {rating,topn,speed,als,nmf,svd,all,report} [--quick] [--out DIR]
+"""Command line: ``python -m benchmarks {rating,topn,speed,als,nmf,svd,selection,all,report} [--quick] [--out DIR]
 [--no-docs]``.
 
 Run it from the repository root (``make bench`` does). Each suite writes

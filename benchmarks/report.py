@@ -93,7 +93,7 @@ _REGENERATE = """\
 
 From the repository root: `make bench` (installs the peer libraries into `.venv`, then runs
 everything), or, in an environment that has them, `python -m benchmarks all`. A single
-suite: `python -m benchmarks rating`, `topn`, `speed`, `als`, `nmf` or `svd` (`speed`, `als`
+suite: `python -m benchmarks rating`, `topn`, `speed`, `als`, `nmf`, `svd` or `selection` (`speed`, `als`
 and `nmf` take several minutes: Surprise at 10M ratings; implicit's Cholesky solver at 30M;
 scikit-learn's NMF at 10M); `--quick` is a smoke
 test that leaves this page alone. Raw results go to `benchmarks/results/<suite>.json`, which
