@@ -632,9 +632,68 @@ def _check_evaluate_options(args: argparse.Namespace) -> None:
             parse_metric(name.strip())
 
 
+def _cmd_compare(args: argparse.Namespace, out: _Output) -> int:
+    """``evaluate --models``: cross-validate several models and write a report."""
+    import pandas as pd
+
+    from matfact.evaluation.report import build_report, summary_rows
+
+    if args.model is not None:
+        raise UsageError("give --model (one model) or --models (a comparison), not both")
+    if args.param:
+        raise UsageError("--param is not supported with --models (it would not say which "
+                         "model it is for); compare models with their default parameters, "
+                         "or evaluate one with --model NAME --param KEY=VALUE")
+    if args.test is not None:
+        raise UsageError("--test does not apply to --models, which cross-validates --data")
+    if args.data is None:
+        raise UsageError("--models needs --data")
+    cv = 5 if args.cv is None else args.cv
+    if cv < 2:
+        raise UsageError(f"--cv must be at least 2, got {cv}")
+    _check_evaluate_options(args)
+    names = [name.strip() for name in args.models.split(",") if name.strip()]
+    if not names:
+        raise UsageError("--models is empty; give comma-separated model names")
+    models: dict[str, Any] = {}
+    for name in names:
+        model = _build_model(name, {})  # an unknown name fails before the data is read
+        label = type(model).__name__
+        if label in models:
+            raise UsageError(f"--models names {label} twice")
+        models[label] = model
+    metrics = [part.strip().lower() for part in (args.metrics or "").split(",") if part.strip()]
+    data = _read(args, args.data, out)
+    target = build_report(models, data, cv=cv, metrics=metrics or None, k=args.k,
+                          out=Path(args.out or "report").expanduser(), random_state=args.seed,
+                          progress=out.progress)
+    summary = pd.read_csv(target / "summary.csv")
+    columns = [c for c in summary.columns
+               if c not in ("model", "fit_time") and not c.endswith("_std")]
+    if args.json:
+        records = summary.astype(object).where(summary.notna(), None).to_dict("records")
+        out.result(json.dumps({"models": records, "cv": cv, "seed": args.seed,
+                               "report": str(target)}, indent=2))
+        return 0
+    out.result(f"{len(models)} models, {cv}-fold cross-validation of {args.data} "
+               f"(seed {args.seed}); mean ± std over the folds")
+    headers, rows = summary_rows(summary, columns)
+    out.result(format_table(headers, rows, right=set(range(1, len(headers)))))
+    out.result()
+    out.result(f"Wrote the report to {target / 'index.html'} (and index.md)")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace, out: _Output) -> int:
     import matfact
 
+    if args.models is not None:
+        return _cmd_compare(args, out)
+    if args.model is None:
+        raise UsageError("give --model NAME_OR_FILE (or --models NAME,NAME,... to compare "
+                         "models)")
+    if args.cv is not None or args.out is not None:
+        raise UsageError("--cv and --out apply to --models, not to --model")
     from_file = _is_model_file(args.model)
     if not from_file and (args.model.lower().endswith(".zip") or os.sep in args.model
                           or "/" in args.model):
@@ -946,7 +1005,9 @@ _EXAMPLES = {
     "evaluate": """examples:
   matfact evaluate --data ml-100k --model baseline --split random --seed 42
   matfact evaluate --data ml-100k --model popularity --split per_user --metrics ndcg@10,map@10
-  matfact evaluate --model model.zip --test test.csv --json""",
+  matfact evaluate --model model.zip --test test.csv --json
+  matfact evaluate --data ml-100k --models baseline,biased_mf,als,nmf,pure_svd,popularity \\
+      --cv 5 --out report/""",
     "recommend": """examples:
   matfact recommend --model model.zip --user 42 -n 10
   matfact recommend --model model.zip --user 7 --user 42 --include-seen --json""",
@@ -1010,9 +1071,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "the test part (or fit on --data and evaluate on --test). With a saved "
                     "model: evaluate it on --test, or on the test part of the split of --data.",
     )
-    evaluate.add_argument("--model", required=True, metavar="NAME_OR_FILE",
+    evaluate.add_argument("--model", metavar="NAME_OR_FILE",
                           help=f"a model name ({_model_help()}) or a saved model (.zip or a "
-                               f"directory with meta.json)")
+                               f"directory with meta.json); this or --models is required")
+    evaluate.add_argument("--models", metavar="LIST",
+                          help="compare models by cross-validation instead: comma-separated "
+                               "model names, e.g. baseline,biased_mf,als,nmf,pure_svd,"
+                               "popularity; writes a report (tables and figures) to --out")
+    evaluate.add_argument("--cv", type=int, metavar="N",
+                          help="with --models: number of k-fold splits (default: 5)")
+    evaluate.add_argument("--out", metavar="DIR",
+                          help="with --models: the report directory (default: ./report)")
     _add_data_options(evaluate, required=False, test=True)
     evaluate.add_argument("--param", action="append", metavar="KEY=VALUE",
                           help="a model parameter (with a model name); repeatable")
@@ -1021,7 +1090,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "cold_users, cold_items")
     evaluate.add_argument("--test-size", type=float, default=0.2,
                           help="fraction held out (default: 0.2)")
-    evaluate.add_argument("--seed", type=int, default=42, help="split seed (default: 42)")
+    evaluate.add_argument("--seed", type=int, default=42,
+                          help="split seed, also of the k-fold split with --models (default: 42)")
     evaluate.add_argument("--metrics", metavar="LIST",
                           help="comma-separated, e.g. rmse,mae,ndcg@10,precision@10,recall@20,"
                                "map,mrr,hit_rate,coverage,auc (default: rmse,mae if the model "

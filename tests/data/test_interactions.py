@@ -1126,3 +1126,9 @@ def test_exception_hierarchy():
     assert issubclass(DataError, ValueError) and issubclass(DataError, MatfactError)
     assert issubclass(ParameterError, ValueError) and issubclass(ParameterError, MatfactError)
     assert not issubclass(DataError, ParameterError)
+
+
+def test_ids_that_are_not_valid_unicode_are_a_data_error():
+    # A lone surrogate cannot be stored as text (found by hypothesis).
+    with pytest.raises(DataError, match="not valid Unicode"):
+        Interactions.from_arrays(["\ud800", "a"], [1, 2], [1.0, 2.0])

@@ -120,6 +120,14 @@ def normalize_ids(values: Any, what: str) -> np.ndarray:
 
 
 def _normalize_object_ids(array: np.ndarray, what: str) -> np.ndarray:
+    try:
+        return _normalize_object_ids_unchecked(array, what)
+    except UnicodeError as err:
+        # e.g. a lone surrogate ('\ud800'): pandas' string storage cannot hold it.
+        raise DataError(f"{what} ids are not valid Unicode text: {err}") from None
+
+
+def _normalize_object_ids_unchecked(array: np.ndarray, what: str) -> np.ndarray:
     if array.size == 0:
         return np.empty(0, dtype=np.int64)
     types = pd.Series(array, copy=False).map(type)

@@ -1,0 +1,134 @@
+"""Tests of the model-comparison report (``build_report`` and ``matfact evaluate --models``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from matfact import ALS, Baseline, Popularity
+from matfact.cli import main
+from matfact.evaluation.report import FIGURES, build_report, report_metrics
+from matfact.evaluation.validate import cross_validate
+from matfact.exceptions import DataError, ParameterError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def small(ml100k):
+    """ML-100K users 1–150: big enough for two meaningful folds, small enough to be quick."""
+    return ml100k.subset(users=np.arange(1, 151))
+
+
+def fast_models() -> dict:
+    # tol=None (ALS's default) runs exactly max_iter iterations without a ConvergenceWarning.
+    return {"Baseline": Baseline(), "Popularity": Popularity(),
+            "ALS": ALS(n_factors=8, max_iter=3, random_state=0)}
+
+
+@pytest.fixture(scope="module")
+def report(small, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return build_report(fast_models(), small, cv=2, out=out, progress=False)
+
+
+def test_report_writes_every_file(report):
+    for name in ("index.md", "index.html", "results.csv", "summary.csv", *FIGURES):
+        assert (report / name).stat().st_size > 0, name
+    for name in FIGURES:
+        assert (report / name).read_bytes()[:8] == PNG_MAGIC, name
+    html = (report / "index.html").read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>")
+    for name in FIGURES:
+        assert f'<img src="{name}"' in html
+        assert f"]({name})" in (report / "index.md").read_text(encoding="utf-8")
+
+
+def test_report_table_matches_cross_validate(report, small):
+    text = (report / "index.md").read_text(encoding="utf-8")
+    for name in fast_models():
+        assert f"| {name} |" in text
+    expected = cross_validate(Baseline(), small, cv=2, metrics=["rmse"], random_state=0)
+    assert f"{expected.loc['mean', 'rmse']:.4f} ± {expected.loc['std', 'rmse']:.4f}" in text
+    summary = pd.read_csv(report / "summary.csv").set_index("model")
+    assert summary.loc["Baseline", "rmse"] == pytest.approx(expected.loc["mean", "rmse"],
+                                                            rel=1e-5)
+    # A ranking-only model has no RMSE, but every model has the ranking metrics.
+    assert np.isnan(summary.loc["Popularity", "rmse"])
+    assert summary[["ndcg@10", "precision@10", "recall@10"]].notna().all().all()
+
+
+def test_report_per_fold_csv(report, small):
+    results = pd.read_csv(report / "results.csv")
+    assert set(results["model"]) == set(fast_models())
+    assert (results.groupby("model").size() == 2).all()
+    # Each fold's train and test parts together hold all the data.
+    assert ((results["n_train"] + results["n_test"]) == small.nnz).all()
+
+
+def test_figures_that_do_not_apply_get_a_note(small, tmp_path):
+    (tmp_path / "item_map.png").write_bytes(b"from an earlier report")
+    out = build_report([Popularity()], small, cv=2, out=tmp_path, progress=False)
+    text = (out / "index.md").read_text(encoding="utf-8")
+    assert "Note: no model keeps a loss_history_" in text
+    assert "Note: no model has item factors" in text
+    assert not (out / "learning_curves.png").exists()
+    assert not (out / "item_map.png").exists()
+    assert "| Popularity |" in text
+
+
+def test_report_metrics_default_plan(small):
+    assert report_metrics(Baseline(), small) == ["rmse", "ndcg@10", "precision@10",
+                                                 "recall@10"]
+    assert report_metrics(Popularity(), small, k=5) == ["ndcg@5", "precision@5", "recall@5"]
+    assert report_metrics(Popularity(), small, ["rmse", "map@10"]) == ["map@10"]
+
+
+def test_report_rejects_bad_input(small, tmp_path):
+    with pytest.raises(ParameterError, match="models is empty"):
+        build_report({}, small, out=tmp_path, progress=False)
+    with pytest.raises(ParameterError, match="unknown|metric"):
+        build_report([Baseline()], small, metrics=["bogus@3"], out=tmp_path, progress=False)
+    with pytest.raises(ParameterError, match="Popularity predicts no ratings"):
+        build_report([Popularity()], small, metrics=["rmse"], out=tmp_path, progress=False)
+    with pytest.raises(DataError, match="explicit ratings"):
+        build_report([Baseline()], small.to_implicit(), out=tmp_path, progress=False)
+
+
+# ------------------------------------------------------------------------------ CLI
+@pytest.fixture(scope="module")
+def small_csv(small, tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "ratings.csv"
+    pd.DataFrame({"user": small.users, "item": small.items, "rating": small.ratings}).to_csv(
+        path, index=False)
+    return path
+
+
+def test_cli_models_writes_the_report(capsys, small_csv, tmp_path):
+    out = tmp_path / "report"
+    code = main(["-q", "evaluate", "--data", str(small_csv), "--models", "baseline,popularity",
+                 "--cv", "2", "--seed", "0", "--out", str(out)])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    assert "Baseline" in stdout and "Popularity" in stdout
+    assert str(out / "index.html") in stdout
+    for name in ("index.md", "index.html", "results.csv", "metrics.png"):
+        assert (out / name).stat().st_size > 0
+    summary = pd.read_csv(out / "summary.csv").set_index("model")
+    assert summary.loc["Baseline", "rmse"] == pytest.approx(
+        pd.read_csv(out / "results.csv").query("model == 'Baseline'")["rmse"].mean())
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--models", "baseline,bogus"], "unknown model 'bogus'"),
+    (["--models", "baseline", "--param", "reg=1"], "--param is not supported with --models"),
+    (["--models", "baseline", "--model", "baseline"], "not both"),
+    ([], "give --model"),
+])
+def test_cli_models_usage_errors(capsys, small_csv, tmp_path, extra, message):
+    code = main(["evaluate", "--data", str(small_csv), "--out", str(tmp_path / "r"), *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert not (tmp_path / "r").exists()  # failed before writing anything
