@@ -17,13 +17,14 @@ export MATFACT_DATA := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: demo test test-slow bench lint clean help
+.PHONY: demo test test-slow bench bench-quick lint clean help
 
 help:
 	@echo "make demo       set up and run the demo (ML-100K if present)"
 	@echo "make test       set up and run the test suite (< 10 min on 2 cores)"
 	@echo "make test-slow  the slow profile: long fuzzing, kill loops, wheel install"
 	@echo "make bench      install the peer libraries and regenerate docs/benchmarks.md"
+	@echo "make bench-quick  every benchmark suite on small sizes (a smoke test, a few minutes)"
 	@echo "make lint       ruff"
 
 $(PY):
@@ -61,6 +62,10 @@ test-slow: $(VENV)/.stamp-dev
 
 bench: $(VENV)/.stamp-bench
 	$(PY) -m benchmarks all
+
+# Every suite on small sizes (a few minutes): a smoke test that leaves docs/benchmarks.md alone.
+bench-quick: $(VENV)/.stamp-bench
+	$(PY) -m benchmarks all --quick --out $(VENV)/bench-quick
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check src tests benchmarks
