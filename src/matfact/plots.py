@@ -17,7 +17,7 @@ from typing import Any
 from matfact._atomic import atomic_write
 from matfact.exceptions import DataError
 
-__all__ = ["plot_model_comparison", "save_figure", "MODEL_COLORS"]
+__all__ = ["plot_model_comparison", "plot_tuning", "save_figure", "MODEL_COLORS"]
 
 #: Colours given to the models in table order (Okabe & Ito's colour-blind-safe palette,
 #: its pale yellow last); more models cycle through matplotlib's ``tab10``.
@@ -274,6 +274,72 @@ def plot_model_comparison(table: Any, path: str | os.PathLike, *,
     if title:
         fig.suptitle(title, x=0.01, ha="left", fontsize=13, fontweight="bold", color=_INK)
 
+    return save_figure(fig, path)
+
+
+def plot_tuning(result: Any, path: str | os.PathLike, *, title: str | None = None) -> Path:
+    """One panel per tuned parameter: every trial's validation score against its value.
+
+    Numeric parameters spread on their axis (log-scaled when all positive and spanning
+    more than a factor of 20); others become categories. The best trial is starred.
+
+    Parameters
+    ----------
+    result : matfact.evaluation.tune.TuneResult
+        What :func:`matfact.tune` returned.
+    path : str or os.PathLike
+        Where to write the figure (PNG unless ``.svg``/``.pdf``), atomically.
+    title : str, default=None
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    frame, metric = result.results, result.metric
+    params = list(result.best_params)
+    if not params or frame.empty:
+        raise DataError("the tuning result has no trials or parameters to plot")
+    ncols = min(len(params), _MAX_COLUMNS)
+    nrows = math.ceil(len(params) / ncols)
+    fig = Figure(figsize=(3.4 * ncols + 0.4, 2.7 * nrows + (0.4 if title else 0.1)), dpi=_DPI,
+                 layout="constrained", facecolor="white")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    scores = frame[metric].to_numpy(dtype=float)
+    best_row = 0  # results are sorted best first
+    for slot, ax in enumerate(axes.flat):
+        if slot >= len(params):
+            ax.set_visible(False)
+            continue
+        name = params[slot]
+        values = frame[name].to_numpy()
+        numeric = all(isinstance(v, (int, float, np.integer, np.floating))
+                      and not isinstance(v, bool) for v in values)
+        if numeric:
+            x = values.astype(float)
+            if (x > 0).all() and x.max() / x.min() > 20:
+                ax.set_xscale("log")
+        else:
+            labels = sorted({str(v) for v in values})
+            x = np.array([labels.index(str(v)) for v in values], dtype=float)
+            ax.set_xticks(range(len(labels)), labels)
+        ax.scatter(x, scores, s=18, color=MODEL_COLORS[0], alpha=0.75, linewidths=0)
+        ax.scatter([x[best_row]], [scores[best_row]], s=90, marker="*", color=MODEL_COLORS[1],
+                   zorder=3, label="best")
+        ax.set_xlabel(name, color=_INK)
+        ax.set_ylabel(f"validation {_display_name(metric)}" if slot % ncols == 0 else "",
+                      color=_INK)
+        ax.grid(color=_GRID, linewidth=0.8)
+        ax.set_axisbelow(True)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    axes.flat[0].legend(frameon=False, fontsize=8)
+    if title:
+        fig.suptitle(title, x=0.01, ha="left", fontsize=12, fontweight="bold", color=_INK)
     return save_figure(fig, path)
 
 

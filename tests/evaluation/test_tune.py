@@ -144,3 +144,11 @@ def test_bad_params(ratings):
         tune(Baseline(), {}, ratings)
     with pytest.raises(ParameterError, match="implicit"):
         tune(ImplicitALS(), {"reg": [1.0]}, planted_interactions("implicit"), metric="rmse")
+
+
+def test_tuning_plot_is_written(ratings, tmp_path):
+    result = tune(ALS(max_iter=2, random_state=0), {"n_factors": [1, 2], "reg": [0.05, 50.0],
+                                                    "weighted_reg": [True, False]}, ratings)
+    path = result.plot(tmp_path / "tuning.png", title="ALS")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 10_000

@@ -59,6 +59,13 @@ class TuneResult:
     results: pd.DataFrame
     metric: str
 
+    def plot(self, path: Any, *, title: str | None = None) -> Any:
+        """The validation score of every trial against each parameter, as a PNG (see
+        :func:`matfact.plots.plot_tuning`)."""
+        from matfact.plots import plot_tuning
+
+        return plot_tuning(self, path, title=title)
+
 
 def _minimize(metric: str) -> bool:
     return metric in RATING_METRICS
