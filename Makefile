@@ -17,7 +17,7 @@ export MATFACT_DATA := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: demo test test-slow bench bench-quick lint clean help
+.PHONY: demo test test-slow bench bench-quick docs lint clean help
 
 help:
 	@echo "make demo       set up and run the demo (ML-100K if present)"
@@ -25,6 +25,7 @@ help:
 	@echo "make test-slow  the slow profile: long fuzzing, kill loops, wheel install"
 	@echo "make bench      install the peer libraries and regenerate docs/benchmarks.md"
 	@echo "make bench-quick  every benchmark suite on small sizes (a smoke test, a few minutes)"
+	@echo "make docs       build the user guide and API reference (MkDocs, strict)"
 	@echo "make lint       ruff"
 
 $(PY):
@@ -66,6 +67,10 @@ bench: $(VENV)/.stamp-bench
 # Every suite on small sizes (a few minutes): a smoke test that leaves docs/benchmarks.md alone.
 bench-quick: $(VENV)/.stamp-bench
 	$(PY) -m benchmarks all --quick --out $(VENV)/bench-quick
+
+# The user guide and API reference (MkDocs, strict: a broken link fails), into .venv/site.
+docs: $(VENV)/.stamp-dev
+	$(VENV)/bin/mkdocs build --strict
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -64,3 +64,28 @@ def test_every_benchmark_suite_runs(data_dir, tmp_path):
     _run_benchmarks(data_dir, tmp_path, "all")
     written = {p.name for p in tmp_path.glob("*.json")}
     assert {"rating-quick.json", "topn-quick.json", "speed-quick.json"} <= written
+
+
+#: Guide pages whose Python blocks run as they are, in order, on the real data.
+RUNNABLE_PAGES = ("sgd.md", "als.md", "svd.md")
+
+
+@pytest.mark.parametrize("page", RUNNABLE_PAGES)
+def test_guide_examples_run(page, data_dir, tmp_path, monkeypatch):
+    if not (data_dir / "ml-100k" / "u.data").exists():
+        pytest.skip("ML-100K absent")
+    monkeypatch.setenv("MATFACT_DATA", str(data_dir))
+    monkeypatch.chdir(tmp_path)
+    blocks = _python_blocks(REPO / "docs" / page)
+    assert blocks, f"docs/{page} lost its examples"
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, page, "exec"), namespace)  # noqa: S102 - our own docs
+
+
+def test_docs_build_strict(tmp_path):
+    pytest.importorskip("mkdocs", reason="the docs extra (mkdocs) is not installed")
+    out = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
+                          str(tmp_path / "site")], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "site" / "api" / "index.html").exists()
