@@ -555,26 +555,11 @@ def rank_scores(recommended: np.ndarray, relevant: Any, k: int = TOP_K) -> dict[
 
 
 def _relevant(train: Any, test: Any) -> tuple[np.ndarray, np.ndarray, Any]:
-    """Test users (raw ids, and their training indices) and their relevant test items.
+    """Test users (raw ids, and their training indices) and their relevant test items,
+    as :func:`matfact.evaluate_ranking` builds them."""
+    from matfact.evaluation.validate import relevant_items
 
-    Built as :func:`matfact.evaluate_ranking` does: one row per user with a test
-    interaction, in ascending code order; a test item unseen in training gets a column past
-    the catalogue, so it counts in the relevant set but can never be recommended.
-    """
-    import scipy.sparse as sp
-
-    test_users = np.unique(test.user_codes)
-    users_raw = test.user_ids[test_users]
-    row_of = np.full(test.n_users, -1, dtype=np.int64)
-    row_of[test_users] = np.arange(len(test_users))
-    item_codes = train.item_index.get_indexer(test.item_ids)
-    unseen = item_codes < 0
-    item_codes[unseen] = train.n_items + np.arange(int(unseen.sum()))
-    relevant = sp.csr_matrix(
-        (np.ones(test.nnz, dtype=np.float32),
-         (row_of[test.user_codes], item_codes[test.item_codes])),
-        shape=(len(test_users), train.n_items + int(unseen.sum())))
-    relevant.sum_duplicates()
+    users_raw, relevant = relevant_items(test, train.item_index)
     return users_raw, train.user_index.get_indexer(users_raw), relevant
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from matfact._atomic import atomic_write
 from matfact.exceptions import DataError
 
-__all__ = ["plot_model_comparison", "plot_tuning", "save_figure", "MODEL_COLORS"]
+__all__ = ["plot_model_comparison", "plot_tuning", "save_figure", "metric_label", "MODEL_COLORS"]
 
 #: Colours given to the models in table order (Okabe & Ito's colour-blind-safe palette,
 #: its pale yellow last); more models cycle through matplotlib's ``tab10``.
@@ -48,7 +48,7 @@ def _classify(column: str) -> tuple[bool | None, bool]:
     return None, False
 
 
-def _display_name(column: str) -> str:
+def metric_label(column: str) -> str:
     """Panel title of a column: ``"ndcg@10"`` → ``"NDCG@10"``, ``"recall"`` → ``"Recall"``."""
     base, at, cutoff = column.partition("@")
     if base.strip().lower() in _ACRONYMS:
@@ -175,7 +175,7 @@ def _draw_panel(ax: Any, names: list[str], values: Any, column: str, colors: lis
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
     ax.spines["left"].set_color("#BBBBBB")
-    title = _display_name(column)
+    title = metric_label(column)
     if log_axis and "log" not in column.lower():
         title += ", log scale"
     ax.set_title(title, loc="left", fontsize=11, fontweight="bold", color=_INK, pad=16)
@@ -331,7 +331,7 @@ def plot_tuning(result: Any, path: str | os.PathLike, *, title: str | None = Non
         ax.scatter([x[best_row]], [scores[best_row]], s=90, marker="*", color=MODEL_COLORS[1],
                    zorder=3, label="best")
         ax.set_xlabel(name, color=_INK)
-        ax.set_ylabel(f"validation {_display_name(metric)}" if slot % ncols == 0 else "",
+        ax.set_ylabel(f"validation {metric_label(metric)}" if slot % ncols == 0 else "",
                       color=_INK)
         ax.grid(color=_GRID, linewidth=0.8)
         ax.set_axisbelow(True)

@@ -27,10 +27,12 @@ from matfact.evaluation.validate import (
     cross_validate,
     evaluate_by_activity,
     evaluate_ranking,
+    predicts_ratings,
     resolve_folds,
 )
 from matfact.exceptions import DataError, ParameterError
 from matfact.models._params import check_n
+from matfact.plots import metric_label
 
 __all__ = ["build_report", "report_metrics", "summary_rows", "AT_K", "FIGURES"]
 
@@ -67,10 +69,6 @@ def _named_models(models: Any) -> dict[str, Any]:
     return named
 
 
-def _predicts_ratings(model: Any, data: Interactions) -> bool:
-    return not data.is_implicit and not getattr(model, "_ranks_only", False)
-
-
 def report_metrics(model: Any, data: Interactions, metrics: Sequence[str] | None = None,
                    k: int = 10) -> list[str]:
     """The metrics :func:`build_report` measures for ``model`` on ``data``.
@@ -80,10 +78,10 @@ def report_metrics(model: Any, data: Interactions, metrics: Sequence[str] | None
     dropped for a model that predicts no ratings (its table cell stays empty).
     """
     if metrics is None:
-        names = ["rmse"] if _predicts_ratings(model, data) else []
+        names = ["rmse"] if predicts_ratings(model, data) else []
         return names + [f"{base}@{k}" for base in _RANKING]
     return [name for name in metrics
-            if name not in RATING_METRICS or _predicts_ratings(model, data)]
+            if name not in RATING_METRICS or predicts_ratings(model, data)]
 
 
 def _check_report_metrics(metrics: Any) -> list[str] | None:
@@ -333,12 +331,6 @@ def _style(ax: Any, title: str) -> None:
         ax.spines[side].set_visible(False)
 
 
-def _display(metric: str) -> str:
-    base, at, cutoff = metric.partition("@")
-    return (base.upper() if base in ("rmse", "mae", "ndcg", "map", "mrr", "auc")
-            else base.capitalize()) + at + cutoff
-
-
 def _grid(n: int, max_columns: int = 3) -> tuple[int, int]:
     ncols = min(n, max_columns)
     return math.ceil(n / ncols), ncols
@@ -371,7 +363,7 @@ def _metrics_figure(summary: pd.DataFrame, columns: list[str],
         ax.set_ylim(len(names) - 0.4, -0.6)  # first model on top
         hint = "lower is better" if column.split("@")[0] in RATING_METRICS else \
             "higher is better"
-        _style(ax, f"{_display(column)}  ({hint})")
+        _style(ax, f"{metric_label(column)}  ({hint})")
     _save(fig, path)
     return path.name, None
 
@@ -395,7 +387,7 @@ def _at_k_figure(fitted: dict[str, Any], test: Interactions,
                     color=colors[name], label=name, lw=1.6, ms=4)
         ax.set_xticks(AT_K)
         ax.set_xlabel("k (list length)")
-        _style(ax, f"{_display(base)}@k")
+        _style(ax, f"{metric_label(base)}@k")
     axes[0, 0].legend(fontsize=8, frameon=False)
     _save(fig, path)
     return path.name, None
@@ -470,7 +462,7 @@ def _activity_figure(fitted: dict[str, Any], plans: dict[str, list[str]], test: 
                    zorder=2)
         ax.set_xticks(np.arange(len(groups)))
         ax.set_xticklabels(groups, fontsize=8)
-        _style(ax, _display(column))
+        _style(ax, metric_label(column))
     # One legend above the panels: inside a panel it would hide bars.
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", ncols=min(len(labels), 6),

@@ -34,7 +34,7 @@ from matfact.exceptions import DataError, MatfactWarning, ParameterError
 from matfact.models._params import check_n
 
 __all__ = ["evaluate", "evaluate_ranking", "cross_validate", "evaluate_by_activity", "score",
-           "default_metrics",
+           "default_metrics", "predicts_ratings", "relevant_items",
            "resolve_folds", "jobs_and_threads", "run_parallel", "DEFAULT_RANKING_METRICS"]
 
 DEFAULT_RANKING_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate", "coverage")
@@ -142,22 +142,7 @@ def evaluate_ranking(model: Any, test: Interactions, k: int = 10,
     max_k = max(metric_k for base, metric_k in parsed if base != "auc") if any(
         base != "auc" for base, _ in parsed) else k
 
-    # Relevant items in the model's item indices; test items the model never
-    # saw get indices past the catalogue so they count in |relevant| but are never hit.
-    user_codes_test = np.unique(test.user_codes)
-    users_raw = test.user_ids[user_codes_test]
-    row_of = np.full(test.n_users, -1, dtype=np.int64)
-    row_of[user_codes_test] = np.arange(len(user_codes_test))
-    item_codes = model.item_index_.get_indexer(test.item_ids)
-    unseen_items = item_codes < 0
-    item_codes[unseen_items] = model.n_items_ + np.arange(int(unseen_items.sum()))
-    n_columns = model.n_items_ + int(unseen_items.sum())
-    relevant = sp.csr_matrix(
-        (np.ones(test.nnz, dtype=np.float32),
-         (row_of[test.user_codes], item_codes[test.item_codes])),
-        shape=(len(users_raw), n_columns),
-    )
-    relevant.sum_duplicates()
+    users_raw, relevant = relevant_items(test, model.item_index_)
     model_users = model.user_index_.get_indexer(users_raw)
     _warn_overlap(model, model_users, relevant)
 
@@ -189,6 +174,34 @@ def evaluate_ranking(model: Any, test: Interactions, k: int = 10,
         frame = pd.DataFrame(values, index=pd.Index(users_raw, name="user"))
         return summary, frame
     return summary
+
+
+def relevant_items(test: Interactions, item_index: Any) -> tuple[np.ndarray, sp.csr_matrix]:
+    """Each test user's relevant items, in the indices of a training vocabulary.
+
+    One row per user with a test interaction, in ascending code order. A test item
+    missing from ``item_index`` gets a column past the catalogue, so it counts in the
+    relevant set but can never be recommended.
+
+    Returns
+    -------
+    users : ndarray
+        Raw ids of the rows.
+    relevant : scipy.sparse.csr_matrix of shape (n_users, len(item_index) + unseen items)
+    """
+    user_codes = np.unique(test.user_codes)
+    row_of = np.full(test.n_users, -1, dtype=np.int64)
+    row_of[user_codes] = np.arange(len(user_codes))
+    item_codes = item_index.get_indexer(test.item_ids)
+    unseen = item_codes < 0
+    item_codes[unseen] = len(item_index) + np.arange(int(unseen.sum()))
+    relevant = sp.csr_matrix(
+        (np.ones(test.nnz, dtype=np.float32),
+         (row_of[test.user_codes], item_codes[test.item_codes])),
+        shape=(len(user_codes), len(item_index) + int(unseen.sum())),
+    )
+    relevant.sum_duplicates()
+    return test.user_ids[user_codes], relevant
 
 
 def _relevant_popularity(relevant: sp.csr_matrix, popularity: np.ndarray) -> np.ndarray:
@@ -232,9 +245,14 @@ def _auc(model: Any, model_users: np.ndarray, relevant: sp.csr_matrix) -> np.nda
 
 
 # ------------------------------------------------------------------------------ cross-validation
+def predicts_ratings(model: Any, data: Interactions) -> bool:
+    """Whether ``model`` fitted on ``data`` predicts ratings (explicit data, a rating model)."""
+    return not data.is_implicit and not getattr(model, "_ranks_only", False)
+
+
 def default_metrics(model: Any, data: Interactions, k: int = 10) -> list[str]:
     """RMSE and MAE for a rating model on explicit data, else NDCG@k and precision@k."""
-    if not data.is_implicit and not getattr(model, "_ranks_only", False):
+    if predicts_ratings(model, data):
         return ["rmse", "mae"]
     return [f"ndcg@{k}", f"precision@{k}"]
 
@@ -307,7 +325,7 @@ def jobs_and_threads(model: Any, n_jobs: int, n_tasks: int) -> tuple[int, int | 
     jobs = max(1, min(jobs, cores, n_tasks))
     if jobs == 1:
         return 1, None
-    own = model.get_params().get("n_threads") if "n_threads" in model.get_params() else None
+    own = model.get_params().get("n_threads")
     threads = max(1, cores // jobs)
     return jobs, threads if own is None else min(int(own), threads)
 

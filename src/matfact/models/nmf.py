@@ -393,7 +393,8 @@ class NMF(IterativeModel):
         return nmf_init(X, k, init, random_state=self.random_state)
 
     # ------------------------------------------------------------------ masked mode
-    def _masked_setup(self, data: Interactions) -> tuple[int, float, float, float]:
+    def _masked_setup(self) -> int:
+        """Check the parameters masked mode cannot take; return its rank."""
         if self._beta() != 2:
             raise ParameterError("NMF: masked mode (Interactions) minimizes the Frobenius loss; "
                                  "use beta_loss='frobenius'")
@@ -403,14 +404,18 @@ class NMF(IterativeModel):
         if self.biased and self.solver == "mu":
             raise ParameterError("NMF: biased=True needs solver='cd' (multiplicative updates "
                                  "cannot fit biases of either sign); pass biased=False")
-        k = MASKED_COMPONENTS if self.n_components == "auto" else int(self.n_components)
+        return MASKED_COMPONENTS if self.n_components == "auto" else int(self.n_components)
+
+    def _masked_penalties(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """((l1, l2) of users, (l1, l2) of items) of masked mode, before count scaling."""
         alpha_W = MASKED_ALPHA if self.alpha_W == "auto" else float(self.alpha_W)
         alpha_H = alpha_W if self.alpha_H == "same" else float(self.alpha_H)
-        return k, alpha_W, alpha_H, float(self.l1_ratio)
+        l1 = float(self.l1_ratio)
+        return (l1 * alpha_W, (1 - l1) * alpha_W), (l1 * alpha_H, (1 - l1) * alpha_H)
 
     def _fit(self, data: Interactions, *, validation: Interactions | None,
              progress: bool) -> None:
-        k, alpha_W, alpha_H, l1 = self._masked_setup(data)
+        k = self._masked_setup()
         values = data.values.astype(np.float32)
         if not self.biased and (values < 0).any():
             raise DataError(f"NMF(biased=False) needs non-negative values; "
@@ -435,7 +440,7 @@ class NMF(IterativeModel):
                                 shape=csr.shape)
         by_item = by_user.T.tocsr()
         users, items = csr_parts(by_user, np.float32), csr_parts(by_item, np.float32)
-        penalties = ((l1 * alpha_W, (1 - l1) * alpha_W), (l1 * alpha_H, (1 - l1) * alpha_H))
+        penalties = self._masked_penalties()
 
         def step(iteration: int) -> tuple[float, dict]:
             self._masked_half(users, self.item_factors_, self.item_bias_, self.user_factors_,
@@ -481,14 +486,13 @@ class NMF(IterativeModel):
         k = self.item_factors_.shape[1]
         factors = np.zeros((1, k), np.float32)
         bias = np.zeros(1, np.float32) if self.user_bias_ is not None else _EMPTY
-        alpha_W = MASKED_ALPHA if self.alpha_W == "auto" else float(self.alpha_W)
+        l1, l2 = self._masked_penalties()[0]
         indptr = np.array([0, len(items)], dtype=np.int64)
         masked_cd_rows(indptr, items.astype(np.int32), values.astype(np.float32),
                        self.item_factors_,
                        _EMPTY if self.item_bias_ is None else self.item_bias_,
                        self.global_mean_, factors, bias, self.user_bias_ is not None,
-                       self.l1_ratio * alpha_W, (1 - self.l1_ratio) * alpha_W,
-                       self.reg_bias, self.weighted_reg, _FOLD_IN_SWEEPS)
+                       l1, l2, self.reg_bias, self.weighted_reg, _FOLD_IN_SWEEPS)
         return UserVector(factors[0], float(bias[0]) if len(bias) else 0.0)
 
 
@@ -731,8 +735,7 @@ class _WholeProblem:
                     XHt -= l1_W
             else:
                 HHt, XHt = fixed
-            violation = cd_rows(W, HHt, XHt, perm, sweeps_W if fixed is None else 1,
-                                _INNER_TOL)
+            violation = cd_rows(W, HHt, XHt, perm, sweeps_W, _INNER_TOL)
             loss = None
             if update_H:
                 perm = rng.permutation(k).astype(np.int64) if model.shuffle else order
