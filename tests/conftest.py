@@ -40,6 +40,16 @@ def ml100k(data_dir):
                                  header=None, rating_scale=(1, 5))
 
 
+@pytest.fixture(scope="session")
+def ml100k_full(data_dir):
+    """MovieLens 100K through ``load_dataset``: with timestamps, user and item features."""
+    from matfact.data.datasets import load_dataset
+
+    if not (data_dir / "ml-100k" / "u.data").exists():
+        pytest.skip(f"ML-100K absent from {data_dir}")
+    return load_dataset("ml-100k", data_home=data_dir, download=False)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
