@@ -99,7 +99,7 @@ def test_rows_hold_one_entry_per_known_value(values):
     if not encoder.groups_:
         return
     dense = encoder.transform(frame, frame.index).toarray()
-    for row, value in zip(dense, values):
+    for row, value in zip(dense, values, strict=True):
         expected = 0 if value is None else len(value.split("|"))
         if encoder.groups_[0]["kind"] == "category" and value is not None and "|" in value:
             expected = 1

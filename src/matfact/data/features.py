@@ -158,7 +158,7 @@ class FeatureEncoder:
             vectorizer = _vectorizer()
             counts = np.asarray(vectorizer.fit_transform(present).sum(axis=0))[0]
             vocabulary = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
-            kept = [v for v, c in zip(vocabulary, counts) if c >= self.min_count]
+            kept = [v for v, c in zip(vocabulary, counts, strict=True) if c >= self.min_count]
             return {"name": name, "kind": "multi", "values": kept} if kept else None
         counts = present.value_counts()
         # A few distinct values are categories however few the rows.
@@ -197,7 +197,7 @@ class FeatureEncoder:
         if kind in ("category", "multi"):
             return [f"{name}={value}" for value in group["values"]]
         edges = group["edges"]
-        inner = [f"{name}=[{a:g},{b:g})" for a, b in zip(edges[:-1], edges[1:])]
+        inner = [f"{name}=[{a:g},{b:g})" for a, b in zip(edges[:-1], edges[1:], strict=True)]
         return [f"{name}<{edges[0]:g}", *inner, f"{name}>={edges[-1]:g}", f"{name}={_MISSING}"]
 
     # ---------------------------------------------------------------- transform
