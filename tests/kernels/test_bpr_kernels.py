@@ -276,3 +276,19 @@ def test_bpr_epoch_max_tries_limits_the_draws():
     bpr_epoch(*layout, with_retries["user_factors"], with_retries["item_factors"],
               with_retries["item_bias"], 0.1, 0.0, 0.0, np.zeros(1, np.int64), seeds, 100)
     assert (with_retries["item_bias"][seen] > 0).all()
+
+
+def test_bpr_fold_in_equals_the_pairwise_gradient_ascent():
+    from matfact._kernels.bpr import bpr_fold_in
+
+    rng = np.random.default_rng(3)
+    positive, negative = rng.normal(size=(5, 4)), rng.normal(size=(9, 4))
+    bias_diff, weights = rng.normal(size=(5, 9)), rng.uniform(0.5, 2.0, 5)
+    p = np.zeros(4)
+    diff = positive[:, None, :] - negative[None, :, :]            # every pair, explicitly
+    for _ in range(30):
+        x = bias_diff + diff @ p
+        g = weights[:, None] / (1.0 + np.exp(x))
+        p = p + 0.3 * (np.einsum("nm,nmk->k", g, diff) / g.size - 0.01 * p)
+    np.testing.assert_allclose(bpr_fold_in(positive, negative, bias_diff, weights, 0.01, 0.3, 30),
+                               p, rtol=1e-10, atol=1e-12)

@@ -222,6 +222,54 @@ class ModelContract:
         fitted.fold_in(data.item_ids[:5], np.full(5, 4.0))
         np.testing.assert_array_equal(before, fitted.predict(data.users[:30], data.items[:30]))
 
+    def test_update_users_equals_fold_in_and_adds_new_ids(self, data):
+        model = self.make_model().fit(data, progress=False)
+        items = data.item_ids[:6]
+        ratings = np.array([5.0, 4.0, 1.0, 2.0, 5.0, 3.0])
+        known, new = data.user_ids[0], ("zz" if data.user_index.kind == "str" else 10_000)
+        other = data.user_ids[1]
+        before_other = model.predict(np.repeat(other, 6), items)
+        expected = model.fold_in(items, ratings)
+        assert model.update_users([known, new], [(items, ratings), dict(zip(items, ratings,
+                                                                           strict=True))]) is model
+        assert model.n_users_ == data.n_users + 1
+        direct = model.predict(np.repeat(new, 6), items, clip=False)
+        np.testing.assert_allclose(direct, model.predict(np.repeat(known, 6), items, clip=False),
+                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(direct, model._score_vector(expected)[
+            model.item_index_.get_indexer(items)], rtol=1e-4, atol=1e-4)
+        # Other users are untouched, the new history is what recommend excludes.
+        np.testing.assert_array_equal(model.predict(np.repeat(other, 6), items), before_other)
+        ids, _ = model.recommend([known, new], n=data.n_items)
+        for row in ids:
+            assert set(row[row != model._empty_ids(model.item_index_, (1,))[0]].tolist()) == \
+                set(data.item_ids.tolist()) - set(items.tolist())
+
+    def test_update_users_bad_input(self, data, fitted):
+        with pytest.raises(DataError, match="histories"):
+            fitted.update_users(data.user_ids[:2], [(data.item_ids[:2], [4.0, 5.0])])
+        with pytest.raises(DataError, match="repeat"):
+            fitted.update_users([data.user_ids[0]] * 2, [(data.item_ids[:1], [4.0])] * 2)
+        with pytest.raises(DataError, match="NaN"):
+            fitted.update_users(data.user_ids[:1], [(data.item_ids[:1], [np.nan])])
+        if fitted.rating_scale_ is not None:
+            with pytest.raises(DataError, match="scale"):
+                fitted.update_users(data.user_ids[:1], [(data.item_ids[:1], [99.0])])
+
+    def test_add_items_places_items_and_refuses_known_ones(self, data):
+        model = self.make_model().fit(data, progress=False)
+        new = ["n1", "n2"] if data.item_index.kind == "str" else [10_001, 10_002]
+        users = data.user_ids[:8]
+        model.add_items(new, [(users, np.full(8, 5.0)), ((), ())])
+        assert model.n_items_ == data.n_items + 2
+        assert model.seen_.shape == (data.n_users, data.n_items + 2)
+        scores = model.predict(np.repeat(users, 2), np.tile(new, 8), unknown="raise")
+        assert np.isfinite(scores).all()
+        ids, _ = model.recommend(users[:1], n=data.n_items + 2, exclude_seen=True)
+        assert new[0] not in ids[0].tolist() and new[1] in ids[0].tolist()
+        with pytest.raises(DataError, match="already"):
+            model.add_items(data.item_ids[:1])
+
     # ------------------------------------------------------------------ persistence
     @pytest.mark.parametrize("suffix", [".zip", ""])
     def test_save_load_round_trip(self, data, fitted, tmp_path, suffix):

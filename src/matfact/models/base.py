@@ -22,12 +22,14 @@ popularity for models without biases) and excludes nothing.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
 from matfact._kernels.topk import topk_rows
+from matfact._threads import single_thread
 from matfact.data.interactions import IdIndex, Interactions
 from matfact.exceptions import DataError, NotFittedError, ParameterError, UnknownIdError
 from matfact.models._params import check_n, validate_params
@@ -376,7 +378,8 @@ class Recommender(BaseEstimator):
         """
         self._check_fitted()
         codes, values = self._history(items, ratings, unknown)
-        return self._fold_in(codes, values)
+        with single_thread():
+            return self._fold_in(codes, values)
 
     def _history(self, items: Any, ratings: Any, unknown: str) -> tuple[np.ndarray, np.ndarray]:
         if unknown not in ("ignore", "raise"):
@@ -418,7 +421,9 @@ class Recommender(BaseEstimator):
         self._check_fitted()
         n = check_n(n)
         codes, values = self._history(items, ratings, "ignore")
-        scores = self._score_vector(self._fold_in(codes, values)).astype(np.float32)
+        with single_thread():
+            vector = self._fold_in(codes, values)
+        scores = self._score_vector(vector).astype(np.float32)
         width = min(n, self.n_items_)
         excluded = np.sort(codes).astype(np.int32) if exclude_seen else np.zeros(0, np.int32)
         idx, val = _top_n(scores.reshape(1, -1), np.array([0, len(excluded)], dtype=np.int64),
@@ -432,6 +437,172 @@ class Recommender(BaseEstimator):
     def similar_users(self, users: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` users most similar to each given user (cosine of user factors)."""
         raise NotImplementedError(f"{type(self).__name__} has no user vectors to compare")
+
+    # ------------------------------------------------------------------ changing the model
+    #: Per-user / per-item state arrays (first axis: users / items) that grow with new ids.
+    _user_arrays: ClassVar[tuple[str, ...]] = ()
+    _item_arrays: ClassVar[tuple[str, ...]] = ()
+
+    def update_users(self, users: Any, histories: Any) -> Recommender:
+        """(Re)compute users' vectors from their whole histories; unseen ids are added.
+
+        Each user is placed by the model's fold-in (the method of
+        :meth:`fold_in`) with the items fixed, and their history replaces
+        what the model had for them, so ``recommend(..., exclude_seen=True)``
+        excludes exactly the new history. Items the model does not know are
+        ignored (add them with :meth:`add_items`). Nothing else changes: a
+        service calls this on every new rating.
+
+        Parameters
+        ----------
+        users : array-like of shape (n,)
+            Raw user ids, each once.
+        histories : sequence of length n
+            Per user, the whole history: an ``(items, ratings)`` pair, a mapping
+            ``{item: rating}``, or just the items (implicit data).
+
+        Returns
+        -------
+        self
+        """
+        self._check_fitted()
+        users = _as_id_array(users)
+        rows = self._parse_histories(users, histories, "users")
+        if len(self.user_index_) and len(users):
+            self.user_index_.coerce(users)  # a string id for an integer index is an error
+        self._add_rows("user", users)
+        codes = self.user_index_.get_indexer(users)
+        with single_thread():
+            for code, (items, values) in zip(codes, rows, strict=True):
+                self._set_user(int(code), self._fold_in(items, values))
+        self.seen_ = _replace_rows(self.seen_, codes, rows)
+        return self
+
+    def add_items(self, items: Any, histories: Any = None) -> Recommender:
+        """Add items the model has never seen, placed from their first interactions.
+
+        Each item is solved with the users fixed (the mirror of :meth:`fold_in`:
+        a ridge solve on the user vectors, or the model's own half-step where
+        its objective is symmetric). An item with no history starts at the
+        model's baseline (zero factors and bias) until the next fit.
+
+        Parameters
+        ----------
+        items : array-like of shape (n,)
+            Raw ids of new items; an id the model knows is an error.
+        histories : sequence of length n, default=None
+            Per item, ``(users, ratings)``, a mapping ``{user: rating}``, or just
+            the users. Unknown users are ignored.
+
+        Returns
+        -------
+        self
+        """
+        self._check_fitted()
+        items = _as_id_array(items)
+        known = self.item_index_.get_indexer(items) >= 0 if len(self.item_index_) else \
+            np.zeros(len(items), bool)
+        if known.any():
+            raise DataError(f"items {items[known][:10].tolist()} are already in the model; "
+                            f"use update_users or partial_fit to add their ratings")
+        if histories is None:
+            histories = [((), ())] * len(items)
+        columns = self._parse_histories(items, histories, "items")
+        if len(self.item_index_) and len(items):
+            self.item_index_.coerce(items)
+        self._add_rows("item", items)
+        codes = self.item_index_.get_indexer(items)
+        with single_thread():
+            for code, (users, values) in zip(codes, columns, strict=True):
+                self._set_item(int(code), self._fold_in_item(users, values))
+        by_item = _replace_rows(self.seen_.T.tocsr(), codes, columns)
+        self.seen_ = by_item.T.tocsr()
+        return self
+
+    def _parse_histories(self, ids: np.ndarray, histories: Any,
+                         what: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each history as (codes, values) of the other side, checked like fold-in's."""
+        if len(np.unique(ids)) != len(ids):
+            raise DataError(f"the {what} repeat an id; give each once with its whole history")
+        if isinstance(histories, (str, bytes)) or not hasattr(histories, "__len__"):
+            raise DataError(f"histories must be a sequence with one history per id, "
+                            f"got {type(histories).__name__}")
+        if len(histories) != len(ids):
+            raise DataError(f"got {len(ids)} {what} but {len(histories)} histories")
+        other = self.user_index_ if what == "items" else self.item_index_
+        rows = []
+        for history in histories:
+            keys, ratings = _split_history(history)
+            if what == "items":
+                codes, values = self._other_history(keys, ratings, other)
+            else:
+                codes, values = self._history(keys, ratings, "ignore")
+            scale = getattr(self, "rating_scale_", None)
+            if scale is not None and len(values) and (
+                    values.min() < scale[0] or values.max() > scale[1]):
+                raise DataError(f"ratings must lie in the training scale [{scale[0]:g}, "
+                                f"{scale[1]:g}]; got values in [{values.min():g}, "
+                                f"{values.max():g}]")
+            rows.append((codes.astype(np.int64), values))
+        return rows
+
+    def _other_history(self, users: Any, ratings: Any,
+                       index: IdIndex) -> tuple[np.ndarray, np.ndarray]:
+        # An item's first interactions, read like a user's history with the roles swapped.
+        users = _as_id_array(users)
+        if ratings is None:
+            if not self.is_implicit_ and self._needs_ratings:
+                raise DataError(f"{type(self).__name__} was fitted on ratings; pass ratings "
+                                f"with the users")
+            values = np.ones(len(users))
+        else:
+            values = np.asarray(ratings, dtype=np.float64).reshape(-1)
+            if len(values) != len(users):
+                raise DataError(f"got {len(users)} users but {len(values)} ratings")
+            if not np.isfinite(values).all():
+                raise DataError("NaN or infinite values in the ratings of the history")
+        codes = index.get_indexer(users) if len(users) else np.zeros(0, np.int64)
+        keep = codes >= 0
+        if len(np.unique(codes[keep])) != keep.sum():
+            raise DataError("the history repeats a user; give each user once")
+        return codes[keep], values[keep]
+
+    def _add_rows(self, side: str, raw: np.ndarray) -> None:
+        """Extend the id map of ``side`` with ``raw``'s new ids and grow its state arrays."""
+        index = self.user_index_ if side == "user" else self.item_index_
+        grown = index.extend(raw)
+        added = len(grown) - len(index)
+        if added == 0:
+            return
+        names = ("user_factors_", "user_bias_", *self._user_arrays) if side == "user" else \
+            ("item_factors_", "item_bias_", *self._item_arrays)
+        for name in dict.fromkeys(names):
+            array = getattr(self, name, None)
+            if isinstance(array, np.ndarray) and array.ndim >= 1:
+                pad = np.zeros((added, *array.shape[1:]), dtype=array.dtype)
+                setattr(self, name, np.concatenate([array, pad]))
+        n_users = len(grown) if side == "user" else len(self.user_index_)
+        n_items = len(grown) if side == "item" else len(self.item_index_)
+        seen = self.seen_.tocsr()
+        indptr = np.concatenate([seen.indptr, np.full(n_users - seen.shape[0], seen.indptr[-1])])
+        self.seen_ = type(seen)((seen.data, seen.indices, indptr), shape=(n_users, n_items))
+        if side == "user":
+            self.user_index_ = grown
+        else:
+            self.item_index_ = grown
+            if self.item_titles_ is not None:
+                extra = grown.ids[len(index):].astype(str)
+                self.item_titles_ = np.concatenate([self.item_titles_.astype(str), extra])
+
+    def _set_user(self, code: int, vector: UserVector) -> None:
+        """Store a user's new vector (models without user state keep nothing)."""
+
+    def _set_item(self, code: int, vector: UserVector) -> None:
+        """Store a new item's vector (models without item state keep nothing)."""
+
+    def _fold_in_item(self, users: np.ndarray, values: np.ndarray) -> UserVector:
+        """An item's vector from its first interactions with the users fixed."""
+        return UserVector(np.zeros(0, np.float32), 0.0)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: Any) -> None:
@@ -502,6 +673,55 @@ def _restrict(scores, indptr, indices, candidates):
             mapped[keep].astype(np.int32))
 
 
+def _split_history(history: Any) -> tuple[Any, Any]:
+    """``(keys, values)`` of one history: a pair, a mapping, or keys alone."""
+    if isinstance(history, dict):
+        return list(history.keys()), list(history.values())
+    if isinstance(history, tuple) and len(history) == 2:
+        return history
+    return history, None
+
+
+def _replace_rows(matrix: Any, codes: np.ndarray,
+                  rows: list[tuple[np.ndarray, np.ndarray]]) -> Any:
+    """``matrix`` (CSR) with rows ``codes`` replaced by the given (columns, values)."""
+    csr = matrix.tocsr()
+    keep = np.ones(csr.shape[0], dtype=bool)
+    keep[codes] = False
+    counts = np.diff(csr.indptr)
+    kept_entries = np.repeat(keep, counts)
+    new_counts = np.where(keep, counts, 0)
+    for code, (columns, _) in zip(codes, rows, strict=True):
+        new_counts[code] = len(columns)
+    indptr = np.zeros(csr.shape[0] + 1, dtype=np.int64)
+    np.cumsum(new_counts, out=indptr[1:])
+    indices = np.empty(indptr[-1], dtype=csr.indices.dtype)
+    data = np.empty(indptr[-1], dtype=csr.data.dtype)
+    # Kept rows keep their relative order, so one mask writes them all at once.
+    kept_slots = np.repeat(keep, new_counts)
+    indices[kept_slots] = csr.indices[kept_entries]
+    data[kept_slots] = csr.data[kept_entries]
+    for code, (columns, values) in zip(codes, rows, strict=True):
+        order = np.argsort(columns, kind="stable")
+        indices[indptr[code]:indptr[code + 1]] = np.asarray(columns)[order]
+        data[indptr[code]:indptr[code + 1]] = np.asarray(values)[order]
+    return type(csr)((data, indices, indptr), shape=csr.shape)
+
+
+def _store_row(factors: np.ndarray | None, bias: np.ndarray | None, code: int,
+               vector: UserVector) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Write one row's factors and bias (copying arrays that are read-only, once)."""
+    if factors is not None and factors.shape[1]:
+        if not factors.flags.writeable:
+            factors = factors.copy()
+        factors[code] = vector.factors
+    if bias is not None:
+        if not bias.flags.writeable:
+            bias = bias.copy()
+        bias[code] = vector.bias
+    return factors, bias
+
+
 class FactorModel(Recommender):
     """A model scoring ``μ + b_u + b_i + p_u·q_i`` (any of the terms may be absent).
 
@@ -560,6 +780,59 @@ class FactorModel(Recommender):
         if self._has_factors():
             scores += self.item_factors_ @ np.asarray(vector.factors, dtype=np.float32)
         return scores
+
+    #: Whether the objective is symmetric in users and items, so an item is placed
+    #: by the user fold-in with the roles swapped (:meth:`_fold_in_item`).
+    _symmetric_fold_in: ClassVar[bool] = False
+    #: Ridge penalty per interaction of the generic item placement.
+    _item_fold_in_reg: ClassVar[float] = 0.1
+
+    def _set_user(self, code: int, vector: UserVector) -> None:
+        self.user_factors_, self.user_bias_ = _store_row(
+            self.user_factors_, self.user_bias_, code, vector)
+
+    def _set_item(self, code: int, vector: UserVector) -> None:
+        self.item_factors_, self.item_bias_ = _store_row(
+            self.item_factors_, self.item_bias_, code, vector)
+
+    def _fold_in_item(self, users: np.ndarray, values: np.ndarray) -> UserVector:
+        r"""Place a new item from the users who interacted with it, users fixed.
+
+        Symmetric models mirror their own fold-in. Otherwise, for ratings, a
+        ridge solve of :math:`r_{ui} - \mu - b_u \approx b_i + p_u \cdot q_i`
+        with penalty ``n · 0.1`` (as SGD's per-rating penalty); for implicit
+        data, Hu et al.'s closed form with confidence ``1 + r`` and the
+        Gram matrix of all user vectors.
+        """
+        if self._symmetric_fold_in:
+            mirror = copy.copy(self)
+            mirror.user_factors_, mirror.item_factors_ = self.item_factors_, self.user_factors_
+            mirror.user_bias_, mirror.item_bias_ = self.item_bias_, self.user_bias_
+            return mirror._fold_in(users, values)
+        k = 0 if self.user_factors_ is None else self.user_factors_.shape[1]
+        n = len(users)
+        use_bias = self.item_bias_ is not None
+        if n == 0 or (k == 0 and not use_bias):
+            return UserVector(np.zeros(k, np.float32), 0.0)
+        design = (self.user_factors_[users].astype(np.float64) if k
+                  else np.zeros((n, 0)))
+        if self.is_implicit_:
+            # min Σ_all c_u (p_u - x·q_u)² + λ n ‖x‖², p = 1 on the history, 0 elsewhere.
+            every = self.user_factors_.astype(np.float64)
+            confidence = 1.0 + np.asarray(values, np.float64)
+            gram = every.T @ every + (design.T * (confidence - 1.0)) @ design
+            gram += self._item_fold_in_reg * n * np.eye(k)
+            factors = np.linalg.solve(gram, design.T @ confidence)
+            return UserVector(factors.astype(np.float32), 0.0)
+        target = np.asarray(values, np.float64) - self.global_mean_
+        if self.user_bias_ is not None:
+            target = target - self.user_bias_[users]
+        if use_bias:
+            design = np.hstack([design, np.ones((n, 1))])
+        gram = design.T @ design + self._item_fold_in_reg * n * np.eye(design.shape[1])
+        solution = np.linalg.solve(gram, design.T @ target)
+        return UserVector(solution[:k].astype(np.float32),
+                          float(solution[k]) if use_bias else 0.0)
 
     def user_vector(self, user: Any) -> UserVector:
         """The learned representation of one known user (raw id)."""

@@ -114,6 +114,11 @@ class Baseline(FactorModel):
         bias = residual.sum() / (self.reg_user + len(items)) if len(items) else 0.0
         return UserVector(np.zeros(0, dtype=np.float32), float(bias))
 
+    def _fold_in_item(self, users: np.ndarray, values: np.ndarray) -> UserVector:
+        residual = values - self.global_mean_ - self.user_bias_[users]
+        bias = residual.sum() / (self.reg_item + len(users)) if len(users) else 0.0
+        return UserVector(np.zeros(0, dtype=np.float32), float(bias))
+
 
 class Popularity(Recommender):
     """Recommend the most popular items: the number of users who interacted with each.
@@ -161,6 +166,18 @@ class Popularity(Recommender):
 
     def _fold_in(self, items: np.ndarray, values: np.ndarray) -> UserVector:
         return UserVector(np.zeros(0, dtype=np.float32), 0.0)
+
+    _item_arrays: ClassVar[tuple[str, ...]] = ("item_popularity_",)
+
+    def _fold_in_item(self, users: np.ndarray, values: np.ndarray) -> UserVector:
+        # A new item's popularity is its first interactions (their weights when weighted).
+        score = float(np.sum(values)) if self.weighted and self.is_implicit_ else len(users)
+        return UserVector(np.zeros(0, dtype=np.float32), score)
+
+    def _set_item(self, code: int, vector: UserVector) -> None:
+        if not self.item_popularity_.flags.writeable:
+            self.item_popularity_ = self.item_popularity_.copy()
+        self.item_popularity_[code] = vector.bias
 
     def _validate_state(self) -> None:
         super()._validate_state()
