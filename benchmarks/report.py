@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,67 @@ def _environment(results: list[dict[str, Any]]) -> str:
                                     for f in fields])
 
 
-def render(results: list[dict[str, Any]], intro: str = INTRO) -> str:
+_RATIO_COLUMNS = ("speed ratio", "speed vs", "speed-up")
+_RATIO = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*×")
+#: The figure written beside the page by :func:`write_docs`.
+SPEED_FIGURE = "img/benchmarks-speed.png"
+
+
+def speed_ratios(results: list[dict[str, Any]]) -> list[tuple[str, float]]:
+    """Every speed ratio in the tables, labelled ``suite: first cells`` (peer time / ours).
+
+    Cells read like ``2.86×``; a column counts when its name says "speed ratio",
+    "speed vs" or "speed-up". Cells that are not a ratio (—, n/a) are skipped.
+    """
+    found = []
+    for result in results:
+        for table in result["tables"]:
+            columns = [c.lower() for c in table["columns"]]
+            wanted = [i for i, c in enumerate(columns) if any(w in c for w in _RATIO_COLUMNS)]
+            for column in wanted:
+                for row in table["rows"]:
+                    match = _RATIO.match(str(row[column]))
+                    if match is None:
+                        continue
+                    label = " · ".join(str(cell) for cell in row[:2] if str(cell).strip())
+                    found.append((f"{result['suite']}: {label}"[:70], float(match.group(1))))
+    return found
+
+
+def draw_speed_figure(results: list[dict[str, Any]], path: str | os.PathLike) -> Path | None:
+    """A bar per speed ratio (log scale, 1× marked); ``None`` when the tables have none."""
+    ratios = speed_ratios(results)
+    if not ratios:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from matfact.plots import MODEL_COLORS, save_figure
+
+    labels, values = zip(*ratios, strict=True)
+    fig = Figure(figsize=(8.5, 0.28 * len(ratios) + 1.2), dpi=120, layout="constrained",
+                 facecolor="white")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    rows = range(len(ratios))[::-1]
+    colors = [MODEL_COLORS[0] if v >= 1 else MODEL_COLORS[1] for v in values]
+    ax.barh(list(rows), values, color=colors, height=0.7)
+    ax.set_yticks(list(rows), labels, fontsize=7)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="#444444", linewidth=1)
+    for row, value in zip(rows, values, strict=True):
+        ax.annotate(f"{value:.2f}×", (value, row), xytext=(3, 0), textcoords="offset points",
+                    va="center", fontsize=7)
+    ax.set_xlabel("speed ratio: the peer's time / matfact's time (> 1: matfact is faster)")
+    ax.set_title("Speed against the peers, every measured case", loc="left", fontsize=10)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, path, dpi=120)
+
+
+def render(results: list[dict[str, Any]], intro: str = INTRO,
+           figures: list[tuple[str, str]] = ()) -> str:
     """The whole page: ``intro``, the marker, then the generated sections.
 
     Parameters
@@ -186,6 +247,9 @@ def render(results: list[dict[str, Any]], intro: str = INTRO) -> str:
     """
     parts = [intro.rstrip() + "\n", MARKER + "\n", _REGENERATE]
     parts.append("## Environment\n\n" + _environment(results) + "\n")
+    if figures:
+        parts.append("## Figures\n")
+        parts += [f"![{title}]({target})\n" for title, target in figures]
     parts.append("## Results\n")
     for result in results:
         elapsed = result.get("elapsed_s")
@@ -239,5 +303,8 @@ def write_docs(results_dir: str | os.PathLike = RESULTS_DIR,
         if MARKER in text:
             intro = text.split(MARKER, 1)[0]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(results, intro), encoding="utf-8")
+    figures = []
+    if draw_speed_figure(results, path.parent / SPEED_FIGURE) is not None:
+        figures.append(("Speed ratios against the peers", SPEED_FIGURE))
+    path.write_text(render(results, intro, figures), encoding="utf-8")
     return path

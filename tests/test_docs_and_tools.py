@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -89,3 +90,24 @@ def test_docs_build_strict(tmp_path):
                           str(tmp_path / "site")], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "site" / "api" / "index.html").exists()
+
+
+def test_benchmark_page_draws_the_speed_ratios_beside_it(tmp_path):
+    from benchmarks.common import SUITES
+    from benchmarks.report import SPEED_FIGURE, speed_ratios, write_docs
+
+    env = {"date": "2026-01-01", "cpu": "x", "cores": 2, "load_average": None,
+           "platform": "p", "python": "3", "versions": {}, "blas": [], "matfact_git": "r"}
+    results = tmp_path / "results"
+    results.mkdir()
+    for n, suite in enumerate(SUITES):
+        table = {"title": "t", "columns": ["case", "peer", "speed ratio (peer / matfact)"],
+                 "rows": [["a", "b", f"{n + 0.5:.2f}×"], ["c", "d", "—"]]}
+        (results / f"{suite}.json").write_text(json.dumps(
+            {"suite": suite, "title": suite, "environment": env, "protocol": "p",
+             "tables": [table]}), encoding="utf-8")
+    page = write_docs(results, tmp_path / "docs" / "benchmarks.md")
+    loaded = [json.loads(p.read_text(encoding="utf-8")) for p in results.glob("*.json")]
+    assert sorted(v for _, v in speed_ratios(loaded)) == [n + 0.5 for n in range(len(SUITES))]
+    assert (page.parent / SPEED_FIGURE).read_bytes()[:4] == b"\x89PNG"
+    assert f"]({SPEED_FIGURE})" in page.read_text(encoding="utf-8")

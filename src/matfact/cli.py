@@ -664,8 +664,11 @@ def _cmd_compare(args: argparse.Namespace, out: _Output) -> int:
         models[label] = model
     metrics = [part.strip().lower() for part in (args.metrics or "").split(",") if part.strip()]
     data = _read(args, args.data, out)
+    if args.tune < 0:
+        raise UsageError(f"--tune must be 0 (no tuning) or a number of trials, got {args.tune}")
     target = build_report(models, data, cv=cv, metrics=metrics or None, k=args.k,
                           out=Path(args.out or "report").expanduser(), random_state=args.seed,
+                          tune=args.tune > 0, tune_trials=max(args.tune, 1),
                           progress=out.progress)
     summary = pd.read_csv(target / "summary.csv")
     columns = [c for c in summary.columns
@@ -1082,6 +1085,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="with --models: number of k-fold splits (default: 5)")
     evaluate.add_argument("--out", metavar="DIR",
                           help="with --models: the report directory (default: ./report)")
+    evaluate.add_argument("--tune", type=int, default=6, metavar="N",
+                          help="with --models: tune each model with N trials on the first "
+                               "fold's training part and plot them (default: 6; 0: no tuning)")
     _add_data_options(evaluate, required=False, test=True)
     evaluate.add_argument("--param", action="append", metavar="KEY=VALUE",
                           help="a model parameter (with a model name); repeatable")

@@ -285,8 +285,9 @@ def plot_tuning(result: Any, path: str | os.PathLike, *, title: str | None = Non
 
     Parameters
     ----------
-    result : matfact.evaluation.tune.TuneResult
-        What :func:`matfact.tune` returned.
+    result : matfact.evaluation.tune.TuneResult or dict of str to TuneResult
+        What :func:`matfact.tune` returned; a dict (model name → result) draws one
+        row of panels per model.
     path : str or os.PathLike
         Where to write the figure (PNG unless ``.svg``/``.pdf``), atomically.
     title : str, default=None
@@ -295,52 +296,65 @@ def plot_tuning(result: Any, path: str | os.PathLike, *, title: str | None = Non
     -------
     pathlib.Path
     """
-    import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    frame, metric = result.results, result.metric
-    params = list(result.best_params)
-    if not params or frame.empty:
-        raise DataError("the tuning result has no trials or parameters to plot")
-    ncols = min(len(params), _MAX_COLUMNS)
-    nrows = math.ceil(len(params) / ncols)
+    results = dict(result) if isinstance(result, dict) else {None: result}
+    for one in results.values():
+        if not list(one.best_params) or one.results.empty:
+            raise DataError("the tuning result has no trials or parameters to plot")
+    widest = max(len(one.best_params) for one in results.values())
+    ncols = min(widest, _MAX_COLUMNS)
+    rows_per = {name: math.ceil(len(one.best_params) / ncols) for name, one in results.items()}
+    nrows = sum(rows_per.values())
     fig = Figure(figsize=(3.4 * ncols + 0.4, 2.7 * nrows + (0.4 if title else 0.1)), dpi=_DPI,
                  layout="constrained", facecolor="white")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    scores = frame[metric].to_numpy(dtype=float)
-    best_row = 0  # results are sorted best first
-    for slot, ax in enumerate(axes.flat):
-        if slot >= len(params):
-            ax.set_visible(False)
-            continue
-        name = params[slot]
-        values = frame[name].to_numpy()
-        numeric = all(isinstance(v, (int, float, np.integer, np.floating))
-                      and not isinstance(v, bool) for v in values)
-        if numeric:
-            x = values.astype(float)
-            if (x > 0).all() and x.max() / x.min() > 20:
-                ax.set_xscale("log")
-        else:
-            labels = sorted({str(v) for v in values})
-            x = np.array([labels.index(str(v)) for v in values], dtype=float)
-            ax.set_xticks(range(len(labels)), labels)
-        ax.scatter(x, scores, s=18, color=MODEL_COLORS[0], alpha=0.75, linewidths=0)
-        ax.scatter([x[best_row]], [scores[best_row]], s=90, marker="*", color=MODEL_COLORS[1],
-                   zorder=3, label="best")
-        ax.set_xlabel(name, color=_INK)
-        ax.set_ylabel(f"validation {metric_label(metric)}" if slot % ncols == 0 else "",
-                      color=_INK)
-        ax.grid(color=_GRID, linewidth=0.8)
-        ax.set_axisbelow(True)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
+    row = 0
+    for name, one in results.items():
+        panels = axes[row:row + rows_per[name]].flat
+        params = list(one.best_params)
+        for slot, ax in enumerate(panels):
+            if slot >= len(params):
+                ax.set_visible(False)
+                continue
+            _tuning_panel(ax, one.results, params[slot], one.metric, first=slot % ncols == 0,
+                          model=name)
+        row += rows_per[name]
     axes.flat[0].legend(frameon=False, fontsize=8)
     if title:
         fig.suptitle(title, x=0.01, ha="left", fontsize=12, fontweight="bold", color=_INK)
     return save_figure(fig, path)
+
+
+def _tuning_panel(ax: Any, frame: Any, name: str, metric: str, *, first: bool,
+                  model: str | None) -> None:
+    import numpy as np
+
+    scores = frame[metric].to_numpy(dtype=float)
+    best_row = 0  # results are sorted best first
+    values = frame[name].to_numpy()
+    numeric = all(isinstance(v, (int, float, np.integer, np.floating))
+                  and not isinstance(v, bool) for v in values)
+    if numeric:
+        x = values.astype(float)
+        if (x > 0).all() and x.max() / x.min() > 20:
+            ax.set_xscale("log")
+    else:
+        labels = sorted({str(v) for v in values})
+        x = np.array([labels.index(str(v)) for v in values], dtype=float)
+        ax.set_xticks(range(len(labels)), labels)
+    ax.scatter(x, scores, s=18, color=MODEL_COLORS[0], alpha=0.75, linewidths=0)
+    ax.scatter([x[best_row]], [scores[best_row]], s=90, marker="*", color=MODEL_COLORS[1],
+               zorder=3, label="best")
+    ax.set_xlabel(name, color=_INK)
+    label = f"validation {metric_label(metric)}"
+    ax.set_ylabel((f"{model}\n{label}" if model else label) if first else "", color=_INK)
+    ax.grid(color=_GRID, linewidth=0.8)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
 
 
 def save_figure(fig, path: str | os.PathLike, *, dpi: int = _DPI) -> Path:

@@ -30,7 +30,11 @@ def fast_models() -> dict:
 @pytest.fixture(scope="module")
 def report(small, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    return build_report(fast_models(), small, cv=2, out=out, progress=False)
+    return build_report(fast_models(), small, cv=2, out=out, tune=TUNED, tune_trials=3,
+                        progress=False)
+
+
+TUNED = {"ALS": {"reg": [0.05, 0.2], "n_factors": [4, 8]}}
 
 
 def test_report_writes_every_file(report):
@@ -65,6 +69,31 @@ def test_report_per_fold_csv(report, small):
     assert (results.groupby("model").size() == 2).all()
     # Each fold's train and test parts together hold all the data.
     assert ((results["n_train"] + results["n_test"]) == small.nnz).all()
+
+
+def test_report_tuning_is_matfact_tune_on_the_first_training_part(report, small):
+    from matfact import kfold, tune
+
+    trials = pd.read_csv(report / "tuning.csv")
+    assert set(trials["model"]) == {"ALS"} and len(trials) == 3  # random search: 3 of 4
+    train = kfold(small, 2, random_state=0)[0].train
+    expected = tune(fast_models()["ALS"], TUNED["ALS"], train, metric="rmse",
+                    search="random", n_iter=3, random_state=0)
+    np.testing.assert_allclose(trials["rmse"], expected.results["rmse"], rtol=1e-5)  # CSV: 6 digits
+    assert trials.loc[trials["best"], "reg"].item() == expected.best_params["reg"]
+    text = (report / "index.md").read_text(encoding="utf-8")
+    assert "ALS: " + ", ".join(f"{k}={v}" for k, v in expected.best_params.items()) in text
+
+
+def test_report_tune_true_uses_the_default_spaces(small, tmp_path):
+    out = build_report([Baseline(), Popularity()], small, cv=2, out=tmp_path, tune=True,
+                       tune_trials=2, progress=False)
+    trials = pd.read_csv(out / "tuning.csv")
+    assert set(trials["model"]) == {"Baseline"}  # Popularity has nothing to tune
+    assert set(trials.columns) >= {"reg_user", "reg_item", "rmse"}
+    with pytest.raises(ParameterError, match="not in the report"):
+        build_report([Baseline()], small, cv=2, out=tmp_path, tune={"ALS": {"reg": [1.0]}},
+                     progress=False)
 
 
 def test_figures_that_do_not_apply_get_a_note(small, tmp_path):
@@ -108,12 +137,12 @@ def small_csv(small, tmp_path_factory):
 def test_cli_models_writes_the_report(capsys, small_csv, tmp_path):
     out = tmp_path / "report"
     code = main(["-q", "evaluate", "--data", str(small_csv), "--models", "baseline,popularity",
-                 "--cv", "2", "--seed", "0", "--out", str(out)])
+                 "--cv", "2", "--seed", "0", "--out", str(out), "--tune", "2"])
     stdout = capsys.readouterr().out
     assert code == 0
     assert "Baseline" in stdout and "Popularity" in stdout
     assert str(out / "index.html") in stdout
-    for name in ("index.md", "index.html", "results.csv", "metrics.png"):
+    for name in ("index.md", "index.html", "results.csv", "metrics.png", "tuning.png"):
         assert (out / name).stat().st_size > 0
     summary = pd.read_csv(out / "summary.csv").set_index("model")
     assert summary.loc["Baseline", "rmse"] == pytest.approx(

@@ -57,6 +57,20 @@ def test_bayes_search_with_optuna(ratings):
     assert result.best_score == result.results["rmse"].min()
 
 
+def test_bayes_search_warm_starts_from_the_models_own_values(ratings):
+    model = Baseline(reg_user=7.0, reg_item=5.0)
+    space = {"reg_user": (0.0, 1e6), "reg_item": [5.0, 1e6]}
+    first = tune(model, space, ratings, search="bayes", n_iter=1, random_state=0)
+    assert first.best_params == {"reg_user": 7.0, "reg_item": 5.0}
+    cold = tune(model, space, ratings, search="bayes", n_iter=1, random_state=0,
+                warm_start=False)
+    assert cold.best_params != first.best_params
+    # Outside its space, the model's value cannot be a starting point.
+    outside = tune(Baseline(reg_item=3.0), space, ratings, search="bayes", n_iter=1,
+                   random_state=0)
+    assert outside.best_params["reg_item"] in (5.0, 1e6)
+
+
 def test_tuning_reads_only_the_training_data(ratings, monkeypatch):
     # Every split and every scored set is cut from the data given to tune.
     train, test = matfact.train_test_split(ratings, 0.2, "random", random_state=0)

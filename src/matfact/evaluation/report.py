@@ -39,7 +39,23 @@ __all__ = ["build_report", "report_metrics", "summary_rows", "AT_K", "FIGURES"]
 #: List lengths of the precision/recall/NDCG-against-k figure.
 AT_K = (1, 5, 10, 20)
 #: The figures a report can hold (a figure that does not apply is left out).
-FIGURES = ("metrics.png", "at_k.png", "learning_curves.png", "activity.png", "item_map.png")
+FIGURES = ("metrics.png", "at_k.png", "learning_curves.png", "activity.png", "item_map.png",
+           "tuning.png")
+#: What the report tunes per model class when ``tune=True``: the parameters that
+#: move its accuracy most, a few values each (searched on fold 1's training part).
+TUNING_SPACES: dict[str, dict[str, list]] = {
+    "Baseline": {"reg_user": [2.0, 5.0, 15.0, 30.0], "reg_item": [2.0, 5.0, 10.0, 25.0]},
+    "BiasedMF": {"n_factors": [20, 50, 100], "reg": [0.01, 0.02, 0.05, 0.1],
+                 "learning_rate": [0.005, 0.01, 0.02]},
+    "SVDPlusPlus": {"n_factors": [10, 20, 50], "reg": [0.01, 0.02, 0.05]},
+    "ALS": {"n_factors": [10, 20, 50], "reg": [0.02, 0.05, 0.1, 0.2]},
+    "ImplicitALS": {"n_factors": [32, 64], "alpha": [2.0, 5.0, 10.0], "reg": [1.0, 3.0, 10.0]},
+    "BPR": {"n_factors": [32, 64], "learning_rate": [0.01, 0.02, 0.05],
+            "reg": [0.0005, 0.002, 0.01]},
+    "BayesianMF": {"n_factors": [5, 10, 20]},
+    "NMF": {"n_components": [15, 30, 50], "alpha_W": [0.02, 0.08, 0.2]},
+    "PureSVD": {"n_factors": [10, 20, 50, 100]},
+}
 _RANKING = ("ndcg", "precision", "recall")
 _N_LABELS = 10
 _DPI = 150
@@ -108,6 +124,7 @@ def _check_data(model: Any, name: str, data: Interactions) -> None:
 def build_report(models: Any, data: Interactions, *, cv: Any = 5,
                  metrics: Sequence[str] | None = None, k: int = 10,
                  out: str | os.PathLike = "report", random_state: int | None = 0,
+                 tune: bool | Mapping[str, dict] = False, tune_trials: int = 8,
                  progress: bool = True) -> Path:
     """Cross-validate several models on the same folds and write a comparison report.
 
@@ -126,7 +143,10 @@ def build_report(models: Any, data: Interactions, *, cv: Any = 5,
       (:func:`~matfact.evaluation.validate.evaluate_by_activity`, first fold);
     - ``item_map.png``: the first two principal components of the item factors of the
       best model by NDCG@k that has ``item_factors_`` (first fold), the ten most popular
-      training items labelled by title (or id).
+      training items labelled by title (or id);
+    - with ``tune``, ``tuning.png`` and ``tuning.csv``: each tuned model's validation
+      score against each parameter (:func:`matfact.tune` on fold 1's training part only,
+      so the folds' test parts stay unseen), one row of panels per model.
 
     Parameters
     ----------
@@ -144,7 +164,12 @@ def build_report(models: Any, data: Interactions, *, cv: Any = 5,
     out : str or os.PathLike, default="report"
         The report directory, created if needed; files already in it are overwritten.
     random_state : int or None, default=0
-        Seed of the k-fold split when ``cv`` is an int.
+        Seed of the k-fold split when ``cv`` is an int, and of the tuning search.
+    tune : bool or dict of str to dict, default=False
+        ``True`` tunes each model whose class has a space in :data:`TUNING_SPACES`; a
+        dict maps model names to their own spaces (name → list of values).
+    tune_trials : int, default=8
+        Trials per tuned model: random search, or the whole grid when it is smaller.
     progress : bool, default=True
         Show a progress bar over the models and figures.
 
@@ -183,6 +208,8 @@ def build_report(models: Any, data: Interactions, *, cv: Any = 5,
         if not plans[name]:
             raise ParameterError(f"{name} predicts no ratings, so none of metrics={metrics} "
                                  f"applies to it; add a ranking metric such as ndcg@{k}")
+    spaces = _tuning_spaces(named, tune)
+    tune_trials = check_n(tune_trials, "tune_trials")
     # Drawn once, so every model sees the very same folds whatever ``cv`` is.
     folds = resolve_folds(cv, data, random_state)
     target = Path(out).expanduser()
@@ -190,7 +217,8 @@ def build_report(models: Any, data: Interactions, *, cv: Any = 5,
 
     frames: dict[str, pd.DataFrame] = {}
     fitted: dict[str, Any] = {}
-    bar = tqdm(total=len(named) + 5, desc="Report", unit="step", disable=not progress,
+    bar = tqdm(total=len(named) + 5 + len(spaces), desc="Report", unit="step",
+               disable=not progress,
                leave=False)
     with bar:
         for name, model in named.items():
@@ -224,6 +252,15 @@ def build_report(models: Any, data: Interactions, *, cv: Any = 5,
         figures.append(("Item factors, first two principal components (fold 1)",
                         *_item_map_figure(fitted, summary, k, target / "item_map.png")))
         bar.update()
+        if spaces:
+            tuned = {}
+            for name, space in spaces.items():
+                bar.set_postfix_str(f"tuning {name}")
+                tuned[name] = _tune_one(named[name], space, folds[0][0], plans[name][0], k,
+                                        tune_trials, random_state)
+                bar.update()
+            figures.append(("Tuning on fold 1's training part (validation score per trial)",
+                            *_tuning_figure(tuned, target)))
 
     # A figure skipped this time must not linger from an earlier report in ``out``.
     drawn = {filename for _, filename, _ in figures}
@@ -508,6 +545,45 @@ def _item_map_figure(fitted: dict[str, Any], summary: pd.DataFrame, k: int,
     _style(ax, f"{chosen}: item factors ({_N_LABELS} most popular items labelled)")
     _save(fig, path)
     return path.name, None
+
+
+def _tuning_spaces(named: dict[str, Any], tune: Any) -> dict[str, dict]:
+    if tune is False or tune is None:
+        return {}
+    if tune is True:
+        return {name: TUNING_SPACES[type(model).__name__] for name, model in named.items()
+                if type(model).__name__ in TUNING_SPACES}
+    if not isinstance(tune, Mapping):
+        raise ParameterError(f"tune must be True, False or a dict model name → parameter "
+                             f"space, got {type(tune).__name__}")
+    unknown = sorted(set(tune) - set(named))
+    if unknown:
+        raise ParameterError(f"tune names models that are not in the report: {unknown}")
+    return {name: dict(space) for name, space in tune.items()}
+
+
+def _tune_one(model: Any, space: dict, train: Interactions, metric: str, k: int,
+              trials: int, random_state: int | None) -> Any:
+    from matfact.evaluation.tune import tune
+
+    grid_size = math.prod(len(values) for values in space.values())
+    search = "grid" if grid_size <= trials else "random"
+    return tune(model, space, train, metric=metric, search=search, n_iter=trials, k=k,
+                random_state=0 if random_state is None else random_state)
+
+
+def _tuning_figure(tuned: dict[str, Any], target: Path) -> tuple[str, str | None]:
+    from matfact.plots import plot_tuning
+
+    frames = [result.results.assign(model=name, best=np.arange(len(result.results)) == 0)
+              for name, result in tuned.items()]
+    table = pd.concat(frames, ignore_index=True)
+    _write_csv(table[["model", *[c for c in table.columns if c != "model"]]],
+               target / "tuning.csv")
+    plot_tuning(tuned, target / "tuning.png")
+    best = "; ".join(f"{name}: " + ", ".join(f"{p}={v}" for p, v in result.best_params.items())
+                     for name, result in tuned.items())
+    return "tuning.png", f"best on validation — {best}; every trial in tuning.csv"
 
 
 # ------------------------------------------------------------------------------ index pages

@@ -176,7 +176,8 @@ def _check_params(params: Any, search: str) -> None:
 
 def tune(model: Any, params: dict, data: Interactions, metric: str = "rmse", *,
          search: str = "grid", n_iter: int = 20, validation: Any = None, cv: Any = None,
-         k: int = 10, n_jobs: int = 1, random_state: Any = 0) -> TuneResult:
+         k: int = 10, n_jobs: int = 1, random_state: Any = 0,
+         warm_start: bool = True) -> TuneResult:
     """Choose ``params`` of ``model`` on held-out parts of ``data`` (training data only).
 
     Parameters
@@ -208,6 +209,12 @@ def tune(model: Any, params: dict, data: Interactions, metric: str = "rmse", *,
         are cut so that jobs × threads ≤ cores.
     random_state : int or None, default=0
         Seed of random and Bayesian search (and of ``cv`` folds when ``cv`` is an int).
+    warm_start : bool, default=True
+        Bayesian search starts from the model's own values of the tuned parameters
+        (when each lies in its space), so the search never reports a best below the
+        starting configuration's validation score. Iterative models also stop early on
+        the validation part when their ``early_stopping`` is on, and the refit keeps
+        that iteration count.
 
     Returns
     -------
@@ -226,7 +233,7 @@ def tune(model: Any, params: dict, data: Interactions, metric: str = "rmse", *,
         raise ParameterError(f"{type(model).__name__} has no parameter(s) {', '.join(unknown)}")
     splits = _validation_splits(validation, cv, data, metric, random_state)
     if search == "bayes":
-        rows = _bayes(model, params, splits, metric, k, n_iter, random_state)
+        rows = _bayes(model, params, splits, metric, k, n_iter, random_state, warm_start)
     else:
         candidates = _grid(params) if search == "grid" else _random(params, n_iter,
                                                                       random_state)
@@ -252,7 +259,7 @@ def tune(model: Any, params: dict, data: Interactions, metric: str = "rmse", *,
 
 
 def _bayes(model: Any, params: dict, splits: list, metric: str, k: int, n_iter: int,
-           random_state: Any) -> list[dict]:
+           random_state: Any, warm_start: bool) -> list[dict]:
     try:
         import optuna
     except ImportError:  # pragma: no cover - the dev extra has it
@@ -270,5 +277,26 @@ def _bayes(model: Any, params: dict, splits: list, metric: str, k: int, n_iter: 
     sampler = optuna.samplers.TPESampler(seed=0 if random_state is None else random_state)
     study = optuna.create_study(direction="minimize" if _minimize(metric) else "maximize",
                                 sampler=sampler)
+    start = _starting_point(model, params) if warm_start else None
+    if start is not None:
+        study.enqueue_trial(start)
     study.optimize(objective, n_trials=n_iter)
     return rows
+
+
+def _starting_point(model: Any, params: dict) -> dict | None:
+    """The model's own values of the tuned parameters, if every one lies in its space."""
+    current = model.get_params()
+    start = {}
+    for name, space in params.items():
+        value = current[name]
+        if isinstance(space, list):
+            inside = value in space
+        else:
+            low, high = space[0], space[1]
+            inside = isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and low <= value <= high
+        if not inside:
+            return None
+        start[name] = value
+    return start
