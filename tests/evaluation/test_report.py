@@ -161,3 +161,19 @@ def test_cli_models_usage_errors(capsys, small_csv, tmp_path, extra, message):
     assert code == 2
     assert message in err
     assert not (tmp_path / "r").exists()  # failed before writing anything
+
+
+def test_learning_curves_hold_a_validation_curve_cut_from_the_training_part(small):
+    from matfact import kfold
+    from matfact.evaluation.report import _with_validation_curves
+
+    train = kfold(small, 2, random_state=0)[0].train
+    named = fast_models()
+    fitted = {name: model.fit(train, progress=False) if name != "ALS" else
+              ALS(n_factors=8, max_iter=3, random_state=0).fit(train, progress=False)
+              for name, model in fast_models().items()}
+    curves = _with_validation_curves(named, fitted, train, small)
+    history = curves["ALS"].loss_history_
+    assert len(history["validation_rmse"]) == len(history["train_rmse"]) == 3
+    assert curves["ALS"].seen_.nnz == round(train.nnz * 0.9)  # 10% of train held out
+    assert curves["Popularity"] is fitted["Popularity"]
