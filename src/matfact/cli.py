@@ -570,6 +570,122 @@ def _cmd_train(args: argparse.Namespace, out: _Output) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------ serving
+def _cmd_serve(args: argparse.Namespace, out: _Output) -> int:
+    model_path = Path(args.model).expanduser()
+    if not _is_model_file(str(model_path)):
+        raise UsageError(f"--model {model_path} is not a model file; write one with "
+                         f"'matfact train ... --out {model_path}'")
+    try:
+        import uvicorn
+
+        from matfact.serving.app import create_app
+    except ImportError as exc:
+        raise UsageError(f"serving needs the 'serve' extra: pip install 'matfact[serve]' "
+                         f"({exc})") from None
+    app = create_app(model_path, Path(args.db).expanduser(), api_key_file=args.api_key_file,
+                     require_key=args.require_key)
+    service = app.state.services["service"]
+    out.result(f"Serving {type(service.model).__name__} ({service.model.n_users_:,} users x "
+               f"{service.model.n_items_:,} items, version {service.version}) on "
+               f"http://{args.host}:{args.port} (API docs at /docs, page at /)")
+    options: dict[str, Any] = {"log_level": "warning", "access_log": False}
+    for option, module in (("loop", "uvloop"), ("http", "httptools")):
+        try:
+            __import__(module)
+            options[option] = module
+        except ImportError:  # pragma: no cover - the serve extra installs both
+            pass
+    uvicorn.run(app, host=args.host, port=args.port, **options)
+    return 0
+
+
+def _log_interactions(ratings: list, implicit: bool) -> Any:
+    import numpy as np
+
+    from matfact import Interactions
+
+    users = np.array([r.user for r in ratings], dtype=object)
+    items = np.array([r.item for r in ratings], dtype=object)
+    values = np.array([r.rating for r in ratings], dtype=np.float64)
+    if implicit:
+        return Interactions.from_arrays(users, items, weights=values, duplicates="last")
+    return Interactions.from_arrays(users, items, values, duplicates="last")
+
+
+def _cmd_retrain(args: argparse.Namespace, out: _Output) -> int:
+    import matfact
+    from matfact.serving.store import RatingStore
+
+    target = Path(args.model).expanduser()
+    previous = matfact.load(target) if _is_model_file(str(target)) else None
+    with RatingStore(Path(args.db).expanduser()) as store:
+        logged = list(store.ratings())
+    if args.partial:
+        if previous is None or not hasattr(previous, "partial_fit"):
+            raise UsageError("--partial needs an existing model file of a model with "
+                             "partial_fit (ALS, ImplicitALS, BiasedMF, SVDPlusPlus)")
+        if not logged:
+            out.result("The rating log is empty: nothing to add; the model is unchanged")
+            return 0
+        start = time.perf_counter()
+        previous.partial_fit(_log_interactions(logged, previous.is_implicit_))
+        previous.save(target)
+        out.result(f"Refined {type(previous).__name__} with {len(logged):,} logged ratings "
+                   f"(partial_fit) in {time.perf_counter() - start:.2f} s; saved {target}")
+        return 0
+    if args.data is None:
+        raise UsageError("--data is needed for a full refit (or use --partial)")
+    data = _read(args, args.data, out)
+    model = (matfact.clone(previous) if previous is not None and args.model_name is None
+             else _build_model(args.model_name or "biased_mf", {}))
+    if logged:
+        data = _with_log(data, logged)
+    if data.item_titles() is None and previous is not None and previous.item_titles_ is not None:
+        data = _with_titles(data, previous)
+    seconds = _fit(model, data, out)
+    model.save(target)  # written beside, then renamed over the old file
+    out.result(f"Refitted {type(model).__name__} on {data.nnz:,} interactions "
+               f"({len(logged):,} from the log) in {seconds:.2f} s; saved {target}")
+    return 0
+
+
+def _with_titles(data: Any, previous: Any) -> Any:
+    """``data`` with the previous model's item titles (a ratings file carries none)."""
+    import pandas as pd
+
+    from matfact import Interactions
+
+    titles = pd.DataFrame({"title": previous.item_titles_}, index=previous.item_index_.ids)
+    kind = {"weights": data.values} if data.is_implicit else {"ratings": data.values}
+    return Interactions.from_arrays(data.users, data.items, timestamps=data.timestamps,
+                                    user_features=data.user_features, item_features=titles,
+                                    rating_scale=data.rating_scale, **kind)
+
+
+def _with_log(data: Any, logged: list) -> Any:
+    """``data`` plus the logged ratings (a logged rating replaces the data's for that pair)."""
+    import numpy as np
+
+    from matfact import Interactions
+
+    extra = _log_interactions(logged, data.is_implicit)
+    users = np.concatenate([data.users.astype(object), extra.users.astype(object)])
+    items = np.concatenate([data.items.astype(object), extra.items.astype(object)])
+    values = np.concatenate([data.values, extra.values])
+    stamps = None
+    if data.timestamps is not None:
+        latest = float(np.max(data.timestamps))
+        stamps = np.concatenate([data.timestamps,
+                                 [r.timestamp if r.timestamp is not None else latest
+                                  for r in logged]])
+    kind = {"weights": values} if data.is_implicit else {"ratings": values}
+    return Interactions.from_arrays(users, items, timestamps=stamps, duplicates="last",
+                                    user_features=data.user_features,
+                                    item_features=data.item_features,
+                                    rating_scale=data.rating_scale, **kind)
+
+
 # ------------------------------------------------------------------------------------ evaluate
 def _metric_plan(metrics: str | None, k: int, test: Any, model: Any
                  ) -> tuple[list[str], list[str]]:
@@ -1002,6 +1118,12 @@ def _model_help() -> str:
 
 
 _EXAMPLES = {
+    "serve": """examples:
+  MATFACT_API_KEY=... matfact serve --model model.zip --db ratings.sqlite --port 8000
+  curl localhost:8000/users/196/recommendations?n=5""",
+    "retrain": """examples:
+  matfact retrain --data ml-100k --db ratings.sqlite --model model.zip
+  matfact retrain --db ratings.sqlite --model model.zip --partial""",
     "train": """examples:
   matfact train --data ratings.csv --model baseline --out model.zip
   matfact train --data u.data --no-header --model baseline --param reg_user=5 --out m.zip""",
@@ -1147,6 +1269,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     images_app.configure_parser(images)
     images.set_defaults(handler=lambda args, out: images_app.run(args))
+
+    serve = commands.add_parser(
+        "serve", parents=[quiet], formatter_class=formatter, epilog=_EXAMPLES["serve"],
+        help="serve recommendations over HTTP (FastAPI)",
+        description="Serve a saved model over HTTP: recommendations, predictions, live "
+                    "ratings logged to SQLite and folded in at once, hot reload, metrics.")
+    serve.add_argument("--model", required=True, metavar="PATH", help="the model file")
+    serve.add_argument("--db", required=True, metavar="PATH",
+                       help="the SQLite rating log (created if missing)")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument("--api-key-file", metavar="PATH",
+                       help="file holding the write key (default: $MATFACT_API_KEY)")
+    serve.add_argument("--require-key", action="store_true",
+                       help="require the key for reads too")
+    serve.set_defaults(handler=_cmd_serve)
+
+    retrain = commands.add_parser(
+        "retrain", parents=[quiet], formatter_class=formatter, epilog=_EXAMPLES["retrain"],
+        help="refit a served model from the data plus the logged ratings",
+        description="Refit the model from --data plus every rating in the log (or refine "
+                    "it with partial_fit), and replace the model file atomically; then "
+                    "POST /admin/reload swaps it into a running server.")
+    _add_data_options(retrain, required=False)
+    retrain.add_argument("--db", required=True, metavar="PATH", help="the SQLite rating log")
+    retrain.add_argument("--model", required=True, metavar="PATH",
+                         help="the model file to replace")
+    retrain.add_argument("--model-name", help="fit this model instead of the file's class "
+                                              "(default: the file's class and parameters)")
+    retrain.add_argument("--partial", action="store_true",
+                         help="refine the existing model with partial_fit on the log only")
+    retrain.set_defaults(handler=_cmd_retrain)
     return parser
 
 
@@ -1195,7 +1349,8 @@ def main(argv: list[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
             if args.command is None:
                 raise UsageError("no command given; choose one of demo, train, evaluate, "
-                                 "recommend, topics, images (see 'matfact --help')")
+                                 "recommend, serve, retrain, topics, images (see "
+                                 "'matfact --help')")
             return int(args.handler(args, _Output(bool(args.quiet))) or 0)
         except SystemExit as exit_:  # --help and --version
             return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None

@@ -1,0 +1,225 @@
+"""The service's model side, without HTTP: answer queries and fold in logged ratings.
+
+:class:`ModelService` holds one loaded model and its :class:`~matfact.serving.index.TopKIndex`
+and turns requests into arrays and back. It is what :mod:`matfact.serving.app` calls,
+and is tested on its own. Every method runs on one thread (the server's event loop),
+so a query never sees a half-applied rating.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from matfact.data.interactions import IdIndex
+from matfact.exceptions import DataError, UnknownIdError
+from matfact.serving.index import TopKIndex, top_n
+from matfact.serving.store import Rating, RatingStore
+
+__all__ = ["ModelService", "MAX_N"]
+
+#: The longest list a request may ask for.
+MAX_N = 1000
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def _as_model_id(raw: Any, index: IdIndex) -> Any:
+    """A client's id in the model's id type (path parameters arrive as text)."""
+    if index.kind == "int":
+        if isinstance(raw, str):
+            text = raw.strip()
+            if text.lstrip("-").isdigit():
+                return int(text)
+            return None  # a text id cannot be in an integer vocabulary
+        return raw
+    return str(raw)
+
+
+class ModelService:
+    """A loaded model, its top-k index and what the service needs around them.
+
+    Parameters
+    ----------
+    model : fitted matfact model
+    version : str
+        Shown in responses and metrics (``<sequence>-<sha256 prefix of the file>``).
+    """
+
+    def __init__(self, model: Any, version: str = "0") -> None:
+        self.model = model
+        self.version = version
+        self.index = TopKIndex(model)
+        self.applied_seq = 0  # the last log entry folded into this model
+
+    @classmethod
+    def from_file(cls, path: Any, sequence: int = 0) -> ModelService:
+        """Load ``path`` (never unpickles; see :func:`matfact.load`)."""
+        from matfact.io import load_model
+
+        path = Path(path)
+        return cls(load_model(path), f"{sequence}-{_file_digest(path)}")
+
+    # ------------------------------------------------------------------ ids
+    def user_code(self, raw: Any) -> int:
+        raw = _as_model_id(raw, self.model.user_index_)
+        if raw is None:
+            return -1
+        return int(self.model.user_index_.get_indexer(np.array([raw]))[0])
+
+    def item_code(self, raw: Any) -> int:
+        raw = _as_model_id(raw, self.model.item_index_)
+        if raw is None:
+            return -1
+        return int(self.model.item_index_.get_indexer(np.array([raw]))[0])
+
+    def _items_out(self, codes: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+        ids = self.model.item_index_.ids[codes]
+        out: dict[str, Any] = {"items": ids.tolist(),
+                               "scores": [round(float(s), 6) for s in scores]}
+        titles = self.model.item_titles_
+        if titles is not None:
+            out["titles"] = titles[codes].tolist()
+        return out
+
+    # ------------------------------------------------------------------ queries
+    def recommend(self, user: Any, n: int, exclude_seen: bool = True) -> dict[str, Any]:
+        code = self.user_code(user)
+        if code < 0:
+            codes, scores = self.index.popular(n)
+            return {"user": user, **self._items_out(codes, scores), "fallback": "popularity",
+                    "model_version": self.version}
+        codes, scores = self.index.recommend(code, n, exclude_seen)
+        return {"user": user, **self._items_out(codes, scores), "fallback": None,
+                "model_version": self.version}
+
+    def similar(self, item: Any, n: int) -> dict[str, Any]:
+        code = self.item_code(item)
+        if code < 0:
+            raise UnknownIdError("item", [item])
+        ids, scores = self.model.similar_items(self.model.item_index_.ids[code:code + 1], n=n)
+        ids, scores = ids[0], scores[0]
+        keep = ~np.isnan(scores)
+        codes = self.model.item_index_.get_indexer(ids[keep])
+        return {"item": item, **self._items_out(codes, scores[keep]),
+                "model_version": self.version}
+
+    def predict(self, users: Sequence[Any], items: Sequence[Any]) -> dict[str, Any]:
+        if len(users) != len(items):
+            raise DataError(f"got {len(users)} users but {len(items)} items")
+        user_codes = np.array([self.user_code(u) for u in users], dtype=np.int64)
+        item_codes = np.array([self.item_code(i) for i in items], dtype=np.int64)
+        scores = self.model._score_pairs(user_codes, item_codes)
+        scale = getattr(self.model, "rating_scale_", None)
+        if scale is not None:
+            scores = np.clip(scores, *scale)
+        fallback = (user_codes < 0) | (item_codes < 0)
+        return {"predictions": [round(float(s), 6) for s in scores],
+                "fallback": fallback.tolist(), "model_version": self.version}
+
+    def recommend_for_history(self, items: Sequence[Any], ratings: Sequence[float] | None,
+                              n: int) -> dict[str, Any]:
+        codes = [self.item_code(i) for i in items]
+        known = [raw for raw, code in zip(items, codes, strict=True) if code >= 0]
+        values = None
+        if ratings is not None:
+            if len(ratings) != len(items):
+                raise DataError(f"got {len(items)} items but {len(ratings)} ratings")
+            values = [r for r, code in zip(ratings, codes, strict=True) if code >= 0]
+            self._check_values(values)
+        raw = self.model.item_index_.ids[[c for c in codes if c >= 0]]
+        vector = self.model.fold_in(raw, values)
+        scores = self.index.vector_scores(vector)
+        seen = np.array([c for c in codes if c >= 0], dtype=np.int64)
+        best = top_n(scores, n, seen)
+        unknown = [raw for raw, code in zip(items, codes, strict=True) if code < 0]
+        return {**self._items_out(best, scores[best]), "used": len(known),
+                "unknown_items": unknown, "model_version": self.version}
+
+    # ------------------------------------------------------------------ live ratings
+    def _check_values(self, values: Iterable[float]) -> None:
+        scale = getattr(self.model, "rating_scale_", None)
+        for value in values:
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise DataError(f"rating {value!r} is not a finite number")
+            if scale is not None and not scale[0] <= value <= scale[1]:
+                raise DataError(f"rating {value:g} is outside the model's scale "
+                                f"[{scale[0]:g}, {scale[1]:g}]")
+            if scale is None and value <= 0:
+                raise DataError(f"implicit feedback must be > 0, got {value:g}")
+
+    def check_ratings(self, ratings: Sequence[Rating]) -> None:
+        """Refuse a batch before it is logged: bad values, ids of the wrong type."""
+        self._check_values(r.rating for r in ratings)
+        for r in ratings:
+            for raw, index, what in ((r.user, self.model.user_index_, "user"),
+                                     (r.item, self.model.item_index_, "item")):
+                if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+                    raise DataError(f"{what} ids must be integers or strings, got {raw!r}")
+                if index.kind == "int" and isinstance(raw, str):
+                    raise DataError(f"this model's {what} ids are integers; got {raw!r}")
+
+    def apply(self, ratings: Sequence[Rating]) -> dict[str, list]:
+        """Fold logged ratings into the model: new items placed, each user recomputed.
+
+        A user's history is what the model had for them with these ratings on top
+        (the latest rating of an item wins), so applying the same ratings twice
+        changes nothing the second time.
+        """
+        model = self.model
+        latest: dict[Any, dict[Any, float]] = defaultdict(dict)
+        for r in ratings:
+            latest[r.user][r.item] = float(r.rating)
+        new_items = sorted({item for history in latest.values() for item in history
+                            if self.item_code(item) < 0}, key=str)
+        if new_items:
+            # Place new items from the ratings of users the model knows.
+            placements = []
+            for item in new_items:
+                users = [u for u, history in latest.items() if item in history
+                         and self.user_code(u) >= 0]
+                placements.append((users, [latest[u][item] for u in users]))
+            model.add_items(new_items, placements)
+        new_users = [u for u in latest if self.user_code(u) < 0]
+        histories = []
+        for user, history in latest.items():
+            code = self.user_code(user)
+            merged: dict[Any, float] = {}
+            if code >= 0:
+                seen = model.seen_
+                start, end = seen.indptr[code], seen.indptr[code + 1]
+                old_items = model.item_index_.ids[seen.indices[start:end]]
+                merged.update(zip(old_items.tolist(), seen.data[start:end].tolist(),
+                                  strict=True))
+            merged.update(history)
+            histories.append((list(merged), list(merged.values())))
+        model.update_users(list(latest), histories)
+        if new_items:
+            self.index.refresh()
+        return {"new_users": new_users, "new_items": new_items}
+
+    def replay(self, store: RatingStore) -> int:
+        """Apply every logged rating after :attr:`applied_seq`; return how many."""
+        entries = list(store.entries(self.applied_seq))
+        if entries:
+            self.apply([rating for _, rating in entries])
+            self.applied_seq = entries[-1][0]
+        return len(entries)
+
+    def n_for(self, n: int) -> int:
+        """``n`` checked against :data:`MAX_N`."""
+        if not 1 <= n <= MAX_N:
+            raise DataError(f"n must be between 1 and {MAX_N}, got {n}")
+        return n

@@ -1,0 +1,102 @@
+"""A real ``matfact serve`` process on a free loopback port, with a real SQLite log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed")
+httpx = pytest.importorskip("httpx", reason="the serve extra is not installed")
+
+API_KEY = "test-key-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """``matfact serve`` as a subprocess; ``start`` waits for ``/health``."""
+
+    def __init__(self, model: Path, db: Path, *, key: str | None = API_KEY) -> None:
+        self.model, self.db, self.key = model, db, key
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> Server:
+        env = {k: v for k, v in os.environ.items() if k != "MATFACT_API_KEY"}
+        if self.key is not None:
+            env["MATFACT_API_KEY"] = self.key
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "matfact", "-q", "serve", "--model", str(self.model),
+             "--db", str(self.db), "--port", str(self.port)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                output = self.process.stdout.read().decode(errors="replace")
+                raise RuntimeError(f"the server exited with {self.process.returncode}: {output}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("the server did not answer /health in time")
+
+    def kill(self) -> None:
+        """kill -9: no shutdown handler runs."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"X-API-Key": key} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
+
+
+@pytest.fixture(scope="session")
+def trained_model(ml100k_full, tmp_path_factory) -> Path:
+    """BiasedMF on ML-100K (with titles), saved once."""
+    import matfact
+
+    path = tmp_path_factory.mktemp("served") / "model.zip"
+    matfact.BiasedMF(n_factors=16, max_iter=10, random_state=0).fit(
+        ml100k_full, progress=False).save(path)
+    return path
+
+
+@pytest.fixture
+def model_copy(trained_model, tmp_path) -> Path:
+    target = tmp_path / "model.zip"
+    target.write_bytes(trained_model.read_bytes())
+    return target
+
+
+@pytest.fixture
+def server(model_copy, tmp_path):
+    running = Server(model_copy, tmp_path / "ratings.sqlite").start()
+    yield running
+    running.stop()

@@ -1,0 +1,98 @@
+"""The service's model side: top-k against a full sort, live ratings against update_users."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import matfact
+from matfact import DataError, UnknownIdError
+from matfact.serving.index import TopKIndex, top_n
+from matfact.serving.service import ModelService
+from matfact.serving.store import Rating
+from tests.models.contract import planted_interactions
+
+
+@given(st.lists(st.integers(-5, 5), min_size=1, max_size=40), st.integers(1, 50), st.data())
+@settings(max_examples=200, deadline=None)
+def test_top_n_equals_a_stable_full_sort(values, n, draw):
+    scores = np.array(values, dtype=np.float32)
+    excluded = np.array(draw.draw(st.lists(st.integers(0, len(values) - 1), max_size=5)),
+                        dtype=np.int64)
+    expected = [i for i in sorted(range(len(values)), key=lambda i: (-values[i], i))
+                if i not in set(excluded.tolist())][:n]
+    assert top_n(scores, n, excluded).tolist() == expected
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return matfact.BiasedMF(n_factors=4, max_iter=5, random_state=0).fit(
+        planted_interactions("explicit"), progress=False)
+
+
+def test_index_scores_equal_the_models(fitted):
+    index = TopKIndex(fitted)
+    for code in range(5):
+        np.testing.assert_allclose(index.user_scores(code), fitted._score_users(
+            np.array([code]))[0], rtol=1e-5, atol=1e-5)
+    user = fitted.user_index_.ids[3]
+    ids, scores = fitted.recommend([user], n=7)
+    codes, values = index.recommend(3, 7)
+    assert fitted.item_index_.ids[codes].tolist() == ids[0].tolist()
+    np.testing.assert_allclose(values, scores[0], rtol=1e-5)
+
+
+def test_models_without_factors_are_served_through_their_own_scores():
+    data = planted_interactions("explicit")
+    model = matfact.Popularity().fit(data, progress=False)
+    index = TopKIndex(model)
+    codes, _ = index.recommend(0, 5)
+    ids, _ = model.recommend(data.user_ids[:1], n=5)
+    assert model.item_index_.ids[codes].tolist() == ids[0].tolist()
+
+
+def test_apply_recomputes_users_from_their_whole_history(fitted):
+    service = ModelService(matfact.clone(fitted).fit(planted_interactions("explicit"),
+                                                     progress=False))
+    model = service.model
+    user = model.user_index_.ids[0]
+    row = model.seen_[0]
+    items = model.item_index_.ids[row.indices].tolist()
+    old = dict(zip(items, row.data.tolist(), strict=True))
+    new_item = next(i for i in model.item_index_.ids.tolist() if i not in old)
+    changes = service.apply([Rating(user, new_item, 5.0), Rating(user, items[0], 1.0)])
+    assert changes == {"new_users": [], "new_items": []}
+    expected = {**old, new_item: 5.0, items[0]: 1.0}
+    vector = model.fold_in(list(expected), list(expected.values()))
+    np.testing.assert_allclose(model.user_vector(user).factors, vector.factors, rtol=1e-5)
+    # Applying the same ratings again changes nothing.
+    before = model.user_factors_.copy()
+    service.apply([Rating(user, new_item, 5.0), Rating(user, items[0], 1.0)])
+    np.testing.assert_array_equal(model.user_factors_, before)
+
+
+def test_apply_adds_users_and_items(fitted):
+    service = ModelService(matfact.clone(fitted).fit(planted_interactions("explicit"),
+                                                     progress=False))
+    known = service.model.user_index_.ids[:3].tolist()
+    changes = service.apply([Rating(u, 9999, 5.0) for u in known] + [Rating(777, 9999, 4.0)])
+    assert changes == {"new_users": [777], "new_items": [9999]}
+    assert service.item_code(9999) >= 0 and service.user_code(777) >= 0
+    assert service.recommend(777, 3)["fallback"] is None
+    assert service.index.n_items == service.model.n_items_
+
+
+def test_queries_check_their_input(fitted):
+    service = ModelService(fitted)
+    with pytest.raises(UnknownIdError):
+        service.similar(123456, 5)
+    with pytest.raises(DataError, match="scale"):
+        service.check_ratings([Rating(fitted.user_index_.ids[0], 1, 99.0)])
+    with pytest.raises(DataError, match="integers"):
+        service.check_ratings([Rating("text", 1, 3.0)])
+    with pytest.raises(DataError, match="between 1 and 1000"):
+        service.n_for(0)
+    assert service.user_code("not-a-number") == -1
+    assert service.recommend("not-a-number", 2)["fallback"] == "popularity"

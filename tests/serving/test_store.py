@@ -1,0 +1,69 @@
+"""The SQLite rating log: durability settings, group commit, id types, bad files."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+
+from matfact import DataError
+from matfact.serving.store import Rating, RatingStore
+
+
+def test_ratings_round_trip_with_their_id_types(tmp_path):
+    with RatingStore(tmp_path / "log.sqlite") as store:
+        assert store.append([Rating(1, 10, 4.0), Rating("ann", "x", 2.5, 1.7e9)]) == 2
+        assert store.append([Rating(2, "y", 1.0)]) == 1
+        assert list(store.ratings()) == [Rating(1, 10, 4.0), Rating("ann", "x", 2.5, 1.7e9),
+                                         Rating(2, "y", 1.0)]
+        assert [seq for seq, _ in store.entries(after=1)] == [2, 3]
+        assert store.count() == 3
+    # A second store on the same file sees everything (it was committed).
+    with RatingStore(tmp_path / "log.sqlite") as again:
+        assert again.count() == 3
+
+
+def test_wal_and_full_synchronous(tmp_path):
+    with RatingStore(tmp_path / "log.sqlite") as store:
+        connection = store._connect()
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        connection.close()
+
+
+def test_group_commit_acknowledges_each_batch_after_its_commit(tmp_path):
+    path = tmp_path / "log.sqlite"
+    with RatingStore(path) as store:
+        futures = []
+
+        def writer(n: int) -> None:
+            for k in range(25):
+                futures.append(store.append_async([Rating(n, k, 1.0 + k % 5)]))
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        results = [future.result(timeout=30) for future in futures]
+        assert results == [1] * 200
+        # Every acknowledged rating is readable from a fresh connection at once.
+        with sqlite3.connect(path) as connection:
+            assert connection.execute("SELECT COUNT(*) FROM ratings").fetchone()[0] == 200
+
+
+def test_bad_input_and_bad_files(tmp_path):
+    with pytest.raises(DataError, match="file"):
+        RatingStore(":memory:")
+    with RatingStore(tmp_path / "log.sqlite") as store:
+        with pytest.raises(DataError, match="finite"):
+            store.append([Rating(1, 1, float("nan"))])
+        with pytest.raises(DataError, match="integers or strings"):
+            store.append([Rating(1.5, 1, 3.0)])
+        with pytest.raises(DataError, match="integers or strings"):
+            store.append([Rating(True, 1, 3.0)])
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(DataError, match="SQLite"):
+        RatingStore(garbage)
