@@ -43,6 +43,7 @@ _LAZY = {
     "cross_validate": "matfact.evaluation.validate",
     "evaluate_by_activity": "matfact.evaluation.validate",
     "tune": "matfact.evaluation.tune",
+    "replay": "matfact.evaluation.replay",
     "Recommender": "matfact.models.base",
     "UserVector": "matfact.models.base",
     "Baseline": "matfact.models.baseline",
@@ -53,6 +54,7 @@ _LAZY = {
     "ImplicitALS": "matfact.models.als",
     "BPR": "matfact.models.bpr",
     "BayesianMF": "matfact.models.bayesian",
+    "HybridMF": "matfact.models.hybrid",
     "NMF": "matfact.models.nmf",
     "TruncatedSVD": "matfact.models.svd",
     "PureSVD": "matfact.models.svd",
@@ -61,6 +63,7 @@ _LAZY = {
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from matfact.data.interactions import IdIndex, Interactions
     from matfact.datasets import load_dataset, make_synthetic
+    from matfact.evaluation.replay import replay
     from matfact.evaluation.split import kfold, train_test_split
     from matfact.evaluation.tune import tune
     from matfact.evaluation.validate import (
@@ -74,6 +77,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from matfact.models.baseline import Baseline, Popularity
     from matfact.models.bayesian import BayesianMF
     from matfact.models.bpr import BPR
+    from matfact.models.hybrid import HybridMF
     from matfact.models.nmf import NMF
     from matfact.models.sgd import BiasedMF, SVDPlusPlus
     from matfact.models.svd import PureSVD, TruncatedSVD
@@ -91,6 +95,7 @@ __all__ = [
     "cross_validate",
     "evaluate_by_activity",
     "tune",
+    "replay",
     "load",
     "clone",
     "Recommender",
@@ -103,6 +108,7 @@ __all__ = [
     "ImplicitALS",
     "BPR",
     "BayesianMF",
+    "HybridMF",
     "NMF",
     "TruncatedSVD",
     "PureSVD",
@@ -134,7 +140,14 @@ def clone(model: Any) -> Any:
     return _clone(model)
 
 
+#: Subpackages reachable as attributes (``matfact.datasets.make_synthetic``) on first use.
+_SUBMODULES = ("data", "datasets", "evaluation", "models", "onboarding", "plots", "io",
+               "serving", "apps")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return import_module(f"matfact.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'matfact' has no attribute {name!r}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from matfact._kernels.sgd import sgd_epoch, svdpp_epoch
+from matfact._kernels.sgd import sgd_epoch, sgd_time_epoch, svdpp_epoch, svdpp_time_epoch
 
 F32 = np.float32
 RTOL, ATOL = 1e-4, 1e-6
@@ -344,3 +344,156 @@ def test_svdpp_epoch_implicit_update_is_once_per_visit():
     # *old* q (0 on the first rating of each item, and each item appears once): grad = 0.
     np.testing.assert_allclose(implicit, problem["implicit"] * F32(1 - 0.01 * n_u * 0.5),
                                rtol=1e-6)
+
+
+# ---------------------------------------------------------------------- time-aware biases
+def sgd_time_reference(block_ptr, users, items, ratings, weights, bins, devs, P, Q, bu, bi,
+                       bib, alpha, mu, lr, reg, reg_bias, reg_time, col_perm, lr_b) -> float:
+    """One epoch of the documented time-aware update (Koren 2009), rating by rating."""
+    n_blocks = len(col_perm)
+    lr, lr_b, lam, lam_b, lam_t, mu = (F32(lr), F32(lr_b), F32(reg), F32(reg_bias),
+                                       F32(reg_time), F32(mu))
+    sse = 0.0
+    for s in range(n_blocks):
+        for b in range(n_blocks):
+            c = col_perm[(b + s) % n_blocks]
+            block = b * n_blocks + c
+            for idx in range(block_ptr[block], block_ptr[block + 1]):
+                u, i, r, t, dev = users[idx], items[idx], ratings[idx], bins[idx], devs[idx]
+                pred = mu + bu[u] + alpha[u] * dev + bi[i] + bib[i, t]
+                for f in range(P.shape[1]):
+                    pred = pred + P[u, f] * Q[i, f]
+                err = F32(r - pred)
+                w = weights[idx] if len(weights) else F32(1.0)
+                sse += float(w * err * err)
+                e = F32(w * err)
+                bu[u] = bu[u] + lr_b * (e - lam_b * bu[u])
+                alpha[u] = alpha[u] + lr_b * (e * dev - lam_t * alpha[u])
+                bi[i] = bi[i] + lr_b * (e - lam_b * bi[i])
+                bib[i, t] = bib[i, t] + lr_b * (e - lam_t * bib[i, t])
+                pu, qi = P[u].copy(), Q[i].copy()
+                P[u] = pu + lr * (e * qi - lam * pu)
+                Q[i] = qi + lr * (e * pu - lam * qi)
+    return sse
+
+
+TIME_NAMES = ("user_factors", "item_factors", "user_bias", "item_bias", "item_bin_bias",
+              "user_drift")
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("interleave", [False, True], ids=["by-user", "interleaved"])
+def test_sgd_time_epoch_matches_reference(weighted, interleave):
+    problem = blocked_problem(seed=11, interleave=interleave)
+    rng = problem["rng"]
+    n_items, n_users = len(problem["item_factors"]), len(problem["user_factors"])
+    nnz = len(problem["ratings"])
+    problem["item_bin_bias"] = (rng.standard_normal((n_items, 3)) * 0.1).astype(np.float32)
+    problem["user_drift"] = (rng.standard_normal(n_users) * 0.1).astype(np.float32)
+    bins = rng.integers(0, 3, nnz).astype(np.int32)
+    devs = rng.uniform(-2, 2, nnz).astype(np.float32)
+    weights = problem["weights"] if weighted else np.zeros(0, np.float32)
+    kernel = {name: problem[name].copy() for name in TIME_NAMES}
+    ref = {name: problem[name].copy() for name in TIME_NAMES}
+    params = dict(mu=3.0, lr=0.05, reg=0.05, reg_bias=0.02, reg_time=0.3)
+    for _ in range(2):
+        col_perm = rng.permutation(problem["n_blocks"]).astype(np.int64)
+        args = (problem["block_ptr"], problem["users"], problem["items"], problem["ratings"],
+                weights, bins, devs)
+        got = sgd_time_epoch(*args, *(kernel[n] for n in TIME_NAMES), params["mu"],
+                             params["lr"], params["reg"], params["reg_bias"],
+                             params["reg_time"], col_perm, 0.02)
+        want = sgd_time_reference(*args, *(ref[n] for n in TIME_NAMES), params["mu"],
+                                  params["lr"], params["reg"], params["reg_bias"],
+                                  params["reg_time"], col_perm, 0.02)
+        assert got == pytest.approx(want, rel=1e-4)
+    for name in TIME_NAMES:
+        np.testing.assert_allclose(kernel[name], ref[name], rtol=RTOL, atol=ATOL, err_msg=name)
+        assert not np.allclose(kernel[name], problem[name], atol=1e-4), name
+
+
+def test_sgd_time_epoch_one_rating_by_hand():
+    """One rating: the bin bias of its bin and the user's drift move, other bins do not."""
+    problem = single_rating_problem(1.0)
+    bib = np.zeros((4, 3), np.float32)
+    drift = np.zeros(3, np.float32)
+    state = {name: problem[name].copy() for name in
+             ("user_factors", "item_factors", "user_bias", "item_bias")}
+    u, i, mu, lr, lr_b, dev = 1, 2, 3.0, 0.1, 0.05, 1.5
+    p, q = problem["user_factors"][u].astype(float), problem["item_factors"][i].astype(float)
+    err = 4.5 - (mu + problem["user_bias"][u] + problem["item_bias"][i] + p @ q)
+    sgd_time_epoch(problem["block_ptr"], problem["users"], problem["items"], problem["ratings"],
+                   np.zeros(0, np.float32), np.array([2], np.int32), np.array([dev], np.float32),
+                   state["user_factors"], state["item_factors"], state["user_bias"],
+                   state["item_bias"], bib, drift, mu, lr, 0.0, 0.0, 0.0,
+                   np.zeros(1, dtype=np.int64), lr_b)
+    assert bib[i, 2] == pytest.approx(lr_b * err, rel=1e-5)
+    assert drift[u] == pytest.approx(lr_b * err * dev, rel=1e-5)
+    assert np.count_nonzero(bib) == 1 and np.count_nonzero(drift) == 1
+
+
+def svdpp_time_reference(indptr, items, ratings, bins, devs, user_order, P, Q, Y, bu, bi, bib,
+                         alpha, mu, lr, reg, reg_bias, reg_implicit, reg_time) -> float:
+    """:func:`svdpp_reference` plus the bin bias and drift terms, in float32."""
+    lr, lam, lam_b, lam_y, lam_t, mu = (F32(lr), F32(reg), F32(reg_bias), F32(reg_implicit),
+                                        F32(reg_time), F32(mu))
+    sse = 0.0
+    for u in user_order:
+        start, end = indptr[u], indptr[u + 1]
+        n_u = end - start
+        if n_u == 0:
+            continue
+        scale = F32(1.0 / np.sqrt(n_u))
+        z = np.zeros(P.shape[1], np.float32)
+        for idx in range(start, end):
+            z = z + Y[items[idx]]
+        z = z * scale
+        grad = np.zeros(P.shape[1], np.float32)
+        for idx in range(start, end):
+            i, r, t, dev = items[idx], ratings[idx], bins[idx], devs[idx]
+            pred = mu + bu[u] + alpha[u] * dev + bi[i] + bib[i, t]
+            for f in range(P.shape[1]):
+                pred = pred + Q[i, f] * (P[u, f] + z[f])
+            err = F32(r - pred)
+            sse += float(err * err)
+            bu[u] = bu[u] + lr * (err - lam_b * bu[u])
+            alpha[u] = alpha[u] + lr * (err * dev - lam_t * alpha[u])
+            bi[i] = bi[i] + lr * (err - lam_b * bi[i])
+            bib[i, t] = bib[i, t] + lr * (err - lam_t * bib[i, t])
+            pu, qi = P[u].copy(), Q[i].copy()
+            grad = grad + err * qi
+            P[u] = pu + lr * (err * qi - lam * pu)
+            Q[i] = qi + lr * (err * (pu + z) - lam * qi)
+        decay = lam_y * F32(n_u)
+        for idx in range(start, end):
+            j = items[idx]
+            Y[j] = Y[j] + lr * (grad * scale - decay * Y[j])
+    return sse
+
+
+def test_svdpp_time_epoch_matches_reference():
+    problem = svdpp_problem(seed=12)
+    rng = problem["rng"]
+    n_users = len(problem["indptr"]) - 1
+    n_items = len(problem["item_factors"])
+    nnz = len(problem["items"])
+    problem["item_bin_bias"] = (rng.standard_normal((n_items, 4)) * 0.1).astype(np.float32)
+    problem["user_drift"] = (rng.standard_normal(n_users) * 0.1).astype(np.float32)
+    bins = rng.integers(0, 4, nnz).astype(np.int32)
+    devs = rng.uniform(-2, 2, nnz).astype(np.float32)
+    names = (*NAMES, "item_bin_bias", "user_drift")
+    kernel = {name: problem[name].copy() for name in names}
+    ref = {name: problem[name].copy() for name in names}
+    for _ in range(2):
+        order = rng.permutation(n_users).astype(np.int64)
+        got = svdpp_time_epoch(problem["indptr"], problem["items"], problem["ratings"],
+                               np.zeros(0, np.float32), bins, devs, order,
+                               *(kernel[n] for n in names), 3.0, 0.02, 0.05, 0.02, 0.03, 0.2)
+        want = svdpp_time_reference(problem["indptr"], problem["items"], problem["ratings"],
+                                    bins, devs, order, *(ref[n] for n in names), 3.0, 0.02,
+                                    0.05, 0.02, 0.03, 0.2)
+        assert got == pytest.approx(want, rel=1e-4)
+    for name in names:
+        np.testing.assert_allclose(kernel[name], ref[name], rtol=RTOL, atol=ATOL, err_msg=name)
+    assert not np.allclose(kernel["item_bin_bias"], problem["item_bin_bias"], atol=1e-4)
+    assert not np.allclose(kernel["user_drift"], problem["user_drift"], atol=1e-4)

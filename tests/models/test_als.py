@@ -36,7 +36,8 @@ COMMON_BAD = [
 class TestALSContract(ModelContract):
     data_kind = "explicit"
     bad_params = [*COMMON_BAD, {"weighted_reg": "yes"}, {"biased": 1}, {"tol": -1.0},
-                  {"early_stopping": "no"}, {"patience": 0}]
+                  {"early_stopping": "no"}, {"patience": 0}, {"time_decay": 0.0},
+                  {"time_decay": -3.0}, {"time_decay": "7D"}]
 
     def make_model(self):
         return ALS(n_factors=4, max_iter=5, random_state=0)
@@ -52,7 +53,8 @@ class TestUnbiasedALSContract(ModelContract):
 
 IMPLICIT_BAD = [*COMMON_BAD, {"alpha": -1.0}, {"cg_steps": 0}, {"solver": "lu"},
                 {"confidence": "sqrt"}, {"epsilon": 0.0}, {"epsilon": -1.0},
-                {"reg_exponent": -0.5}, {"calculate_loss": "yes"}]
+                {"reg_exponent": -0.5}, {"calculate_loss": "yes"}, {"time_decay": 0},
+                {"time_decay": float("nan")}]
 
 
 class TestImplicitALSContract(ModelContract):

@@ -25,6 +25,43 @@ def test_new_item_from_ratings_is_the_ridge_solution_on_user_vectors():
     code = model.item_index_.get_indexer([999])[0]
     np.testing.assert_allclose(model.item_factors_[code], solution[:4], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(model.item_bias_[code], solution[4], rtol=1e-5, atol=1e-6)
+    # SVD++'s own per-item arrays grow with the item.
+    assert model.implicit_factors_.shape[0] == model.n_items_
+
+
+def test_svdpp_update_users_splits_the_vector_into_own_and_implicit_parts():
+    data = planted_interactions("explicit")
+    model = matfact.SVDPlusPlus(n_factors=4, max_iter=3, random_state=0).fit(data, progress=False)
+    items, ratings = data.item_ids[:5], np.array([5.0, 1, 2, 4, 3])
+    model.update_users([data.user_ids[0], "new"] if data.user_index.kind == "str" else
+                       [data.user_ids[0], 999], [(items, ratings), (items, ratings)])
+    codes = model.item_index_.get_indexer(items)
+    for code in (0, model.n_users_ - 1):
+        np.testing.assert_allclose(model.user_own_factors_[code] + model._implicit_sum(codes),
+                                   model.user_factors_[code], rtol=1e-5, atol=1e-6)
+
+
+def test_per_rating_times_follow_the_rewritten_rows():
+    data = planted_interactions("explicit")
+    stamped = matfact.Interactions.from_arrays(
+        data.users, data.items, data.ratings, rating_scale=(1, 5),
+        timestamps=1_600_000_000 + np.arange(data.nnz) * 3600)
+    model = matfact.BiasedMF(n_factors=3, max_iter=2, time_decay=30.0,
+                             random_state=0).fit(stamped, progress=False)
+    before = model.seen_.tocoo()
+    times = dict(zip(zip(before.row.tolist(), before.col.tolist(), strict=True),
+                     model.rating_times_.tolist(), strict=True))
+    user = data.user_ids[0]
+    row = model.seen_[0]
+    kept = model.item_index_.ids[row.indices[:2]]
+    fresh = next(i for i in model.item_index_.ids if i not in set(
+        model.item_index_.ids[row.indices].tolist()))
+    model.update_users([user], [([*kept, fresh], [5.0, 4.0, 3.0])])
+    after = model.seen_.tocoo()
+    assert len(model.rating_times_) == model.seen_.nnz
+    for r, c, t in zip(after.row, after.col, model.rating_times_, strict=True):
+        expected = times.get((r, c), model.time_newest_)
+        assert t == expected
 
 
 def test_new_item_from_implicit_feedback_is_the_weighted_closed_form():
@@ -58,8 +95,7 @@ def test_symmetric_models_place_items_with_their_own_half_step():
     mirror.global_mean_ = model.global_mean_
     users, ratings = data.user_ids[:7], np.array([5.0, 4, 3, 2, 1, 2, 3])
     expected = mirror.fold_in(users, ratings)
-    if not type(model)._symmetric_fold_in:
-        return  # the generic ridge is checked above
+    assert model._symmetric_fold_in
     model.add_items([999], [(users, ratings)])
     code = model.item_index_.get_indexer([999])[0]
     np.testing.assert_allclose(model.item_factors_[code], expected.factors, rtol=1e-5)
@@ -95,3 +131,18 @@ def test_replace_rows_equals_a_dense_rewrite(n_rows, n_cols, draw):
     out = _replace_rows(sp.csr_matrix(dense.astype(np.float32)), codes, rows)
     np.testing.assert_array_equal(out.toarray(), expected)
     assert out.has_sorted_indices
+
+
+def test_nmf_places_new_items_non_negative_by_the_item_side_nnls():
+    from scipy.optimize import nnls
+
+    data = planted_interactions("explicit")
+    model = matfact.NMF(n_components=3, biased=False, max_iter=20, tol=0, alpha_W=0.0,
+                        alpha_H=0.0, random_state=0).fit(data, progress=False)
+    users, ratings = data.user_ids[:9], np.array([5.0, 1, 4, 2, 5, 3, 1, 2, 4])
+    model.add_items([999], [(users, ratings)])
+    code = model.item_index_.get_indexer([999])[0]
+    design = model.user_factors_[model.user_index_.get_indexer(users)].astype(np.float64)
+    expected, _ = nnls(design, ratings - model.global_mean_)
+    assert (model.item_factors_[code] >= 0).all()
+    np.testing.assert_allclose(model.item_factors_[code], expected, rtol=1e-3, atol=1e-3)

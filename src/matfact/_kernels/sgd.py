@@ -24,6 +24,19 @@ item, so threads never touch the same row (no races, no locks), and since
 each block is processed in a fixed order by one thread, the result is
 bitwise identical whatever the number of threads (LIBMF's FPSGD / DSGD,
 Gemulla et al. 2011).
+
+Time-aware biases (Koren 2009, "timeSVD") have their own kernels,
+:func:`sgd_time_epoch` and :func:`svdpp_time_epoch`, so the default kernels
+keep their inner loop untouched. They add, per rating, an item bias of the
+rating's time bin and a user drift term::
+
+    pred = μ + b_u + α_u·dev + b_i + b_{i,bin} + p_u·q_i
+    b_{i,bin} += lr_b · (e - λ_t · b_{i,bin})
+    α_u       += lr_b · (e · dev - λ_t · α_u)
+
+with ``dev`` = dev_u(t) (precomputed per rating, scaled by its mean
+magnitude) and ``bin`` = Bin(t). Both are per user or per item, so the block
+schedule still keeps threads apart.
 """
 
 from __future__ import annotations
@@ -33,7 +46,7 @@ import numpy as np
 
 from matfact._kernels._common import ordered_sum
 
-__all__ = ["sgd_epoch", "svdpp_epoch", "predict_pairs"]
+__all__ = ["sgd_epoch", "sgd_time_epoch", "svdpp_epoch", "svdpp_time_epoch", "predict_pairs"]
 
 # No "nnan"/"ninf": divergence must surface as NaN/inf in the loss.
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc", "afn"}
@@ -124,6 +137,87 @@ def sgd_epoch(block_ptr, users, items, ratings, weights, user_factors, item_fact
     return ordered_sum(block_sse)
 
 
+@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+def sgd_time_epoch(block_ptr, users, items, ratings, weights, bins, devs, user_factors,
+                   item_factors, user_bias, item_bias, item_bin_bias, user_drift, global_mean,
+                   learning_rate, reg, reg_bias, reg_time, col_perm, bias_learning_rate):
+    """:func:`sgd_epoch` (always biased) plus time-bin item biases and user drift.
+
+    Parameters
+    ----------
+    bins : int32 array of shape (nnz,)
+        Time bin of each rating (column of ``item_bin_bias``).
+    devs : float32 array of shape (nnz,)
+        Scaled drift dev_u(t) of each rating.
+    item_bin_bias : float32 array of shape (n_items, n_bins), updated in place
+    user_drift : float32 array of shape (n_users,), updated in place
+        α_u.
+    reg_time : float
+        λ_t, the penalty of the bin biases and the drift.
+    Other parameters as in :func:`sgd_epoch` (with ``use_bias=True``).
+
+    Returns
+    -------
+    sse : float
+    """
+    n_blocks = col_perm.shape[0]
+    k = user_factors.shape[1]
+    lr = np.float32(learning_rate)
+    lr_b = np.float32(bias_learning_rate)
+    lam = np.float32(reg)
+    lam_b = np.float32(reg_bias)
+    lam_t = np.float32(reg_time)
+    mu = np.float32(global_mean)
+    weighted = weights.shape[0] > 0
+    block_sse = np.zeros(n_blocks, dtype=np.float64)
+    for s in range(n_blocks):
+        for b in numba.prange(n_blocks):
+            c = col_perm[(b + s) % n_blocks]
+            block = b * n_blocks + c
+            pu = np.empty(k, dtype=np.float32)
+            bu = np.float32(0.0)
+            au = np.float32(0.0)
+            current = -1
+            sse = 0.0
+            for idx in range(block_ptr[block], block_ptr[block + 1]):
+                u = users[idx]
+                if u != current:
+                    if current >= 0:
+                        user_factors[current, :] = pu
+                        user_bias[current] = bu
+                        user_drift[current] = au
+                    current = u
+                    pu[:] = user_factors[u, :]
+                    bu = user_bias[u]
+                    au = user_drift[u]
+                i = items[idx]
+                t = bins[idx]
+                dev = devs[idx]
+                qi = item_factors[i]
+                pred = mu + bu + au * dev + item_bias[i] + item_bin_bias[i, t]
+                for f in range(k):
+                    pred += pu[f] * qi[f]
+                err = ratings[idx] - pred
+                w = weights[idx] if weighted else np.float32(1.0)
+                sse += w * err * err
+                err *= w
+                bu += lr_b * (err - lam_b * bu)
+                au += lr_b * (err * dev - lam_t * au)
+                item_bias[i] += lr_b * (err - lam_b * item_bias[i])
+                item_bin_bias[i, t] += lr_b * (err - lam_t * item_bin_bias[i, t])
+                for f in range(k):
+                    puf = pu[f]
+                    qif = qi[f]
+                    pu[f] = puf + lr * (err * qif - lam * puf)
+                    qi[f] = qif + lr * (err * puf - lam * qif)
+            if current >= 0:
+                user_factors[current, :] = pu
+                user_bias[current] = bu
+                user_drift[current] = au
+            block_sse[b] += sse
+    return ordered_sum(block_sse)
+
+
 @numba.njit(cache=True, fastmath=_FASTMATH)
 def svdpp_epoch(indptr, items, ratings, weights, user_order, user_factors, item_factors,
                 implicit, user_bias, item_bias, global_mean, learning_rate, reg, reg_bias,
@@ -186,6 +280,76 @@ def svdpp_epoch(indptr, items, ratings, weights, user_order, user_factors, item_
             err *= w
             user_bias[u] += lr * (err - lam_b * user_bias[u])
             item_bias[i] += lr * (err - lam_b * item_bias[i])
+            for f in range(k):
+                puf = user_factors[u, f]
+                qif = item_factors[i, f]
+                grad[f] += err * qif
+                user_factors[u, f] = puf + lr * (err * qif - lam * puf)
+                item_factors[i, f] = qif + lr * (err * (puf + z[f]) - lam * qif)
+        decay = lam_y * np.float32(n_u)
+        for idx in range(start, end):
+            j = items[idx]
+            for f in range(k):
+                implicit[j, f] += lr * (grad[f] * scale - decay * implicit[j, f])
+    return sse
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def svdpp_time_epoch(indptr, items, ratings, weights, bins, devs, user_order, user_factors,
+                     item_factors, implicit, user_bias, item_bias, item_bin_bias, user_drift,
+                     global_mean, learning_rate, reg, reg_bias, reg_implicit, reg_time):
+    """:func:`svdpp_epoch` plus time-bin item biases and user drift (see the module doc).
+
+    ``bins``, ``devs`` are per rating, in the order of ``items``; bin biases
+    and drift take the step size ``learning_rate`` (as SVD++'s static
+    biases do) and the penalty ``reg_time``.
+
+    Returns
+    -------
+    sse : float
+    """
+    k = user_factors.shape[1]
+    lr = np.float32(learning_rate)
+    lam = np.float32(reg)
+    lam_b = np.float32(reg_bias)
+    lam_t = np.float32(reg_time)
+    lam_y = np.float32(reg_implicit)
+    mu = np.float32(global_mean)
+    weighted = weights.shape[0] > 0
+    z = np.empty(k, dtype=np.float32)
+    grad = np.empty(k, dtype=np.float32)
+    sse = 0.0
+    for u in user_order:
+        start, end = indptr[u], indptr[u + 1]
+        n_u = end - start
+        if n_u == 0:
+            continue
+        scale = np.float32(1.0 / np.sqrt(n_u))
+        for f in range(k):
+            z[f] = 0.0
+            grad[f] = 0.0
+        for idx in range(start, end):
+            j = items[idx]
+            for f in range(k):
+                z[f] += implicit[j, f]
+        for f in range(k):
+            z[f] *= scale
+        for idx in range(start, end):
+            i = items[idx]
+            t = bins[idx]
+            dev = devs[idx]
+            pred = (mu + user_bias[u] + user_drift[u] * dev + item_bias[i]
+                    + item_bin_bias[i, t])
+            for f in range(k):
+                pred += item_factors[i, f] * (user_factors[u, f] + z[f])
+            err = ratings[idx] - pred
+            w = weights[idx] if weighted else np.float32(1.0)
+            sse += w * err * err
+            err *= w
+            user_bias[u] += lr * (err - lam_b * user_bias[u])
+            user_drift[u] += lr * (err * dev - lam_t * user_drift[u])
+            item_bias[i] += lr * (err - lam_b * item_bias[i])
+            item_bin_bias[i, t] += lr * (err - lam_t * item_bin_bias[i, t])
             for f in range(k):
                 puf = user_factors[u, f]
                 qif = item_factors[i, f]

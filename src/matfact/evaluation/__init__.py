@@ -1,6 +1,7 @@
 """Evaluation: splits, metrics, and evaluating fitted models."""
 
 from matfact.evaluation import metrics
+from matfact.evaluation.replay import ReplayResult, replay
 from matfact.evaluation.split import STRATEGIES, Split, kfold, train_test_split
 from matfact.evaluation.validate import DEFAULT_RANKING_METRICS, evaluate, evaluate_ranking
 
@@ -13,4 +14,6 @@ __all__ = [
     "DEFAULT_RANKING_METRICS",
     "evaluate",
     "evaluate_ranking",
+    "replay",
+    "ReplayResult",
 ]

@@ -5,11 +5,12 @@ from matfact.models.base import MODEL_REGISTRY, FactorModel, Recommender, UserVe
 from matfact.models.baseline import Baseline, Popularity
 from matfact.models.bayesian import BayesianMF
 from matfact.models.bpr import BPR
+from matfact.models.hybrid import HybridMF
 from matfact.models.nmf import NMF
 from matfact.models.sgd import BiasedMF, SVDPlusPlus
 from matfact.models.svd import PureSVD, TruncatedSVD
 
 __all__ = ["MODEL_REGISTRY", "FactorModel", "Recommender", "UserVector", "Baseline", "Popularity",
            "BiasedMF", "SVDPlusPlus",
-           "ALS", "ImplicitALS", "BPR", "BayesianMF", "NMF", "TruncatedSVD", "PureSVD",
+           "ALS", "ImplicitALS", "BPR", "BayesianMF", "HybridMF", "NMF", "TruncatedSVD", "PureSVD",
            "bm25_weight", "tfidf_weight"]

@@ -37,6 +37,8 @@ class IterativeModel(FactorModel):
     #: Whether a step returns a sum of squared errors (reported as train RMSE)
     #: or an objective value (reported as train loss).
     _step_returns_sse = True
+    #: The epoch callback of the running fit; a loaded model (never fitted here) has none.
+    _callback: Callback | None = None
 
     def fit(self, interactions: Interactions, *, validation: Interactions | None = None,
             progress: bool = True, callback: Callback | None = None) -> IterativeModel:

@@ -17,6 +17,7 @@ from matfact._kernels.sgd import predict_pairs
 from matfact._threads import numba_threads
 from matfact.data.interactions import Interactions
 from matfact.exceptions import DataError, ParameterError
+from matfact.models import _time
 from matfact.models._iterative import IterativeModel
 from matfact.models._linalg import gram64
 from matfact.models._matrix import csr_parts
@@ -33,6 +34,26 @@ from matfact.models.base import UserVector
 __all__ = ["ALS", "ImplicitALS", "bm25_weight", "tfidf_weight"]
 
 _EMPTY = np.zeros(0, dtype=np.float32)
+_TIME_DECAY = [Options(None), Interval(float, 0, None, closed="neither")]
+
+
+def _start_decay(model: Any, data: Interactions) -> Interactions:
+    """With ``time_decay``: record the training times and return the re-weighted data."""
+    if model.time_decay is None:
+        return data
+    times = _time.require_timestamps(data, type(model).__name__, "time_decay")
+    model.time_newest_ = int(times.max())
+    model.rating_times_ = _time.csr_times(data.user_codes, data.item_codes, times, data.n_items)
+    return _time.decayed(data, model.time_decay, model.time_newest_)
+
+
+def _merge_decayed(model: Any, interactions: Interactions) -> tuple[Interactions, int, int]:
+    """``_merge_new``, re-weighted by the time decay from the newest time seen so far."""
+    if getattr(model, "rating_times_", None) is None:
+        return model._merge_new(interactions)
+    merged, n_users, n_items, _ = _time.merge_with_times(model, interactions, "time_decay")
+    merged = _time.with_timestamps(merged, _time.in_data_order(merged, model.rating_times_))
+    return _time.decayed(merged, model.time_decay, model.time_newest_), n_users, n_items
 
 
 def _ridge_prior(k: int, reg: float, reg_bias: float, use_bias: bool):
@@ -77,6 +98,10 @@ class ALS(IterativeModel):
         Item factors start from :math:`\mathcal N(0, \text{init\_std}^2)`.
     early_stopping, patience : bool, int, default=False, 3
         As in :class:`~matfact.BiasedMF` (needs ``validation=``).
+    time_decay : float or None, default=None
+        Half-life in days: each rating's weight is multiplied by
+        :math:`2^{-\text{age}/h}`, age in days before the newest timestamp
+        (:func:`matfact.models._time.decay_weights`). Needs timestamps.
     random_state : int, Generator or None, default=None
     n_threads : int or None, default=None
 
@@ -100,6 +125,7 @@ class ALS(IterativeModel):
     collaborative filtering for the Netflix Prize. AAIM 2008.
     """
 
+    _symmetric_fold_in: ClassVar[bool] = True  # same objective with users and items swapped
     _parameter_constraints: ClassVar[dict] = {
         "n_factors": [Interval(int, 1, None)],
         "reg": [Interval(float, 0, None)],
@@ -110,6 +136,7 @@ class ALS(IterativeModel):
         "init_std": [Interval(float, 0, None)],
         "early_stopping": [BOOLEAN],
         "patience": [Interval(int, 1, None)],
+        "time_decay": _TIME_DECAY,
         "random_state": RANDOM_STATE,
         "n_threads": N_THREADS,
     }
@@ -118,7 +145,8 @@ class ALS(IterativeModel):
     def __init__(self, *, n_factors: int = 64, reg: float = 0.1, max_iter: int = 15,
                  weighted_reg: bool = True, biased: bool = True, tol: float | None = None,
                  init_std: float = 0.1, early_stopping: bool = False, patience: int = 3,
-                 random_state: Any = None, n_threads: int | None = None) -> None:
+                 time_decay: float | None = None, random_state: Any = None,
+                 n_threads: int | None = None) -> None:
         self.n_factors = n_factors
         self.reg = reg
         self.max_iter = max_iter
@@ -128,6 +156,7 @@ class ALS(IterativeModel):
         self.init_std = init_std
         self.early_stopping = early_stopping
         self.patience = patience
+        self.time_decay = time_decay
         self.random_state = random_state
         self.n_threads = n_threads
 
@@ -144,6 +173,7 @@ class ALS(IterativeModel):
 
     def _fit(self, data: Interactions, *, validation, progress: bool) -> None:
         rng = check_random_state(self.random_state)
+        data = _start_decay(self, data)
         if data.has_weights:
             total = float(data.weights.sum(dtype=np.float64))
             if total <= 0:
@@ -196,16 +226,18 @@ class ALS(IterativeModel):
         (a repeated pair takes the new rating; earlier sample weights are not
         kept), the id maps are extended, new users and items are initialized,
         and ``max_iter`` (default 3) more alternations run from the current
-        factors.
+        factors. With ``time_decay``, every rating is re-weighted by its age
+        before the newest timestamp seen so far (the new data needs timestamps).
 
         Returns
         -------
         self
         """
-        merged, n_users, n_items = self._merge_new(interactions)
+        merged, n_users, n_items = _merge_decayed(self, interactions)
         _grow(self, merged, n_users, n_items)
         self._train(merged, None, progress, 3 if max_iter is None else max_iter)
         return self
+
     def _sse(self, users, items, ratings, weights) -> float:
         pred = predict_pairs(users, items, self.user_factors_, self.item_factors_,
                              self.user_bias_ if self.biased else _EMPTY,
@@ -267,6 +299,10 @@ class ImplicitALS(IterativeModel):
         Compute the training objective after each iteration (one extra pass),
         normalized as implicit's ``calculate_loss``: divided by
         :math:`\sum c_{ui}` over observed cells plus the number of unobserved cells.
+    time_decay : float or None, default=None
+        Half-life in days: each interaction's weight :math:`w` (hence its
+        confidence) becomes :math:`w\,2^{-\text{age}/h}`, age in days before the
+        newest timestamp. Needs timestamps.
     random_state : int, Generator or None, default=None
     n_threads : int or None, default=None
 
@@ -293,6 +329,7 @@ class ImplicitALS(IterativeModel):
 
     _ranks_only = True
 
+    _symmetric_fold_in: ClassVar[bool] = True  # same objective with users and items swapped
     _parameter_constraints: ClassVar[dict] = {
         "n_factors": [Interval(int, 1, None)],
         "reg": [Interval(float, 0, None)],
@@ -305,6 +342,7 @@ class ImplicitALS(IterativeModel):
         "cg_steps": [Interval(int, 1, None)],
         "init_std": [Interval(float, 0, None)],
         "calculate_loss": [BOOLEAN],
+        "time_decay": _TIME_DECAY,
         "random_state": RANDOM_STATE,
         "n_threads": N_THREADS,
     }
@@ -314,8 +352,8 @@ class ImplicitALS(IterativeModel):
     def __init__(self, *, n_factors: int = 64, reg: float = 3.0, reg_exponent: float = 0.5,
                  alpha: float = 2.0, max_iter: int = 15, confidence: str = "linear", epsilon: float = 1.0,
                  solver: str = "cg", cg_steps: int = 3, init_std: float = 0.01,
-                 calculate_loss: bool = False, random_state: Any = None,
-                 n_threads: int | None = None) -> None:
+                 calculate_loss: bool = False, time_decay: float | None = None,
+                 random_state: Any = None, n_threads: int | None = None) -> None:
         self.n_factors = n_factors
         self.reg = reg
         self.reg_exponent = reg_exponent
@@ -327,6 +365,7 @@ class ImplicitALS(IterativeModel):
         self.cg_steps = cg_steps
         self.init_std = init_std
         self.calculate_loss = calculate_loss
+        self.time_decay = time_decay
         self.random_state = random_state
         self.n_threads = n_threads
 
@@ -376,6 +415,7 @@ class ImplicitALS(IterativeModel):
                                  "RMSE); evaluate held-out data with evaluate_ranking")
         self.rating_scale_ = None
         rng = check_random_state(self.random_state)
+        data = _start_decay(self, data)
         self.user_factors_ = self._init_factors(rng, data.n_users)
         self.item_factors_ = self._init_factors(rng, data.n_items)
         self.global_mean_ = 0.0
@@ -411,13 +451,15 @@ class ImplicitALS(IterativeModel):
         The new interactions are merged into those the model keeps (a repeated
         pair takes the new weight), the id maps are extended, new users and
         items start from small random vectors, and ``max_iter`` (default 3)
-        more alternations run from the current factors (warm-started CG).
+        more alternations run from the current factors (warm-started CG). With
+        ``time_decay``, every weight is re-decayed from the newest timestamp
+        seen so far.
 
         Returns
         -------
         self
         """
-        merged, n_users, n_items = self._merge_new(_as_implicit(interactions))
+        merged, n_users, n_items = _merge_decayed(self, _as_implicit(interactions))
         _grow(self, merged, n_users, n_items)
         self._train(merged, progress, 3 if max_iter is None else max_iter)
         return self

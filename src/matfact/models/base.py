@@ -475,7 +475,8 @@ class Recommender(BaseEstimator):
         with single_thread():
             for code, (items, values) in zip(codes, rows, strict=True):
                 self._set_user(int(code), self._fold_in(items, values))
-        self.seen_ = _replace_rows(self.seen_, codes, rows)
+        self._set_seen(_replace_rows(self.seen_, codes, rows))
+        self._after_user_update(codes)
         return self
 
     def add_items(self, items: Any, histories: Any = None) -> Recommender:
@@ -516,7 +517,7 @@ class Recommender(BaseEstimator):
             for code, (users, values) in zip(codes, columns, strict=True):
                 self._set_item(int(code), self._fold_in_item(users, values))
         by_item = _replace_rows(self.seen_.T.tocsr(), codes, columns)
-        self.seen_ = by_item.T.tocsr()
+        self._set_seen(by_item.T.tocsr())
         return self
 
     def _parse_histories(self, ids: np.ndarray, histories: Any,
@@ -593,6 +594,27 @@ class Recommender(BaseEstimator):
             if self.item_titles_ is not None:
                 extra = grown.ids[len(index):].astype(str)
                 self.item_titles_ = np.concatenate([self.item_titles_.astype(str), extra])
+
+    #: State arrays with one entry per stored interaction, in ``seen_``'s CSR order
+    #: (e.g. each rating's time); kept aligned when ``seen_`` is rewritten.
+    _entry_arrays: ClassVar[tuple[str, ...]] = ("rating_times_",)
+
+    def _set_seen(self, seen: Any) -> None:
+        """Replace ``seen_``, carrying the per-interaction arrays over by (user, item)."""
+        old = self.seen_
+        for name in self._entry_arrays:
+            values = getattr(self, name, None)
+            if isinstance(values, np.ndarray) and len(values) == old.nnz:
+                setattr(self, name, _carry_entries(old, seen, values,
+                                                   self._new_entry_value(name)))
+        self.seen_ = seen
+
+    def _new_entry_value(self, name: str) -> Any:
+        """What a new interaction gets in the per-interaction array ``name``."""
+        return getattr(self, "time_newest_", 0) if name == "rating_times_" else 0
+
+    def _after_user_update(self, codes: np.ndarray) -> None:
+        """Called once the users ``codes`` have new vectors and new seen rows."""
 
     def _set_user(self, code: int, vector: UserVector) -> None:
         """Store a user's new vector (models without user state keep nothing)."""
@@ -680,6 +702,22 @@ def _split_history(history: Any) -> tuple[Any, Any]:
     if isinstance(history, tuple) and len(history) == 2:
         return history
     return history, None
+
+
+def _carry_entries(old: Any, new: Any, values: np.ndarray, fill: Any) -> np.ndarray:
+    """``values`` (aligned with ``old``'s CSR entries) re-aligned to ``new``'s; new pairs → fill."""
+    old, new = old.tocoo(), new.tocoo()  # COO of a CSR keeps the CSR order
+    width = max(old.shape[1], new.shape[1], 1)
+    old_keys = old.row.astype(np.int64) * width + old.col
+    new_keys = new.row.astype(np.int64) * width + new.col
+    order = np.argsort(old_keys, kind="stable")
+    where = np.searchsorted(old_keys[order], new_keys)
+    where = np.minimum(where, max(len(order) - 1, 0))
+    found = (len(order) > 0) & (old_keys[order][where] == new_keys) if len(order) else \
+        np.zeros(len(new_keys), bool)
+    out = np.full(len(new_keys), fill, dtype=values.dtype)
+    out[found] = values[order[where[found]]]
+    return out
 
 
 def _replace_rows(matrix: Any, codes: np.ndarray,

@@ -483,16 +483,25 @@ class NMF(IterativeModel):
 
     def _fold_in(self, items: np.ndarray, values: np.ndarray) -> UserVector:
         """Non-negative least squares of the history on the item factors (bias free)."""
-        k = self.item_factors_.shape[1]
+        return self._nnls_row(items, values, self.item_factors_, self.item_bias_,
+                              self.user_bias_ is not None, self._masked_penalties()[0])
+
+    def _fold_in_item(self, users: np.ndarray, values: np.ndarray) -> UserVector:
+        """A new item by the same NNLS with the user factors fixed (item penalties)."""
+        return self._nnls_row(users, values, self.user_factors_, self.user_bias_,
+                              self.item_bias_ is not None, self._masked_penalties()[1])
+
+    def _nnls_row(self, others: np.ndarray, values: np.ndarray, other_factors: np.ndarray,
+                  other_bias: np.ndarray | None, use_bias: bool,
+                  penalties: tuple[float, float]) -> UserVector:
+        k = other_factors.shape[1]
         factors = np.zeros((1, k), np.float32)
-        bias = np.zeros(1, np.float32) if self.user_bias_ is not None else _EMPTY
-        l1, l2 = self._masked_penalties()[0]
-        indptr = np.array([0, len(items)], dtype=np.int64)
-        masked_cd_rows(indptr, items.astype(np.int32), values.astype(np.float32),
-                       self.item_factors_,
-                       _EMPTY if self.item_bias_ is None else self.item_bias_,
-                       self.global_mean_, factors, bias, self.user_bias_ is not None,
-                       l1, l2, self.reg_bias, self.weighted_reg, _FOLD_IN_SWEEPS)
+        bias = np.zeros(1, np.float32) if use_bias else _EMPTY
+        indptr = np.array([0, len(others)], dtype=np.int64)
+        masked_cd_rows(indptr, others.astype(np.int32), values.astype(np.float32),
+                       other_factors, _EMPTY if other_bias is None else other_bias,
+                       self.global_mean_, factors, bias, use_bias, penalties[0], penalties[1],
+                       self.reg_bias, self.weighted_reg, _FOLD_IN_SWEEPS)
         return UserVector(factors[0], float(bias[0]) if len(bias) else 0.0)
 
 

@@ -13,16 +13,19 @@ by stochastic gradient descent; the kernels and their update rules are in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
-from matfact._kernels.sgd import sgd_epoch, svdpp_epoch
+from matfact._kernels.sgd import sgd_epoch, sgd_time_epoch, svdpp_epoch, svdpp_time_epoch
 from matfact._threads import numba_threads, resolve_n_threads
 from matfact.data.interactions import Interactions
-from matfact.exceptions import DataError
+from matfact.exceptions import DataError, DivergenceError, ParameterError
+from matfact.models import _time
 from matfact.models._iterative import IterativeModel
 from matfact.models._layout import blocked_ratings
 from matfact.models._params import (
@@ -49,10 +52,34 @@ def _total_weight(weights: np.ndarray | None, nnz: int) -> float:
     return total
 
 
+@contextlib.contextmanager
+def _threads_for(n_threads: int, work: int) -> Iterator[None]:
+    """:func:`numba_threads`, without its BLAS limits (costly to set up) for one thread."""
+    if n_threads > 1:
+        with numba_threads(n_threads, work):
+            yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _writable(array: np.ndarray) -> np.ndarray:
+    """``array`` itself if the kernels may update it in place, else a copy (e.g. after load)."""
+    return array if array.flags.writeable and array.flags.c_contiguous else array.copy()
+
+
 class _SGDModel(IterativeModel):
     """Shared epoch loop: schedule, validation, early stopping, callback, divergence."""
 
     _accepts: ClassVar[tuple[str, ...]] = ("explicit",)
+    # Time-aware biases keep per-user and per-item state that grows with new ids.
+    _user_arrays: ClassVar[tuple[str, ...]] = ("user_drift_", "user_last_time_",
+                                               "user_mean_day_")
+    _item_arrays: ClassVar[tuple[str, ...]] = ("item_bin_bias_",)
     _common_constraints: ClassVar[dict] = {
         "n_factors": [Interval(int, 1, None)],
         "max_iter": [Interval(int, 1, None)],
@@ -107,6 +134,227 @@ class _SGDModel(IterativeModel):
         bias = float(solution[k]) if use_bias else 0.0
         return UserVector(solution[:k].astype(np.float32), bias)
 
+    # ------------------------------------------------------------------ time
+    time_bins: int | None = None
+    time_decay: float | None = None
+
+    def _uses_time(self) -> bool:
+        return self.time_decay is not None or self.time_bins is not None
+
+    def _has_time_bias(self) -> bool:
+        return getattr(self, "item_bin_bias_", None) is not None
+
+    def _time_option(self) -> str:
+        return "time_decay" if self.time_decay is not None else "time_bins"
+
+    def _start_time_state(self, data: Interactions) -> np.ndarray | None:
+        """Record the training times (when a time option is on); return them, or None.
+
+        Fitted state: ``time_newest_`` (Unix seconds), ``rating_times_`` (each
+        training rating's time, in ``seen_``'s CSR order, for ``partial_fit``)
+        and, with ``time_bins``, the bins' origin and width, each user's mean
+        rating day :math:`t_u`, the drift scale, and zero-initialized
+        ``item_bin_bias_`` (n_items, time_bins) and ``user_drift_`` (n_users,).
+        """
+        if not self._uses_time():
+            return None
+        times = _time.require_timestamps(data, type(self).__name__, self._time_option())
+        self.time_newest_ = int(times.max())
+        self.rating_times_ = _time.csr_times(data.user_codes, data.item_codes, times,
+                                             data.n_items)
+        if self.time_bins is not None:
+            origin = int(times.min())
+            self.time_origin_ = origin
+            # One second more than the span, so the newest rating falls in the last bin.
+            self.time_bin_width_ = float(self.time_newest_ - origin + 1) / self.time_bins
+            self.user_mean_day_ = _time.user_mean_days(data.user_codes, times, data.n_users)
+            self.user_last_time_ = _time.user_last_times(data.user_codes, times, data.n_users)
+            raw = _time.drift(times, self.user_mean_day_[data.user_codes], 1.0)
+            scale = float(np.abs(raw, dtype=np.float64).mean())
+            self.drift_scale_ = scale if scale > 0 else 1.0
+            self.item_bin_bias_ = np.zeros((data.n_items, self.time_bins), np.float32)
+            self.user_drift_ = np.zeros(data.n_users, np.float32)
+        return times
+
+    def _time_features(self, user_codes: np.ndarray,
+                       times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(Bin(t), dev_u(t)/scale) of ratings or queries; users and times aligned."""
+        bins = _time.time_bin(times, self.time_origin_, self.time_bin_width_,
+                              self.item_bin_bias_.shape[1])
+        devs = _time.drift(times, self.user_mean_day_[user_codes], self.drift_scale_)
+        return bins, devs
+
+    def _decayed_weights(self, weights: np.ndarray | None, times: np.ndarray | None,
+                         now: int) -> np.ndarray | None:
+        """Sample weights times the time decay (when ``time_decay`` is set)."""
+        if self.time_decay is None:
+            return weights
+        decay = _time.decay_weights(times, self.time_decay, now)
+        return decay if weights is None else (decay * weights).astype(np.float32)
+
+    def _time_terms(self, users: np.ndarray, items: np.ndarray,
+                    times: np.ndarray | None) -> np.ndarray:
+        r""":math:`\alpha_u \text{dev}_u(t) + b_{i,\text{Bin}(t)}` of index pairs (0 where unknown).
+
+        ``times=None`` is "now": the item's bias in the newest bin, and the
+        user's drift at their own latest rating, since extrapolating
+        :math:`\text{dev}_u` beyond the user's ratings is a guess the data
+        does not support.
+        """
+        terms = np.zeros(len(users), dtype=np.float64)
+        ku, ki = users >= 0, items >= 0
+        item_times = (np.full(len(items), self.time_newest_, dtype=np.int64) if times is None
+                      else times)
+        bins = _time.time_bin(item_times, self.time_origin_, self.time_bin_width_,
+                              self.item_bin_bias_.shape[1])
+        terms[ki] += self.item_bin_bias_[items[ki], bins[ki]]
+        user_times = self.user_last_time_[users[ku]] if times is None else times[ku]
+        devs = _time.drift(user_times, self.user_mean_day_[users[ku]], self.drift_scale_)
+        terms[ku] += self.user_drift_[users[ku]] * devs.astype(np.float64)
+        return terms
+
+    def predict(self, users: Any, items: Any, *, times: Any = None, unknown: str = "fallback",
+                clip: bool = True) -> np.ndarray:
+        """Predicted ratings of (user, item) pairs given as raw ids.
+
+        Parameters
+        ----------
+        users, items : array-like of shape (n,) or scalars
+            Raw ids, paired element-wise.
+        times : array-like of shape (n,) or scalar, default=None
+            When each rating would be given (Unix seconds or datetimes), for
+            models fitted with ``time_bins``: the item bias of that time's bin
+            (the last bin for times after training) and the user's drift at
+            that time. None means "now": the newest bin, and each user's drift
+            at their latest training rating.
+        unknown : {"fallback", "raise", "nan"}, default="fallback"
+        clip : bool, default=True
+
+        Returns
+        -------
+        scores : ndarray of shape (n,), float64
+        """
+        self._check_fitted()
+        if times is None:
+            return super().predict(users, items, unknown=unknown, clip=clip)
+        if not self._has_time_bias():
+            raise ParameterError(f"{type(self).__name__}: times= applies to models fitted "
+                                 f"with time_bins; this one has time_bins=None")
+        # Scores "now", then swap in the time terms at the given times (no state is kept
+        # between the two, so concurrent calls cannot mix their times).
+        scores = super().predict(users, items, unknown=unknown, clip=False)
+        u = self._indices(users, self.user_index_, "user", "fallback")
+        i = self._indices(items, self.item_index_, "item", "fallback")
+        at = _time.as_times(times, len(u))
+        scores += self._time_terms(u, i, at) - self._time_terms(u, i, None)
+        if clip and self.rating_scale_ is not None:
+            np.clip(scores, *self.rating_scale_, out=scores)
+        return scores
+
+    def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        scores = super()._score_pairs(users, items)
+        if self._has_time_bias():
+            scores += self._time_terms(users, items, None)
+        return scores
+
+    def _now_bin_bias(self, items: np.ndarray) -> np.ndarray | float:
+        r""":math:`b_{i,\text{Bin}(now)}` of ``items`` (0 without time bins)."""
+        if not self._has_time_bias():
+            return 0.0
+        now = _time.time_bin(np.array([self.time_newest_]), self.time_origin_,
+                             self.time_bin_width_, self.item_bin_bias_.shape[1])[0]
+        return self.item_bin_bias_[items, now]
+
+    def _item_base(self) -> np.ndarray:
+        base = super()._item_base()
+        if self._has_time_bias():
+            base += self._now_bin_bias(np.arange(self.n_items_))
+        return base
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        scores = super()._score_users(users)
+        if self._has_time_bias():
+            known = users >= 0
+            devs = _time.drift(self.user_last_time_[users[known]],
+                               self.user_mean_day_[users[known]], self.drift_scale_)
+            scores[known] += (self.user_drift_[users[known]] * devs)[:, None]
+        return scores
+
+    def _time_state_arrays(self) -> list[str]:
+        return ["item_bin_bias_", "user_drift_"] if self._has_time_bias() else []
+
+    def _validate_state(self) -> None:
+        super()._validate_state()
+        times = getattr(self, "rating_times_", None)
+        if times is not None and times.shape != (self.seen_.nnz,):
+            raise ValueError("rating_times_ does not match the seen matrix")
+        if self._has_time_bias():
+            if self.item_bin_bias_.ndim != 2 or len(self.item_bin_bias_) != self.n_items_:
+                raise ValueError("item_bin_bias_ must have one row per item")
+            if self.user_drift_.shape != (self.n_users_,):
+                raise ValueError("user_drift_ must have one value per user")
+            if (self.user_mean_day_.shape != (self.n_users_,)
+                    or self.user_last_time_.shape != (self.n_users_,)):
+                raise ValueError("user_mean_day_ and user_last_time_ need one value per user")
+
+    # ------------------------------------------------------------------ partial_fit
+    def _partial_rng(self, n_ratings: int) -> np.random.Generator:
+        """A generator for ``partial_fit``, seeded by ``random_state`` and the model's size."""
+        seed = self.random_state
+        if seed is None or isinstance(seed, np.random.Generator):
+            return np.random.default_rng(None)
+        return np.random.default_rng([seed, self.n_users_, self.n_items_, n_ratings])
+
+    def _merge_with_times(self, interactions: Interactions) -> tuple[Interactions, int, int,
+                                                                     Interactions]:
+        """:func:`matfact.models._time.merge_with_times` for this model."""
+        return _time.merge_with_times(self, interactions, self._time_option())
+
+    def _grow_time_state(self, merged_users: np.ndarray) -> None:
+        """Rows for new users and items, columns for new bins, fresh user mean days."""
+        if not self._has_time_bias():
+            return
+        n_users, n_items = self.n_users_, self.n_items_
+        n_bins = max(self.item_bin_bias_.shape[1],
+                     int((self.time_newest_ - self.time_origin_) // self.time_bin_width_) + 1)
+        grown = np.zeros((n_items, n_bins), np.float32)
+        old = self.item_bin_bias_
+        grown[:old.shape[0], :old.shape[1]] = old
+        self.item_bin_bias_ = grown
+        drift = np.zeros(n_users, np.float32)
+        drift[:len(self.user_drift_)] = self.user_drift_
+        self.user_drift_ = drift
+        # t_u moves as a user rates more: recompute it from every rating kept.
+        self.user_mean_day_ = _time.user_mean_days(merged_users, self.rating_times_, n_users)
+        self.user_last_time_ = _time.user_last_times(merged_users, self.rating_times_, n_users)
+
+    def _grow_factors(self, rng: np.random.Generator, n_users: int, n_items: int) -> None:
+        """New users and items start like in ``fit``: small random factors, zero biases."""
+        new_users, new_items = self.n_users_ - n_users, self.n_items_ - n_items
+        if new_users:
+            self.user_factors_ = np.vstack([self.user_factors_,
+                                            self._init_factors(rng, new_users)])
+            if self.user_bias_ is not None:
+                self.user_bias_ = np.concatenate([self.user_bias_,
+                                                  np.zeros(new_users, np.float32)])
+        if new_items:
+            self.item_factors_ = np.vstack([self.item_factors_,
+                                            self._init_factors(rng, new_items)])
+            if self.item_bias_ is not None:
+                self.item_bias_ = np.concatenate([self.item_bias_,
+                                                  np.zeros(new_items, np.float32)])
+
+    def _check_partial_epochs(self, max_iter: int | None, default: int) -> int:
+        n = default if max_iter is None else max_iter
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ParameterError(f"partial_fit: max_iter must be an integer ≥ 1, got {max_iter!r}")
+        return int(n)
+
+    def _check_loss(self, sse: float, epoch: int) -> None:
+        if not np.isfinite(sse):
+            raise DivergenceError(f"{type(self).__name__}.partial_fit diverged at epoch "
+                                  f"{epoch + 1}; {self._divergence_hint()}")
+
 
 class BiasedMF(_SGDModel):
     r"""Biased matrix factorization by SGD: :math:`\hat r_{ui} = \mu + b_u + b_i + p_u\cdot q_i`.
@@ -147,6 +395,23 @@ class BiasedMF(_SGDModel):
     patience : int, default=3
     n_blocks : int, default=16
         Blocks per side of the parallel grid (≥ 2 × threads keeps cores busy).
+    time_decay : float or None, default=None
+        Half-life in days of an exponential time decay: a rating ``age`` days
+        older than the newest one weighs :math:`2^{-\text{age}/h}` (times its
+        sample weight). Needs timestamps. See :func:`matfact.models._time.decay_weights`.
+    time_bins : int or None, default=None
+        Koren's (2009) time-aware biases: the training period is cut into this
+        many equal bins and the prediction becomes :math:`\mu + b_u +
+        \alpha_u\,\text{dev}_u(t) + b_i + b_{i,\text{Bin}(t)} + p_u\cdot q_i`
+        with :math:`\text{dev}_u(t) = \operatorname{sign}(t - t_u)|t - t_u|^{0.4}`
+        (days, :math:`t_u` the user's mean rating day, scaled by its mean
+        magnitude). Bin biases and drift take the biases' step size.
+        :meth:`predict` takes ``times=``; without it, "now": the newest bin and
+        each user's drift at their latest rating. Needs timestamps and
+        ``biased=True``.
+    reg_time : float, default=0.1
+        :math:`\lambda_t`, L2 penalty of the bin biases and drift coefficients,
+        per rating (bins hold few ratings each, so more than ``reg_bias``).
     random_state : int, Generator or None, default=None
     n_threads : int or None, default=None
         Threads for the epochs; None uses every core, or one when each parallel
@@ -164,12 +429,21 @@ class BiasedMF(_SGDModel):
     loss_history_ : dict
         ``train_rmse`` (online, measured during each epoch) and
         ``validation_rmse`` per epoch.
+    time_newest_ : int
+        With ``time_decay`` or ``time_bins``: the newest timestamp seen ("now").
+    rating_times_ : ndarray of shape (nnz,), int64
+        With a time option: each kept rating's time, in ``seen_``'s CSR order.
+    item_bin_bias_ : ndarray of shape (n_items, n_bins), float32
+        With ``time_bins``: :math:`b_{i,\text{bin}}` (``partial_fit`` may add bins).
+    user_drift_ : ndarray of shape (n_users,), float32
+        With ``time_bins``: :math:`\alpha_u`.
 
     Notes
     -----
     Defaults were chosen on validation splits of MovieLens 100K's training
     folds (never its test folds); see ``docs/sgd.md``. :meth:`fold_in` places a
-    new user by an exact ridge solve with the items fixed.
+    new user by an exact ridge solve with the items fixed; :meth:`partial_fit`
+    adds ratings, users and items with a few SGD epochs (see ``docs/time.md``).
 
     References
     ----------
@@ -186,18 +460,29 @@ class BiasedMF(_SGDModel):
     (1,)
     """
 
+    @property
+    def _symmetric_fold_in(self) -> bool:  # type: ignore[override]
+        # Users and items play the same part, except in the time-bin item biases.
+        return not self._has_time_bias()
+
     _parameter_constraints: ClassVar[dict] = {
         **_SGDModel._common_constraints,
         "learning_rate_bias": [Options(None), Interval(float, 0, None, closed="neither")],
         "biased": [BOOLEAN],
         "n_blocks": [Interval(int, 1, None)],
+        "time_decay": [Options(None), Interval(float, 0, None, closed="neither")],
+        "time_bins": [Options(None), Interval(int, 1, None)],
+        "reg_time": [Interval(float, 0, None)],
     }
 
     def __init__(self, *, n_factors: int = 100, max_iter: int = 40, learning_rate: float = 0.01,
                  learning_rate_bias: float | None = None, reg: float = 0.1,
-                 reg_bias: float = 0.02, init_std: float = 0.02, biased: bool = True, schedule: str = "constant", decay: float = 0.96,
+                 reg_bias: float = 0.02, init_std: float = 0.02, biased: bool = True,
+                 schedule: str = "constant", decay: float = 0.96,
                  early_stopping: bool = False, patience: int = 3, n_blocks: int = 16,
-                 random_state: Any = None, n_threads: int | None = None) -> None:
+                 time_decay: float | None = None, time_bins: int | None = None,
+                 reg_time: float = 0.1, random_state: Any = None,
+                 n_threads: int | None = None) -> None:
         self.n_factors = n_factors
         self.max_iter = max_iter
         self.learning_rate = learning_rate
@@ -211,12 +496,21 @@ class BiasedMF(_SGDModel):
         self.early_stopping = early_stopping
         self.patience = patience
         self.n_blocks = n_blocks
+        self.time_decay = time_decay
+        self.time_bins = time_bins
+        self.reg_time = reg_time
         self.random_state = random_state
         self.n_threads = n_threads
 
     def _fit(self, data: Interactions, *, validation, progress: bool) -> None:
+        if self.time_bins is not None and not self.biased:
+            raise ParameterError("BiasedMF: time_bins adds time-dependent biases and needs "
+                                 "biased=True; set time_bins=None or biased=True")
         rng = check_random_state(self.random_state)
+        times = self._start_time_state(data)
         weights = data.weights if data.has_weights else None
+        if times is not None:
+            weights = self._decayed_weights(weights, times, self.time_newest_)
         ratings = data.ratings
         total = _total_weight(weights, data.nnz)
         if self.biased:
@@ -229,8 +523,7 @@ class BiasedMF(_SGDModel):
         self.item_factors_ = self._init_factors(rng, data.n_items)
         self.user_bias_ = np.zeros(data.n_users, np.float32) if self.biased else None
         self.item_bias_ = np.zeros(data.n_items, np.float32) if self.biased else None
-        bias_ratio = (0.25 if self.learning_rate_bias is None
-                      else self.learning_rate_bias / self.learning_rate)
+        bias_lr = self._bias_ratio()
         order, block_ptr, user_pos, item_pos, _ = blocked_ratings(
             data.user_codes, data.item_codes, data.n_users, data.n_items, self.n_blocks, rng)
         users = user_pos[data.user_codes[order]].astype(np.int32)
@@ -245,15 +538,31 @@ class BiasedMF(_SGDModel):
         item_factors[item_pos] = self.item_factors_
         user_bias = np.zeros(data.n_users if self.biased else 0, np.float32)
         item_bias = np.zeros(data.n_items if self.biased else 0, np.float32)
+        timed = self._has_time_bias()
+        if timed:
+            bins, devs = self._time_features(data.user_codes[order], times[order])
+            item_bin_bias = np.zeros_like(self.item_bin_bias_)
+            user_drift = np.zeros_like(self.user_drift_)
 
         def run_epoch(lr: float, generator: np.random.Generator) -> float:
             col_perm = generator.permutation(self.n_blocks).astype(np.int64)
+            if timed:
+                return sgd_time_epoch(block_ptr, users, items, values, sample_weights, bins,
+                                      devs, user_factors, item_factors, user_bias, item_bias,
+                                      item_bin_bias, user_drift, mean, lr, self.reg,
+                                      self.reg_bias, self.reg_time, col_perm, lr * bias_lr)
             return sgd_epoch(block_ptr, users, items, values, sample_weights, user_factors,
                              item_factors, user_bias, item_bias, mean, lr, self.reg,
-                             self.reg_bias, col_perm, self.biased, lr * bias_ratio)
+                             self.reg_bias, col_perm, self.biased, lr * bias_lr)
 
-        self._publisher = lambda: self._publish(user_factors, item_factors, user_bias,
-                                                item_bias, user_pos, item_pos)
+        def publish() -> None:
+            self._publish(user_factors, item_factors, user_bias, item_bias, user_pos,
+                          item_pos)
+            if timed:
+                self.item_bin_bias_ = item_bin_bias[item_pos]
+                self.user_drift_ = user_drift[user_pos]
+
+        self._publisher = publish
         try:
             with numba_threads(self.n_threads, self._step_work(data.nnz)):
                 self._sgd_epochs(run_epoch, total, validation, rng, progress, "BiasedMF")
@@ -262,6 +571,11 @@ class BiasedMF(_SGDModel):
         self.n_threads_ = resolve_n_threads(self.n_threads, self._step_work(data.nnz))
 
     _publisher: Callable[[], None] | None = None
+
+    def _bias_ratio(self) -> float:
+        """Bias step size as a fraction of the factors' (``learning_rate_bias`` / lr)."""
+        return (0.25 if self.learning_rate_bias is None
+                else self.learning_rate_bias / self.learning_rate)
 
     def _step_work(self, nnz: int) -> int:
         """Work of one parallel step: a stratum's ratings times the rank."""
@@ -280,10 +594,123 @@ class BiasedMF(_SGDModel):
             self.user_bias_ = user_bias[user_pos]
             self.item_bias_ = item_bias[item_pos]
 
+    def _state_arrays(self) -> list[str]:
+        return super()._state_arrays() + self._time_state_arrays()
+
+    def partial_fit(self, interactions: Interactions, *, max_iter: int | None = None,
+                    sample_old: float = 0.0, progress: bool = False) -> BiasedMF:
+        r"""Add new ratings (new users and items too) and refine without starting over.
+
+        The new ratings are merged into those the model keeps (a repeated
+        pair takes the new rating), the id maps grow, and new users and items
+        start from small random factors and zero biases. Then ``max_iter``
+        SGD epochs run from the current state over the new ratings, plus, with
+        ``sample_old > 0``, a random sample of old ratings (rehearsal, which
+        keeps items' factors from following the newest ratings only). The
+        global mean :math:`\mu` stays that of ``fit``.
+
+        The defaults were measured on a monthly replay of ml-latest-small
+        (``docs/time.md``): rehearsal made RMSE and NDCG worse there (recent
+        ratings predict the next month best), so it is off by default.
+
+        With ``time_decay`` the ages count from the newest timestamp seen so
+        far (old ratings keep their own times); with ``time_bins`` new bins are
+        appended for times after training and :math:`t_u` is recomputed.
+        Sample weights of earlier data are not kept.
+
+        Parameters
+        ----------
+        interactions : Interactions
+            New explicit ratings (with timestamps if the model uses time).
+        max_iter : int, default=None
+            Epochs over the new (and sampled old) ratings; None means 10.
+        sample_old : float, default=0.0
+            Old ratings replayed per new rating, sampled with replacement
+            (0 trains on the new ones only).
+        progress : bool, default=False
+            Accepted for symmetry with :meth:`fit`; the epochs are short.
+
+        Returns
+        -------
+        self
+        """
+        n_epochs = self._check_partial_epochs(max_iter, 10)
+        if not (isinstance(sample_old, (int, float, np.floating, np.integer))
+                and not isinstance(sample_old, bool) and np.isfinite(sample_old)
+                and sample_old >= 0):
+            raise ParameterError(f"partial_fit: sample_old must be a number ≥ 0, got "
+                                 f"{sample_old!r}")
+        merged, n_users, n_items, new = self._merge_with_times(interactions)
+        rng = self._partial_rng(merged.nnz)
+        self._grow_factors(rng, n_users, n_items)
+        seen = self.seen_
+        rows = np.repeat(np.arange(self.n_users_, dtype=np.int64), np.diff(seen.indptr))
+        self._grow_time_state(rows)
+        # CSR order is the order of the keys user·n_items + item: the new ratings'
+        # positions are a binary search away. Old ratings are sampled with replacement
+        # (cheaper than without, and as good for rehearsal).
+        keys = rows * self.n_items_ + seen.indices
+        new_keys = np.unique(new.user_codes.astype(np.int64) * self.n_items_ + new.item_codes)
+        new_positions = np.searchsorted(keys, new_keys)
+        n_old = int(round(sample_old * len(new_positions))) if len(keys) > len(new_keys) else 0
+        sampled = rng.integers(0, len(keys), n_old)
+        sampled = sampled[keys[sampled] != new_keys[np.minimum(
+            np.searchsorted(new_keys, keys[sampled]), len(new_keys) - 1)]]
+        chosen = np.concatenate([new_positions, sampled])
+        users, items = rows[chosen], seen.indices[chosen]
+        ratings = seen.data[chosen].astype(np.float32)
+        times = None
+        weights = None
+        if getattr(self, "rating_times_", None) is not None:
+            times = self.rating_times_[chosen]
+            weights = self._decayed_weights(None, times, self.time_newest_)
+        work = self._step_work(len(chosen))
+        # Small updates run on one thread: then one block (a single parallel region
+        # per epoch) and no BLAS pool juggling, whose setup costs more than the epochs.
+        n_threads = resolve_n_threads(self.n_threads, work)
+        n_blocks = 1 if n_threads == 1 else self.n_blocks
+        order, block_ptr, _, _, _ = blocked_ratings(users, items, self.n_users_,
+                                                    self.n_items_, n_blocks, rng)
+        # The blocks only need users and items in disjoint groups, which holds in the
+        # original numbering too: train the fitted arrays in place.
+        k_users = np.ascontiguousarray(users[order], dtype=np.int32)
+        k_items = np.ascontiguousarray(items[order], dtype=np.int32)
+        values = np.ascontiguousarray(ratings[order])
+        sample_weights = (np.ascontiguousarray(weights[order]) if weights is not None
+                          else np.zeros(0, np.float32))
+        self.user_factors_ = _writable(self.user_factors_)
+        self.item_factors_ = _writable(self.item_factors_)
+        user_bias = _writable(self.user_bias_) if self.biased else np.zeros(0, np.float32)
+        item_bias = _writable(self.item_bias_) if self.biased else np.zeros(0, np.float32)
+        timed = self._has_time_bias()
+        if timed:
+            bins, devs = self._time_features(k_users, times[order])
+        bias_lr = self._bias_ratio()
+        with _threads_for(n_threads, work):
+            for epoch in range(n_epochs):
+                lr = self._learning_rate(epoch)
+                col_perm = rng.permutation(n_blocks).astype(np.int64)
+                if timed:
+                    sse = sgd_time_epoch(block_ptr, k_users, k_items, values, sample_weights,
+                                         bins, devs, self.user_factors_, self.item_factors_,
+                                         user_bias, item_bias, self.item_bin_bias_,
+                                         self.user_drift_, self.global_mean_, lr, self.reg,
+                                         self.reg_bias, self.reg_time, col_perm, lr * bias_lr)
+                else:
+                    sse = sgd_epoch(block_ptr, k_users, k_items, values, sample_weights,
+                                    self.user_factors_, self.item_factors_, user_bias,
+                                    item_bias, self.global_mean_, lr, self.reg, self.reg_bias,
+                                    col_perm, self.biased, lr * bias_lr)
+                self._check_loss(sse, epoch)
+        if self.biased:
+            self.user_bias_, self.item_bias_ = user_bias, item_bias
+        return self
+
     def _fold_in(self, items: np.ndarray, values: np.ndarray) -> UserVector:
         target = values - self.global_mean_
         if self.biased:
             target = target - self.item_bias_[items]
+        target = target - self._now_bin_bias(items)
         return self._ridge_fold_in(items, target, self.item_factors_[items], self.biased)
 
 
@@ -313,6 +740,12 @@ class SVDPlusPlus(_SGDModel):
     reg_implicit : float, default=0.02
         Penalty on :math:`y_j`.
     init_std : float, default=0.05
+    time_bins : int or None, default=None
+        Koren's (2009) time-aware biases, as in :class:`BiasedMF`
+        (timeSVD++'s baseline): :math:`b_u + \alpha_u\,\text{dev}_u(t) + b_i +
+        b_{i,\text{Bin}(t)}`. Needs timestamps; :meth:`predict` takes ``times=``.
+    reg_time : float, default=0.1
+        Penalty of the bin biases and drift coefficients.
     schedule, decay, early_stopping, patience, random_state, n_threads
         As in :class:`BiasedMF`.
 
@@ -326,11 +759,15 @@ class SVDPlusPlus(_SGDModel):
         :math:`y_j`.
     item_factors_, user_bias_, item_bias_, global_mean_, n_iter_, loss_history_
         As in :class:`BiasedMF`.
+    time_newest_, rating_times_, item_bin_bias_, user_drift_
+        With ``time_bins``, as in :class:`BiasedMF`.
 
     Notes
     -----
     :meth:`fold_in` builds the implicit sum from the history and solves for
-    :math:`p_u, b_u` by ridge regression with the items fixed.
+    :math:`p_u, b_u` by ridge regression with the items fixed;
+    :meth:`partial_fit` adds ratings, users and items with a few epochs over
+    the users who rated something new.
 
     References
     ----------
@@ -341,13 +778,16 @@ class SVDPlusPlus(_SGDModel):
     _parameter_constraints: ClassVar[dict] = {
         **_SGDModel._common_constraints,
         "reg_implicit": [Interval(float, 0, None)],
+        "time_bins": [Options(None), Interval(int, 1, None)],
+        "reg_time": [Interval(float, 0, None)],
     }
 
     def __init__(self, *, n_factors: int = 100, max_iter: int = 50, learning_rate: float = 0.005,
                  reg: float = 0.05, reg_bias: float = 0.02, reg_implicit: float = 0.02,
                  init_std: float = 0.05, schedule: str = "constant", decay: float = 0.96,
-                 early_stopping: bool = False, patience: int = 3, random_state: Any = None,
-                 n_threads: int | None = None) -> None:
+                 early_stopping: bool = False, patience: int = 3,
+                 time_bins: int | None = None, reg_time: float = 0.1,
+                 random_state: Any = None, n_threads: int | None = None) -> None:
         self.n_factors = n_factors
         self.max_iter = max_iter
         self.learning_rate = learning_rate
@@ -359,11 +799,14 @@ class SVDPlusPlus(_SGDModel):
         self.decay = decay
         self.early_stopping = early_stopping
         self.patience = patience
+        self.time_bins = time_bins
+        self.reg_time = reg_time
         self.random_state = random_state
         self.n_threads = n_threads
 
     def _fit(self, data: Interactions, *, validation, progress: bool) -> None:
         rng = check_random_state(self.random_state)
+        times = self._start_time_state(data)
         weights = data.weights if data.has_weights else None
         total = _total_weight(weights, data.nnz)
         self.global_mean_ = (float(np.dot(weights, data.ratings)) / total if weights is not None
@@ -383,20 +826,101 @@ class SVDPlusPlus(_SGDModel):
         indptr = np.zeros(data.n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(data.user_codes, minlength=data.n_users), out=indptr[1:])
         self._indptr, self._items = indptr, items
+        time_features = (self._time_features(data.user_codes[order], times[order])
+                         if self._has_time_bias() else None)
 
         def run_epoch(lr: float, generator: np.random.Generator) -> float:
             user_order = generator.permutation(data.n_users).astype(np.int64)
-            return svdpp_epoch(indptr, items, values, sample_weights, user_order,
-                               self.user_own_factors_,
-                               self.item_factors_, self.implicit_factors_, self.user_bias_,
-                               self.item_bias_, self.global_mean_, lr, self.reg,
-                               self.reg_bias, self.reg_implicit)
+            return self._epoch(indptr, items, values, sample_weights, time_features,
+                               user_order, lr)
 
         try:
             self._sgd_epochs(run_epoch, total, validation, rng, progress, "SVD++")
             self._finalize()
         finally:
             del self._indptr, self._items
+
+    def _epoch(self, indptr, items, values, sample_weights, time_features, user_order,
+               lr: float) -> float:
+        """One SVD++ epoch over ``user_order`` (with the time terms when fitted with them)."""
+        if time_features is not None:
+            bins, devs = time_features
+            return svdpp_time_epoch(indptr, items, values, sample_weights, bins, devs,
+                                    user_order, self.user_own_factors_, self.item_factors_,
+                                    self.implicit_factors_, self.user_bias_, self.item_bias_,
+                                    self.item_bin_bias_, self.user_drift_, self.global_mean_,
+                                    lr, self.reg, self.reg_bias, self.reg_implicit,
+                                    self.reg_time)
+        return svdpp_epoch(indptr, items, values, sample_weights, user_order,
+                           self.user_own_factors_, self.item_factors_, self.implicit_factors_,
+                           self.user_bias_, self.item_bias_, self.global_mean_, lr, self.reg,
+                           self.reg_bias, self.reg_implicit)
+
+    def partial_fit(self, interactions: Interactions, *, max_iter: int | None = None,
+                    progress: bool = False) -> SVDPlusPlus:
+        r"""Add new ratings (new users and items too) and refine without starting over.
+
+        The new ratings are merged into those the model keeps (a repeated
+        pair takes the new rating) and the id maps grow; new users and items
+        start from small random :math:`p_u, q_i`, zero :math:`y_j` and zero
+        biases. Then ``max_iter`` epochs visit, in random order, every user
+        with a new rating, over all of that user's ratings (the implicit sum
+        :math:`|N(u)|^{-1/2}\sum_j y_j` needs the whole history). The global
+        mean stays that of ``fit``; sample weights of earlier data are not kept.
+
+        Parameters
+        ----------
+        interactions : Interactions
+            New explicit ratings (with timestamps if fitted with ``time_bins``).
+        max_iter : int, default=None
+            Epochs; None means 5.
+        progress : bool, default=False
+            Accepted for symmetry with :meth:`fit`.
+
+        Returns
+        -------
+        self
+        """
+        n_epochs = self._check_partial_epochs(max_iter, 5)
+        merged, n_users, n_items, new = self._merge_with_times(interactions)
+        rng = self._partial_rng(merged.nnz)
+        new_users, new_items = self.n_users_ - n_users, self.n_items_ - n_items
+        self.user_own_factors_ = _writable(np.vstack([self.user_own_factors_,
+                                                      self._init_factors(rng, new_users)]))
+        self.item_factors_ = _writable(np.vstack([self.item_factors_,
+                                                  self._init_factors(rng, new_items)]))
+        self.implicit_factors_ = _writable(np.vstack([
+            self.implicit_factors_, np.zeros((new_items, self.n_factors), np.float32)]))
+        self.user_bias_ = _writable(np.concatenate([self.user_bias_,
+                                                    np.zeros(new_users, np.float32)]))
+        self.item_bias_ = _writable(np.concatenate([self.item_bias_,
+                                                    np.zeros(new_items, np.float32)]))
+        seen = self.seen_
+        rows = np.repeat(np.arange(self.n_users_), np.diff(seen.indptr))
+        self._grow_time_state(rows)
+        # Each touched user's ratings, in a random order within the user (as in fit).
+        touched = np.unique(new.user_codes)
+        in_touched = np.zeros(self.n_users_, dtype=bool)
+        in_touched[touched] = True
+        positions = np.flatnonzero(in_touched[rows])
+        positions = positions[np.lexsort((rng.random(len(positions)), rows[positions]))]
+        items = np.ascontiguousarray(seen.indices[positions], dtype=np.int32)
+        values = np.ascontiguousarray(seen.data[positions], dtype=np.float32)
+        indptr = np.zeros(self.n_users_ + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows[positions], minlength=self.n_users_), out=indptr[1:])
+        time_features = (self._time_features(rows[positions], self.rating_times_[positions])
+                         if self._has_time_bias() else None)
+        for epoch in range(n_epochs):
+            user_order = rng.permutation(touched).astype(np.int64)
+            sse = self._epoch(indptr, items, values, np.zeros(0, np.float32), time_features,
+                              user_order, self._learning_rate(epoch))
+            self._check_loss(sse, epoch)
+        self._indptr, self._items = seen.indptr.astype(np.int64), seen.indices
+        try:
+            self._finalize()
+        finally:
+            del self._indptr, self._items
+        return self
 
     def _finalize(self) -> None:
         indptr, items = self._indptr, self._items
@@ -413,7 +937,7 @@ class SVDPlusPlus(_SGDModel):
 
     def _state_arrays(self) -> list[str]:
         return ["user_own_factors_", "item_factors_", "implicit_factors_", "user_bias_",
-                "item_bias_"]
+                "item_bias_", *self._time_state_arrays()]
 
     def _implicit_sum(self, items: np.ndarray) -> np.ndarray:
         if len(items) == 0:
@@ -425,8 +949,21 @@ class SVDPlusPlus(_SGDModel):
         z = self._implicit_sum(items)
         target = (values - self.global_mean_ - self.item_bias_[items]
                   - self.item_factors_[items].astype(np.float64) @ z)
+        target = target - self._now_bin_bias(items)
         own = self._ridge_fold_in(items, target, self.item_factors_[items], True)
         return UserVector((own.factors + z).astype(np.float32), own.bias)
+
+    _user_arrays: ClassVar[tuple[str, ...]] = (*_SGDModel._user_arrays, "user_own_factors_")
+    _item_arrays: ClassVar[tuple[str, ...]] = (*_SGDModel._item_arrays, "implicit_factors_")
+
+    def _after_user_update(self, codes: np.ndarray) -> None:
+        # p_u is kept apart from the implicit sum over the user's items: split the new vector.
+        if not self.user_own_factors_.flags.writeable:
+            self.user_own_factors_ = self.user_own_factors_.copy()
+        seen = self.seen_
+        for code in codes:
+            items = seen.indices[seen.indptr[code]:seen.indptr[code + 1]]
+            self.user_own_factors_[code] = self.user_factors_[code] - self._implicit_sum(items)
 
     def _validate_state(self) -> None:
         super()._validate_state()
