@@ -45,9 +45,11 @@ PROTOCOL = f"""\
 - Models: `BiasedMF(n_factors={SYNTH_FACTORS})` fitted for 2 epochs on a synthetic
   {SYNTH_USERS:,} × {SYNTH_ITEMS:,} set (`make_synthetic`, 400,000 ratings) — the issue's
   20,000-item, k = 64 case — and `BiasedMF()` on ML-100K (1,682 items).
-- Phases (after 300 warm-up requests): top-10 `GET /users/{{u}}/recommendations?n=10` for
-  random known users, {SEQUENTIAL:,} sequential requests on one connection, then
-  {CONCURRENT:,} over {CONNECTIONS} connections; `POST /predict` with 100 random pairs,
+- Phases (after 300 warm-up requests, once the server has precomputed every user's top
+  100): top-10 `GET /users/{{u}}/recommendations?n=10` for random known users, {SEQUENTIAL:,}
+  sequential requests on one connection, then {CONCURRENT:,} over {CONNECTIONS} connections
+  (answered from the precomputed lists); the same with `exclude_seen=false`, which the lists
+  do not hold, so every request is scored (one matrix–vector product and a partition); `POST /predict` with 100 random pairs,
   same two shapes; `POST /ratings`, one rating per request, {WRITES:,} over
   {WRITE_CONNECTIONS} connections (each acknowledged after its commit and the user's update).
 - Latency: from writing the request to reading the whole response, per request; p50/p99
@@ -130,6 +132,18 @@ def _serve(model_path: Path, db: Path) -> tuple[subprocess.Popen, int]:
     raise RuntimeError("the server did not start")
 
 
+def _wait_for_lists(port: int, n_users: int, timeout: float = 300.0) -> None:
+    """Until the server has precomputed every user's list (``/health``'s ``precomputed``)."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+            if json.load(response)["precomputed"] >= n_users * 0.99:  # ties are not kept
+                return
+        time.sleep(0.5)
+
+
 def _measure(name: str, model: Any, workdir: Path, quick: bool) -> list[dict[str, Any]]:
     model_path = workdir / f"{name}.zip"
     model.save(model_path)
@@ -141,6 +155,11 @@ def _measure(name: str, model: Any, workdir: Path, quick: bool) -> list[dict[str
 
     def recs(count: int) -> list[bytes]:
         return [_request("GET", f"/users/{u}/recommendations?n=10")
+                for u in rng.choice(users, count)]
+
+    def scored(count: int) -> list[bytes]:
+        # Seen items kept: never from the precomputed lists, scored per request.
+        return [_request("GET", f"/users/{u}/recommendations?n=10&exclude_seen=false")
                 for u in rng.choice(users, count)]
 
     def predicts(count: int) -> list[bytes]:
@@ -156,9 +175,13 @@ def _measure(name: str, model: Any, workdir: Path, quick: bool) -> list[dict[str
 
     rows = []
     try:
+        _wait_for_lists(port, len(users))
         asyncio.run(_phase(port, recs(300), 4))  # warm-up: compile, caches, connections
         plan = [("top-10", "sequential", recs, SEQUENTIAL, 1),
                 ("top-10", "concurrent", recs, CONCURRENT, CONNECTIONS),
+                ("top-10 scored per request", "sequential", scored, SEQUENTIAL, 1),
+                ("top-10 scored per request", "concurrent", scored, CONCURRENT // 2,
+                 CONNECTIONS),
                 ("predict 100 pairs", "sequential", predicts, SEQUENTIAL // 3, 1),
                 ("predict 100 pairs", "concurrent", predicts, CONCURRENT // 4, CONNECTIONS),
                 ("rating write", "concurrent", writes, WRITES, WRITE_CONNECTIONS)]

@@ -232,3 +232,14 @@ def test_metrics_and_openapi(server):
         assert "/users/{user}/recommendations" in schema["paths"]
         assert client.get("/docs").status_code == 200
         assert "<script>" in client.get("/").text
+
+
+def test_the_fast_path_answers_as_the_validating_route(server):
+    with server.client() as client:
+        for query in ("n=7", "n=7&exclude_seen=false", "", "exclude_seen=0&n=3"):
+            fast = client.get(f"/users/196/recommendations?{query}").json()
+            # An extra parameter sends the request through FastAPI's route instead.
+            routed = client.get(f"/users/196/recommendations?{query}&via=route").json()
+            assert fast == routed
+        metrics = client.get("/metrics").text
+    assert 'endpoint="/users/{user}/recommendations",status="200"} 8.0' in metrics

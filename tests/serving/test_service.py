@@ -96,3 +96,33 @@ def test_queries_check_their_input(fitted):
         service.n_for(0)
     assert service.user_code("not-a-number") == -1
     assert service.recommend("not-a-number", 2)["fallback"] == "popularity"
+
+
+def test_kept_lists_equal_the_full_sort_and_follow_updates():
+    data = planted_interactions("explicit", n_users=80, n_items=150)
+    model = matfact.BiasedMF(n_factors=4, max_iter=5, random_state=0).fit(data, progress=False)
+    service = ModelService(model)
+    fresh = TopKIndex(model)
+    assert service.index.precompute(batch=16) > 0
+    for code in range(model.n_users_):
+        for n in (1, 10, 100):
+            kept = service.index.recommend(code, n)
+            exact = fresh.recommend(code, n)  # nothing kept: computed on demand
+            np.testing.assert_array_equal(kept[0], exact[0])
+            np.testing.assert_allclose(kept[1], exact[1], rtol=1e-5)
+    user = model.user_index_.ids[0]
+    top = service.recommend(user, 5)["items"]
+    service.apply([Rating(user, top[0], 1.0)])
+    after = service.recommend(user, 5)["items"]
+    assert top[0] not in after
+    np.testing.assert_array_equal(service.index.recommend(0, 5)[0],
+                                  TopKIndex(model).recommend(0, 5)[0])
+
+
+def test_ties_at_the_cut_off_are_not_kept():
+    from matfact.serving.index import _batch_top
+
+    scores = np.array([[3.0, 2.0, 2.0, 1.0], [3.0, 2.0, 1.0, 0.0]], dtype=np.float32)
+    lists = _batch_top(scores, 2)
+    assert lists[0] is None  # the second place is tied: computed on demand instead
+    np.testing.assert_array_equal(lists[1][0], [0, 1])

@@ -722,28 +722,32 @@ def _carry_entries(old: Any, new: Any, values: np.ndarray, fill: Any) -> np.ndar
 
 def _replace_rows(matrix: Any, codes: np.ndarray,
                   rows: list[tuple[np.ndarray, np.ndarray]]) -> Any:
-    """``matrix`` (CSR) with rows ``codes`` replaced by the given (columns, values)."""
+    """``matrix`` (CSR) with rows ``codes`` replaced by the given (columns, values).
+
+    The untouched stretches between replaced rows are copied as whole slices, so
+    rewriting one user of a large matrix costs a memory copy, not a pass of
+    per-entry masks (the service does this on every rating).
+    """
     csr = matrix.tocsr()
-    keep = np.ones(csr.shape[0], dtype=bool)
-    keep[codes] = False
     counts = np.diff(csr.indptr)
-    kept_entries = np.repeat(keep, counts)
-    new_counts = np.where(keep, counts, 0)
-    for code, (columns, _) in zip(codes, rows, strict=True):
-        new_counts[code] = len(columns)
-    indptr = np.zeros(csr.shape[0] + 1, dtype=np.int64)
-    np.cumsum(new_counts, out=indptr[1:])
-    indices = np.empty(indptr[-1], dtype=csr.indices.dtype)
-    data = np.empty(indptr[-1], dtype=csr.data.dtype)
-    # Kept rows keep their relative order, so one mask writes them all at once.
-    kept_slots = np.repeat(keep, new_counts)
-    indices[kept_slots] = csr.indices[kept_entries]
-    data[kept_slots] = csr.data[kept_entries]
-    for code, (columns, values) in zip(codes, rows, strict=True):
+    index_parts, data_parts = [], []
+    done = 0
+    for position in np.argsort(codes, kind="stable"):
+        code = int(codes[position])
+        columns, values = rows[position]
         order = np.argsort(columns, kind="stable")
-        indices[indptr[code]:indptr[code + 1]] = np.asarray(columns)[order]
-        data[indptr[code]:indptr[code + 1]] = np.asarray(values)[order]
-    return type(csr)((data, indices, indptr), shape=csr.shape)
+        index_parts += [csr.indices[done:csr.indptr[code]],
+                        np.asarray(columns, dtype=csr.indices.dtype)[order]]
+        data_parts += [csr.data[done:csr.indptr[code]],
+                       np.asarray(values, dtype=csr.data.dtype)[order]]
+        counts[code] = len(columns)
+        done = csr.indptr[code + 1]
+    index_parts.append(csr.indices[done:])
+    data_parts.append(csr.data[done:])
+    indptr = np.zeros(csr.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return type(csr)((np.concatenate(data_parts), np.concatenate(index_parts), indptr),
+                     shape=csr.shape)
 
 
 def _store_row(factors: np.ndarray | None, bias: np.ndarray | None, code: int,

@@ -17,12 +17,11 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 
 from matfact._kernels.sgd import sgd_epoch, sgd_time_epoch, svdpp_epoch, svdpp_time_epoch
-from matfact._threads import numba_threads, resolve_n_threads
+from matfact._threads import numba_threads, resolve_n_threads, single_thread
 from matfact.data.interactions import Interactions
 from matfact.exceptions import DataError, DivergenceError, ParameterError
 from matfact.models import _time
@@ -55,16 +54,8 @@ def _total_weight(weights: np.ndarray | None, nnz: int) -> float:
 @contextlib.contextmanager
 def _threads_for(n_threads: int, work: int) -> Iterator[None]:
     """:func:`numba_threads`, without its BLAS limits (costly to set up) for one thread."""
-    if n_threads > 1:
-        with numba_threads(n_threads, work):
-            yield
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
+    with numba_threads(n_threads, work) if n_threads > 1 else single_thread():
         yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 def _writable(array: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -63,6 +64,9 @@ class ModelService:
         self.version = version
         self.index = TopKIndex(model)
         self.applied_seq = 0  # the last log entry folded into this model
+        # Raw id as the client sent it → code (ids are never removed, so codes stay right).
+        self._user_codes: dict[Any, int] = {}
+        self._item_codes: dict[Any, int] = {}
 
     @classmethod
     def from_file(cls, path: Any, sequence: int = 0) -> ModelService:
@@ -74,16 +78,50 @@ class ModelService:
 
     # ------------------------------------------------------------------ ids
     def user_code(self, raw: Any) -> int:
-        raw = _as_model_id(raw, self.model.user_index_)
-        if raw is None:
+        code = self._user_codes.get(raw)
+        if code is not None:
+            return code
+        model_id = _as_model_id(raw, self.model.user_index_)
+        if model_id is None:
             return -1
-        return int(self.model.user_index_.get_indexer(np.array([raw]))[0])
+        code = int(self.model.user_index_.get_indexer(np.array([model_id]))[0])
+        if code >= 0:
+            self._user_codes[raw] = code
+        return code
 
     def item_code(self, raw: Any) -> int:
-        raw = _as_model_id(raw, self.model.item_index_)
-        if raw is None:
+        code = self._item_codes.get(raw)
+        if code is not None:
+            return code
+        model_id = _as_model_id(raw, self.model.item_index_)
+        if model_id is None:
             return -1
-        return int(self.model.item_index_.get_indexer(np.array([raw]))[0])
+        code = int(self.model.item_index_.get_indexer(np.array([model_id]))[0])
+        if code >= 0:
+            self._item_codes[raw] = code
+        return code
+
+    @staticmethod
+    def _codes(raws: Sequence[Any], index: IdIndex, known: dict[Any, int]) -> np.ndarray:
+        """Codes of many raw ids: remembered ones from ``known``, the rest in one lookup."""
+        out = np.full(len(raws), -1, dtype=np.int64)
+        missing, ids = [], []
+        for n, raw in enumerate(raws):
+            code = known.get(raw)
+            if code is not None:
+                out[n] = code
+                continue
+            model_id = _as_model_id(raw, index)
+            if model_id is not None:
+                missing.append(n)
+                ids.append(model_id)
+        if ids:
+            found = index.get_indexer(np.array(ids))
+            for n, code in zip(missing, found.tolist(), strict=True):
+                if code >= 0:
+                    out[n] = code
+                    known[raws[n]] = code
+        return out
 
     def _items_out(self, codes: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
         ids = self.model.item_index_.ids[codes]
@@ -119,8 +157,8 @@ class ModelService:
     def predict(self, users: Sequence[Any], items: Sequence[Any]) -> dict[str, Any]:
         if len(users) != len(items):
             raise DataError(f"got {len(users)} users but {len(items)} items")
-        user_codes = np.array([self.user_code(u) for u in users], dtype=np.int64)
-        item_codes = np.array([self.item_code(i) for i in items], dtype=np.int64)
+        user_codes = self._codes(users, self.model.user_index_, self._user_codes)
+        item_codes = self._codes(items, self.model.item_index_, self._item_codes)
         scores = self.model._score_pairs(user_codes, item_codes)
         scale = getattr(self.model, "rating_scale_", None)
         if scale is not None:
@@ -206,9 +244,33 @@ class ModelService:
             merged.update(history)
             histories.append((list(merged), list(merged.values())))
         model.update_users(list(latest), histories)
+        self.index.invalidate([self.user_code(user) for user in latest])
         if new_items:
             self.index.refresh()
+            self.warm()
         return {"new_users": new_users, "new_items": new_items}
+
+    def warm(self, background: bool = True) -> None:
+        """Rank the catalogue for every user ahead of requests (:meth:`TopKIndex.precompute`).
+
+        In the background by default: requests are served meanwhile, from the
+        lists kept so far or computed on demand.
+        """
+        self.stop_warming()
+        if not background:
+            self.index.precompute()
+            return
+        self._stop = threading.Event()
+        self._warmer = threading.Thread(target=self.index.precompute, kwargs={"stop": self._stop},
+                                        name="matfact-topk-warm", daemon=True)
+        self._warmer.start()
+
+    def stop_warming(self) -> None:
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
+            self._warmer.join()
+            self._stop = None
 
     def replay(self, store: RatingStore) -> int:
         """Apply every logged rating after :attr:`applied_seq`; return how many."""
