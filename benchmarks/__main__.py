@@ -1,5 +1,6 @@
-"""Command line: ``python -m benchmarks {rating,topn,speed,als,nmf,svd,selection,all,report} [--quick] [--out DIR]
-[--no-docs]``.
+"""Command line: ``python -m benchmarks {SUITE,all,report} [--quick] [--out DIR]
+[--no-docs]``, SUITE one of
+:data:`benchmarks.common.SUITES`.
 
 Run it from the repository root (``make bench`` does). Each suite writes
 ``<out>/<suite>.json`` and, unless ``--no-docs`` or ``--quick``, the page

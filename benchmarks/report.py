@@ -87,6 +87,23 @@ not depend on the machine. The exact protocol of each suite is at the end of the
   (parallel sparse products, rows solved in SIMD lanes).
 - **Randomized SVD at equal error**: both libraries run the same range finder settings;
   the table shows both reconstruction errors next to the times.
+
+## Reading the cold-start, time and serving tables
+
+- **Peers in the same process, same rows.** LightFM (hybrid) and myFM (Bayesian with
+  features) are fitted on exactly the training rows matfact gets and scored by the same
+  metric code; the feature encodings are the same for both sides (myFM is given the
+  `FeatureEncoder` matrices, with the genre flags in one group as ours).
+- **Extra groups are labelled.** The Bayesian table has two matfact rows: the issue's feature
+  set, and that set plus the item-side implicit group ("users who rated this item"); myFM is
+  run on both.
+- **Onboarding** reports the share of the RMSE gap (0 answers → trained fully) closed; the
+  first table folds answers in by the posterior mean (`fold_in="posterior"`), the second by
+  the model's own ridge `fold_in`.
+- **Serving figures include the client**: a raw-socket asyncio client on the same 2-core
+  machine as the server. "top-10" answers come from lists precomputed per user at start
+  (exact: a list whose cut-off is tied is not kept); "scored per request" asks with
+  `exclude_seen=false`, which those lists do not hold, so every request is scored.
 """
 
 _REGENERATE = """\
@@ -94,7 +111,8 @@ _REGENERATE = """\
 
 From the repository root: `make bench` (installs the peer libraries into `.venv`, then runs
 everything), or, in an environment that has them, `python -m benchmarks all`. A single
-suite: `python -m benchmarks rating`, `topn`, `speed`, `als`, `nmf`, `svd` or `selection` (`speed`, `als`
+suite: `python -m benchmarks rating`, `topn`, `speed`, `als`, `nmf`, `svd`, `selection`,
+`coldstart`, `hybrid`, `bayesian`, `onboarding`, `replay` or `serve_load` (`speed`, `als`
 and `nmf` take several minutes: Surprise at 10M ratings; implicit's Cholesky solver at 30M;
 scikit-learn's NMF at 10M); `--quick` is a smoke
 test that leaves this page alone. Raw results go to `benchmarks/results/<suite>.json`, which
@@ -143,7 +161,7 @@ def _environment_rows(env: dict[str, Any]) -> list[tuple[str, str]]:
         ("Python", env["python"]),
     ]
     rows += [(name, version) for name, version in env["versions"].items()]
-    rows.append(("BLAS (threadpoolctl)", "; ".join(env["blas"])))
+    rows.append(("BLAS (threadpoolctl)", "; ".join(sorted(env["blas"]))))
     rows.append(("matfact revision", env["matfact_git"]))
     return rows
 
@@ -153,10 +171,11 @@ def _environment(results: list[dict[str, Any]]) -> str:
     fields = list(per_suite[0])
     for env in per_suite[1:]:
         fields += [f for f in env if f not in fields]
+    per_run = ("date (UTC)", "load average at start (1, 5, 15 min)", "matfact revision")
     shared = all(len({env.get(f, "—") for env in per_suite}) == 1 for f in fields
-                 if f not in ("date (UTC)", "load average at start (1, 5, 15 min)"))
+                 if f not in per_run)
     if len(results) == 1 or shared:
-        # one environment; the date and load of each run still differ, so list those per suite
+        # one environment; the date, load and revision of each run differ: listed per suite
         rows = []
         for field in fields:
             values = [env.get(field, "—") for env in per_suite]
@@ -181,18 +200,21 @@ def speed_ratios(results: list[dict[str, Any]]) -> list[tuple[str, float]]:
     """Every speed ratio in the tables, labelled ``suite: first cells`` (peer time / ours).
 
     Cells read like ``2.86×``; a column counts when its name says "speed ratio",
-    "speed vs" or "speed-up". Cells that are not a ratio (—, n/a) are skipped.
+    "speed vs" or "speed-up". Cells that are not a ratio (—, n/a), a peer's own row
+    (1.00×) and per-fold tables are skipped.
     """
     found = []
     for result in results:
         for table in result["tables"]:
+            if "per fold" in table["title"].lower():
+                continue  # the summary rows already hold these
             columns = [c.lower() for c in table["columns"]]
             wanted = [i for i, c in enumerate(columns) if any(w in c for w in _RATIO_COLUMNS)]
             for column in wanted:
                 for row in table["rows"]:
                     match = _RATIO.match(str(row[column]))
-                    if match is None:
-                        continue
+                    if match is None or float(match.group(1)) == 1.0:
+                        continue  # not a ratio, or a peer's own row (1.00× by definition)
                     label = " · ".join(str(cell) for cell in row[:2] if str(cell).strip())
                     found.append((f"{result['suite']}: {label}"[:70], float(match.group(1))))
     return found

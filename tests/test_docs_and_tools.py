@@ -102,7 +102,7 @@ def test_benchmark_page_draws_the_speed_ratios_beside_it(tmp_path):
     results.mkdir()
     for n, suite in enumerate(SUITES):
         table = {"title": "t", "columns": ["case", "peer", "speed ratio (peer / matfact)"],
-                 "rows": [["a", "b", f"{n + 0.5:.2f}×"], ["c", "d", "—"]]}
+                 "rows": [["a", "b", f"{n + 0.5:.2f}×"], ["c", "d", "—"], ["e", "f", "1.00×"]]}
         (results / f"{suite}.json").write_text(json.dumps(
             {"suite": suite, "title": suite, "environment": env, "protocol": "p",
              "tables": [table]}), encoding="utf-8")
