@@ -588,7 +588,7 @@ def _cmd_serve(args: argparse.Namespace, out: _Output) -> int:
     # One request is scored at a time on the event loop: a BLAS pool would only spin
     # against the other threads (measured: 374 instead of ~2,000 scored requests/s).
     threadpool_limits(limits=1, user_api="blas")
-    app = create_app(model_path, Path(args.db).expanduser(), api_key_file=args.api_key_file,
+    app = create_app(model_path, args.db, api_key_file=args.api_key_file,
                      require_key=args.require_key)
     service = app.state.services["service"]
     out.result(f"Serving {type(service.model).__name__} ({service.model.n_users_:,} users x "
@@ -624,7 +624,7 @@ def _cmd_retrain(args: argparse.Namespace, out: _Output) -> int:
 
     target = Path(args.model).expanduser()
     previous = matfact.load(target) if _is_model_file(str(target)) else None
-    with RatingStore(Path(args.db).expanduser()) as store:
+    with RatingStore(args.db) as store:
         logged = list(store.ratings())
     if args.partial:
         if previous is None or not hasattr(previous, "partial_fit"):
@@ -1281,8 +1281,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a saved model over HTTP: recommendations, predictions, live "
                     "ratings logged to SQLite and folded in at once, hot reload, metrics.")
     serve.add_argument("--model", required=True, metavar="PATH", help="the model file")
-    serve.add_argument("--db", required=True, metavar="PATH",
-                       help="the SQLite rating log (created if missing)")
+    serve.add_argument("--db", required=True, metavar="PATH_OR_URL",
+                       help="the rating log: an SQLite file (created if missing) or an "
+                            "SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db")
     serve.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     serve.add_argument("--api-key-file", metavar="PATH",
@@ -1298,7 +1299,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "it with partial_fit), and replace the model file atomically; then "
                     "POST /admin/reload swaps it into a running server.")
     _add_data_options(retrain, required=False)
-    retrain.add_argument("--db", required=True, metavar="PATH", help="the SQLite rating log")
+    retrain.add_argument("--db", required=True, metavar="PATH_OR_URL",
+                         help="the rating log (SQLite file or SQLAlchemy URL)")
     retrain.add_argument("--model", required=True, metavar="PATH",
                          help="the model file to replace")
     retrain.add_argument("--model-name", help="fit this model instead of the file's class "

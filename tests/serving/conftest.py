@@ -100,3 +100,82 @@ def server(model_copy, tmp_path):
     running = Server(model_copy, tmp_path / "ratings.sqlite").start()
     yield running
     running.stop()
+
+
+def _postgres_binaries() -> dict[str, str] | None:
+    import glob
+    import shutil
+
+    found = {}
+    for name in ("initdb", "postgres"):
+        path = shutil.which(name) or next(iter(sorted(glob.glob(
+            f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+        if path is None:
+            return None
+        found[name] = path
+    return found
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server on a free loopback port, for the session; skips if absent."""
+    pytest.importorskip("psycopg", reason="psycopg is not installed")
+    binaries = _postgres_binaries()
+    if binaries is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, postgres) on this machine")
+    import shutil
+    import tempfile
+
+    # Not under pytest's temporary root: that is private to this user (0700), and the
+    # server may have to run as another one.
+    root = Path(tempfile.mkdtemp(prefix="matfact-postgres-"))
+    data, sockets = root / "data", root / "sockets"
+    sockets.mkdir()
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        # initdb refuses to run as root: run the server as the postgres user.
+        import pwd
+
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run the server")
+        for path in (root, sockets):
+            shutil.chown(path, owner.pw_uid, owner.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    init = subprocess.run([*prefix, binaries["initdb"], "-D", str(data), "-A", "trust",
+                           "-U", "matfact", "--no-sync"], capture_output=True, text=True)
+    if init.returncode != 0:
+        pytest.skip(f"initdb failed: {init.stderr[-300:]}")
+    port = free_port()
+    server = subprocess.Popen([*prefix, binaries["postgres"], "-D", str(data), "-p", str(port),
+                               "-k", str(sockets), "-c", "listen_addresses=127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    url = f"postgresql+psycopg://matfact@127.0.0.1:{port}/postgres"
+    import psycopg
+
+    while True:
+        try:
+            psycopg.connect(f"postgresql://matfact@127.0.0.1:{port}/postgres").close()
+            break
+        except psycopg.OperationalError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.skip(f"PostgreSQL did not start: {server.stderr.read()[-300:]!r}")
+            time.sleep(0.2)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def fresh_database(postgres_url: str, name: str) -> str:
+    """A new, empty database on the test server; its URL."""
+    import psycopg
+
+    base = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(base, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"

@@ -14,7 +14,7 @@ import matfact
 from matfact.serving.app import MAX_BATCH, MAX_BODY_BYTES
 from matfact.serving.service import ModelService
 from matfact.serving.store import Rating
-from tests.serving.conftest import API_KEY, Server
+from tests.serving.conftest import API_KEY, Server, fresh_database
 
 
 def test_recommendations_predictions_and_similar_items_equal_the_librarys(server,
@@ -243,3 +243,27 @@ def test_the_fast_path_answers_as_the_validating_route(server):
             assert fast == routed
         metrics = client.get("/metrics").text
     assert 'endpoint="/users/{user}/recommendations",status="200"} 8.0' in metrics
+
+
+def test_the_service_logs_to_postgresql_and_replays_it_after_kill_9(model_copy, postgres_url):
+    postgres_url = fresh_database(postgres_url, "service_log")
+    server = Server(model_copy, postgres_url).start()
+    try:
+        with server.client(API_KEY) as client:
+            batch = [{"user": 7, "item": 50, "rating": 1}, {"user": 60_000, "item": 50,
+                                                              "rating": 5}]
+            assert client.post("/ratings", json={"ratings": batch}).status_code == 200
+            before = client.post("/predict", json={"users": [7, 60_000],
+                                                   "items": [1, 1]}).json()
+    finally:
+        server.kill()
+    restarted = Server(model_copy, postgres_url).start()
+    try:
+        with restarted.client() as client:
+            after = client.post("/predict", json={"users": [7, 60_000], "items": [1, 1]}).json()
+            assert 50 not in client.get("/users/7/recommendations",
+                                        params={"n": 1000}).json()["items"]
+    finally:
+        restarted.stop()
+    np.testing.assert_allclose(after["predictions"], before["predictions"], rtol=1e-5)
+    assert after["fallback"] == [False, False]

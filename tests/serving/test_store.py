@@ -25,11 +25,9 @@ def test_ratings_round_trip_with_their_id_types(tmp_path):
 
 
 def test_wal_and_full_synchronous(tmp_path):
-    with RatingStore(tmp_path / "log.sqlite") as store:
-        connection = store._connect()
-        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-        connection.close()
+    with RatingStore(tmp_path / "log.sqlite") as store, store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
 
 
 def test_group_commit_acknowledges_each_batch_after_its_commit(tmp_path):
@@ -65,5 +63,26 @@ def test_bad_input_and_bad_files(tmp_path):
             store.append([Rating(True, 1, 3.0)])
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"not a database at all" * 100)
-    with pytest.raises(DataError, match="SQLite"):
+    with pytest.raises(DataError, match="rating log"):
         RatingStore(garbage)
+    with pytest.raises(DataError, match="rating log"):
+        RatingStore("nosuchdialect://host/db")
+
+
+def test_postgresql_log_round_trips_and_group_commits(postgres_url):
+    from sqlalchemy import create_engine, text
+
+    with RatingStore(postgres_url) as store:
+        start = store.count()
+        assert store.append([Rating(1, 10, 4.0), Rating("ann", "x", 2.5, 1.7e9)]) == 2
+        futures = [store.append_async([Rating(n, n, 1.0 + n % 5)]) for n in range(50)]
+        assert [f.result(timeout=30) for f in futures] == [1] * 50
+        tail = list(store.ratings(after=0))[start:]
+        assert tail[:2] == [Rating(1, 10, 4.0), Rating("ann", "x", 2.5, 1.7e9)]
+        assert [r.user for r in tail[2:]] == list(range(50))
+    # Committed: a separate connection sees every row, and the commit was durable.
+    engine = create_engine(postgres_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SHOW synchronous_commit")).scalar() == "on"
+        assert connection.execute(text("SELECT COUNT(*) FROM ratings")).scalar() == start + 52
+    engine.dispose()

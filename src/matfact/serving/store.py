@@ -1,11 +1,13 @@
-"""The rating log: every rating the service acknowledges, durable in SQLite.
+"""The rating log: every rating the service acknowledges, durable in a database.
 
-:class:`RatingStore` appends ratings in WAL mode with ``synchronous=FULL``, so a
-committed rating survives a crash of the process or the machine. Writes go
-through one writer thread that commits whatever has queued up in a single
-transaction (group commit): a caller's :meth:`RatingStore.append` returns only
-after the transaction holding its ratings has committed, which is when the
-service acknowledges them.
+:class:`RatingStore` appends ratings to one table through SQLAlchemy Core. The
+default is an SQLite file, in WAL mode with ``synchronous=FULL``, so a committed
+rating survives a crash of the process or the machine; an SQLAlchemy URL
+(``postgresql+psycopg://user@host/db``) puts the log in PostgreSQL instead, whose
+default ``synchronous_commit=on`` gives the same guarantee. Writes go through one
+writer thread that commits whatever has queued up in a single transaction (group
+commit): a caller's :meth:`RatingStore.append` returns only after the transaction
+holding its ratings has committed, which is when the service acknowledges them.
 
 Ids keep their type: the log stores each id with a flag saying whether it was
 an integer, so a replay gives the model the ids it was fitted with.
@@ -14,6 +16,7 @@ an integer, so a replay gives the model the ids it was fitted with.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import queue
 import sqlite3
 import threading
@@ -26,20 +29,8 @@ import numpy as np
 
 from matfact.exceptions import DataError
 
-__all__ = ["Rating", "RatingStore"]
+__all__ = ["Rating", "RatingStore", "database_url"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS ratings (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    user TEXT NOT NULL,
-    user_is_int INTEGER NOT NULL,
-    item TEXT NOT NULL,
-    item_is_int INTEGER NOT NULL,
-    rating REAL NOT NULL,
-    timestamp REAL,
-    received REAL NOT NULL DEFAULT (julianday('now'))
-)
-"""
 _MAX_GROUP = 10_000  # ratings per transaction: bounds the time a commit holds the lock
 
 
@@ -53,28 +44,70 @@ class Rating:
     timestamp: float | None = None
 
 
-def _encode(raw: Any) -> tuple[str, int]:
+def _encode(raw: Any) -> tuple[str, bool]:
     if isinstance(raw, (bool, np.bool_)):
         raise DataError(f"ids must be integers or strings, got {raw!r}")
     if isinstance(raw, (int, np.integer)):
-        return str(int(raw)), 1
+        return str(int(raw)), True
     if isinstance(raw, str):
-        return raw, 0
+        return raw, False
     raise DataError(f"ids must be integers or strings, got {type(raw).__name__}")
 
 
-def _decode(text: str, is_int: int) -> int | str:
+def _decode(text: str, is_int: bool) -> int | str:
     return int(text) if is_int else text
 
 
+def database_url(target: str | os.PathLike) -> str:
+    """An SQLAlchemy URL for ``target``: a URL as given, a file path as an SQLite URL."""
+    text = os.fspath(target)
+    if "://" in text:
+        return text
+    if text == ":memory:":
+        raise DataError("the rating log must be a file; ':memory:' would lose every rating")
+    path = Path(text).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def _table(metadata: Any) -> Any:
+    from sqlalchemy import (
+        BigInteger,
+        Boolean,
+        Column,
+        DateTime,
+        Float,
+        Identity,
+        Integer,
+        Table,
+        Text,
+        func,
+    )
+
+    return Table(
+        "ratings", metadata,
+        # BIGINT on PostgreSQL; SQLite's rowid alias must be INTEGER.
+        Column("seq", BigInteger().with_variant(Integer(), "sqlite"), Identity(),
+               primary_key=True),
+        Column("user", Text, nullable=False),
+        Column("user_is_int", Boolean, nullable=False),
+        Column("item", Text, nullable=False),
+        Column("item_is_int", Boolean, nullable=False),
+        Column("rating", Float, nullable=False),
+        Column("timestamp", Float),
+        Column("received", DateTime, nullable=False, server_default=func.current_timestamp()),
+    )
+
+
 class RatingStore:
-    """An append-only SQLite log of ratings with group commit.
+    """An append-only log of ratings with group commit (SQLite file or SQLAlchemy URL).
 
     Parameters
     ----------
-    path : str or os.PathLike
-        The database file (created if missing). ``:memory:`` is refused: the
-        log exists to survive the process.
+    target : str or os.PathLike
+        A file path (an SQLite database, created if missing) or an SQLAlchemy URL
+        such as ``postgresql+psycopg://matfact@db.example/ratings``. ``:memory:``
+        is refused: the log exists to survive the process.
 
     Examples
     --------
@@ -87,34 +120,37 @@ class RatingStore:
     [4.0, 2.5]
     """
 
-    def __init__(self, path: Any) -> None:
-        if str(path) == ":memory:":
-            raise DataError("the rating log must be a file; ':memory:' would lose every rating")
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, target: Any) -> None:
+        from sqlalchemy import MetaData, create_engine, event
+        from sqlalchemy.exc import SQLAlchemyError
+
+        self.url = database_url(target)
+        self._sqlite = self.url.startswith("sqlite")
+        try:
+            self.engine = create_engine(self.url, pool_pre_ping=True)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise DataError(f"cannot open the rating log {target}: {exc}") from exc
+        if self._sqlite:
+            @event.listens_for(self.engine, "connect")
+            def _durable(connection: Any, _: Any) -> None:
+                cursor = connection.cursor()
+                mode = cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                cursor.execute("PRAGMA synchronous=FULL")
+                cursor.close()
+                if str(mode).lower() != "wal":
+                    raise DataError(f"{self.url}: SQLite refused WAL mode (got {mode!r})")
+        self._metadata = MetaData()
+        self.table = _table(self._metadata)
+        try:
+            self._metadata.create_all(self.engine)
+        except (SQLAlchemyError, sqlite3.Error, DataError) as exc:
+            self.engine.dispose()
+            raise DataError(f"{target} is not a usable rating log: {exc}") from exc
         self._queue: queue.Queue = queue.Queue()
         self._closed = False
-        connection = self._connect()
-        try:
-            connection.execute(_SCHEMA)
-            connection.commit()
-        finally:
-            connection.close()
         self._writer = threading.Thread(target=self._write_loop, name="matfact-rating-log",
                                         daemon=True)
         self._writer.start()
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            connection = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
-            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            connection.execute("PRAGMA synchronous=FULL")
-        except sqlite3.DatabaseError as exc:
-            raise DataError(f"{self.path} is not a usable SQLite rating log: {exc}") from exc
-        if str(mode).lower() != "wal":
-            connection.close()
-            raise DataError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
-        return connection
 
     # ------------------------------------------------------------------ writing
     def append(self, ratings: Sequence[Rating]) -> int:
@@ -132,54 +168,53 @@ class RatingStore:
             value = float(r.rating)
             if not np.isfinite(value):
                 raise DataError(f"rating {r.rating!r} is not a finite number")
-            rows.append((*_encode(r.user), *_encode(r.item), value,
-                         None if r.timestamp is None else float(r.timestamp)))
-        future: concurrent.futures.Future = concurrent.futures.Future()
+            user, user_is_int = _encode(r.user)
+            item, item_is_int = _encode(r.item)
+            rows.append({"user": user, "user_is_int": user_is_int, "item": item,
+                         "item_is_int": item_is_int, "rating": value,
+                         "timestamp": None if r.timestamp is None else float(r.timestamp)})
         if self._closed:
             raise DataError("the rating log is closed")
+        future: concurrent.futures.Future = concurrent.futures.Future()
         self._queue.put((rows, future))
         return future
 
     def _write_loop(self) -> None:
-        connection = self._connect()
-        try:
-            while True:
-                first = self._queue.get()
-                if first is None:
-                    return
-                group, size = [first], len(first[0])
-                stop = False
-                # Everything already waiting joins this transaction: one fsync for all.
-                while size < _MAX_GROUP:
-                    try:
-                        more = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        stop = True
-                        break
-                    group.append(more)
-                    size += len(more[0])
-                self._commit(connection, group)
-                if stop:
-                    return
-        finally:
-            connection.close()
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group, size = [first], len(first[0])
+            stop = False
+            # Everything already waiting joins this transaction: one flush to disk for all.
+            while size < _MAX_GROUP:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                group.append(more)
+                size += len(more[0])
+            self._commit(group)
+            if stop:
+                return
 
-    @staticmethod
-    def _commit(connection: sqlite3.Connection, group: list) -> None:
+    def _commit(self, group: list) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        rows = [row for batch, _ in group for row in batch]
         try:
-            with connection:
-                for rows, _ in group:
-                    connection.executemany(
-                        "INSERT INTO ratings (user, user_is_int, item, item_is_int, rating, "
-                        "timestamp) VALUES (?, ?, ?, ?, ?, ?)", rows)
-        except sqlite3.Error as exc:
+            with self.engine.begin() as connection:
+                if rows:
+                    connection.execute(self.table.insert(), rows)
+        except (SQLAlchemyError, DataError) as exc:
             for _, future in group:
                 future.set_exception(DataError(f"could not log the ratings: {exc}"))
             return
-        for rows, future in group:
-            future.set_result(len(rows))
+        for batch, future in group:
+            future.set_result(len(batch))
 
     # ------------------------------------------------------------------ reading
     def ratings(self, after: int = 0) -> Iterator[Rating]:
@@ -188,30 +223,31 @@ class RatingStore:
 
     def entries(self, after: int = 0) -> Iterator[tuple[int, Rating]]:
         """``(sequence number, rating)`` pairs after ``after``, in log order."""
-        connection = self._connect()
-        try:
-            cursor = connection.execute(
-                "SELECT seq, user, user_is_int, item, item_is_int, rating, timestamp "
-                "FROM ratings WHERE seq > ? ORDER BY seq", (int(after),))
-            for seq, user, user_int, item, item_int, value, stamp in cursor:
-                yield seq, Rating(_decode(user, user_int), _decode(item, item_int), value, stamp)
-        finally:
-            connection.close()
+        from sqlalchemy import select
+
+        t = self.table
+        query = select(t.c.seq, t.c.user, t.c.user_is_int, t.c.item, t.c.item_is_int,
+                       t.c.rating, t.c.timestamp).where(t.c.seq > int(after)).order_by(t.c.seq)
+        with self.engine.connect() as connection:
+            for seq, user, user_int, item, item_int, value, stamp in connection.execute(query):
+                yield int(seq), Rating(_decode(user, user_int), _decode(item, item_int),
+                                       float(value), None if stamp is None else float(stamp))
 
     def count(self) -> int:
-        connection = self._connect()
-        try:
-            return int(connection.execute("SELECT COUNT(*) FROM ratings").fetchone()[0])
-        finally:
-            connection.close()
+        from sqlalchemy import func, select
+
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(self.table))
+                       .scalar_one())
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        """Commit what is queued, then stop the writer."""
+        """Commit what is queued, then stop the writer and close the connections."""
         if not self._closed:
             self._closed = True
             self._queue.put(None)
             self._writer.join()
+            self.engine.dispose()
 
     def __enter__(self) -> RatingStore:
         return self
