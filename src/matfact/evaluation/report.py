@@ -55,6 +55,7 @@ TUNING_SPACES: dict[str, dict[str, list]] = {
     "BayesianMF": {"n_factors": [5, 10, 20]},
     "NMF": {"n_components": [15, 30, 50], "alpha_W": [0.02, 0.08, 0.2]},
     "PureSVD": {"n_factors": [10, 20, 50, 100]},
+    "HybridMF": {"n_factors": [32, 64], "learning_rate": [0.05, 0.1], "reg": [1e-4, 1e-3]},
 }
 _RANKING = ("ndcg", "precision", "recall")
 _N_LABELS = 10
