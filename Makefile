@@ -17,12 +17,13 @@ export MATFACT_DATA := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: demo test test-slow bench bench-quick docs lint clean help browser
+.PHONY: demo test test-slow soak bench bench-quick docs lint clean help browser
 
 help:
 	@echo "make demo       set up and run the demo (ML-100K if present)"
 	@echo "make test       set up and run the test suite (< 10 min on 2 cores)"
 	@echo "make test-slow  the slow profile: long fuzzing, kill loops, wheel install"
+	@echo "make soak       10-minute service soak + 30M-rating fit memory (by hand, not in CI)"
 	@echo "make bench      install the peer libraries and regenerate docs/benchmarks.md"
 	@echo "make bench-quick  every benchmark suite on small sizes (a smoke test, a few minutes)"
 	@echo "make docs       build the user guide and API reference (MkDocs, strict)"
@@ -68,6 +69,12 @@ test: $(VENV)/.stamp-dev browser
 # pytest exits 5 when no test is selected; the slow profile may be empty on a branch.
 test-slow: $(VENV)/.stamp-dev
 	$(PY) -m pytest -m slow || test $$? -eq 5
+
+# By hand and with the benchmarks, not in .ci/run: a 10-minute soak of the service (mixed
+# reads and writes, a retrain + hot swap a minute, RSS sampled) and the peak memory of a fit
+# on 30M synthetic ratings. Figures go to docs/reliability.md. SOAK_ARGS="--minutes 1" for short.
+soak: $(VENV)/.stamp-dev
+	$(PY) -m benchmarks.soak --json $(VENV)/soak.json $(SOAK_ARGS)
 
 bench: $(VENV)/.stamp-bench
 	$(PY) -m benchmarks all

@@ -26,6 +26,7 @@ from matfact.exceptions import (
     ModelFormatError,
     NotFittedError,
     ParameterError,
+    ThreadWarning,
     UnknownIdError,
 )
 
@@ -122,6 +123,7 @@ __all__ = [
     "ModelFormatError",
     "NotFittedError",
     "ParameterError",
+    "ThreadWarning",
     "UnknownIdError",
 ]
 

@@ -7,11 +7,13 @@ count is only a matter of speed.
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 from collections.abc import Iterator
 
 import numba
 
-__all__ = ["numba_threads", "resolve_n_threads", "single_thread"]
+__all__ = ["numba_threads", "resolve_n_threads", "single_thread", "available_cores"]
 
 
 #: Below this much work per parallel step (about one multiply-add each unit),
@@ -44,9 +46,51 @@ def numba_threads(n_threads: int | None, work: int | None = None) -> Iterator[in
     numba.set_num_threads(wanted)
     try:
         with threadpool_limits(limits=1, user_api="blas"):
+            if wanted > _checked_up_to:
+                _check_oversubscription(wanted)
             yield wanted
     finally:
         numba.set_num_threads(previous)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - platforms without affinity
+        return os.cpu_count() or 1
+
+
+#: The largest thread count checked so far (each larger one is checked once; after a
+#: warning, none is): the check reads threadpoolctl's state, about a millisecond.
+_checked_up_to = 0
+
+
+def _check_oversubscription(wanted: int) -> None:
+    """Warn once per process if numba threads × BLAS threads would exceed the cores.
+
+    Called inside a parallel region, where BLAS should already be held to one
+    thread; a BLAS threadpoolctl cannot limit (it reports more than one thread)
+    or ``NUMBA_NUM_THREADS`` set above the core count would make the pools fight
+    for the cores (a 20-100× slowdown measured on 2 cores).
+    """
+    global _checked_up_to
+    _checked_up_to = wanted
+    from threadpoolctl import threadpool_info
+
+    blas = max((pool.get("num_threads", 1) for pool in threadpool_info()
+                if pool.get("user_api") == "blas"), default=1)
+    cores = available_cores()
+    if wanted * blas > cores:
+        from matfact.exceptions import ThreadWarning
+
+        warnings.warn(
+            f"{wanted} numba thread(s) × {blas} BLAS thread(s) exceed the {cores} core(s) "
+            f"this process may use; the pools will oversubscribe the cores. Set "
+            f"NUMBA_NUM_THREADS (now {numba.config.NUMBA_NUM_THREADS}) or n_threads to at "
+            f"most {cores}, and limit BLAS (e.g. OPENBLAS_NUM_THREADS=1). Warned once.",
+            ThreadWarning, stacklevel=4)
+        _checked_up_to = 2**31  # once per process
 
 
 @contextlib.contextmanager

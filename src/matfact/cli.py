@@ -674,10 +674,14 @@ def _with_log(data: Any, logged: list) -> Any:
 
     from matfact import Interactions
 
-    extra = _log_interactions(logged, data.is_implicit)
-    users = np.concatenate([data.users.astype(object), extra.users.astype(object)])
-    items = np.concatenate([data.items.astype(object), extra.items.astype(object)])
-    values = np.concatenate([data.values, extra.values])
+    # Every logged rating in log order, repeats included, so the timestamps below line up;
+    # from_arrays(duplicates="last") keeps the latest of each pair (a repeated pair in the
+    # log once made the lengths differ: found by benchmarks/soak.py).
+    users = np.concatenate([data.users.astype(object),
+                            np.array([r.user for r in logged], dtype=object)])
+    items = np.concatenate([data.items.astype(object),
+                            np.array([r.item for r in logged], dtype=object)])
+    values = np.concatenate([data.values, np.array([r.rating for r in logged], np.float64)])
     stamps = None
     if data.timestamps is not None:
         latest = float(np.max(data.timestamps))

@@ -19,6 +19,7 @@ __all__ = [
     "MatfactWarning",
     "ConvergenceWarning",
     "ColdStartWarning",
+    "ThreadWarning",
 ]
 
 
@@ -78,6 +79,10 @@ class ConvergenceWarning(MatfactWarning):
 
 class ColdStartWarning(MatfactWarning):
     """Some ids had no training data and were scored by a fallback."""
+
+
+class ThreadWarning(MatfactWarning):
+    """numba's threads times BLAS's threads would exceed the cores (warned once per process)."""
 
 
 class DivergenceError(MatfactError, ArithmeticError):

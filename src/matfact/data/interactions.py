@@ -7,6 +7,7 @@ that order) and derives a CSR matrix from them on demand.
 
 from __future__ import annotations
 
+import codecs
 import numbers
 import os
 from collections.abc import Iterable
@@ -612,6 +613,11 @@ class Interactions:
             If the file cannot be parsed or decoded, or its contents are invalid.
         """
         path = _check_file(path)
+        try:
+            codecs.lookup(encoding)
+        except (LookupError, TypeError):  # pandas would raise a bare LookupError
+            raise ParameterError(f"encoding={encoding!r} is not a known text encoding; use "
+                                 f"e.g. 'utf-8' or 'latin-1'") from None
         roles = {"user": user, "item": item, "rating": rating, "weight": weight,
                  "timestamp": timestamp}
         columns = list(dict.fromkeys(c for c in roles.values() if c is not None))

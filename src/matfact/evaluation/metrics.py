@@ -644,6 +644,8 @@ def item_popularity(train_matrix) -> np.ndarray:
 
 def _mean_over_list(recommended: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
     top = recommended[:, :k]
+    if len(values) == 0:  # an empty catalogue: no item is valid, and nothing to index
+        return np.full(len(top), np.nan)
     valid = (top >= 0) & (top < len(values))
     gathered = np.where(valid, values[np.where(valid, top, 0)], 0.0)
     n = valid.sum(axis=1)

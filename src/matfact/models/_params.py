@@ -18,14 +18,19 @@ __all__ = ["Interval", "Options", "Instance", "validate_params", "check_random_s
            "check_n", "check_n_threads"]
 
 
+#: The largest unbounded integer parameter accepted (n_factors, max_iter, ...): beyond it
+#: numba kernels and allocations fail with OverflowError/ValueError instead of a clear error.
+INT_MAX = 2**31 - 1
+
+
 class Interval:
     """A real or integral range, e.g. ``Interval(int, 1, None)`` for k ≥ 1.
 
     Parameters
     ----------
     kind : {int, float}
-        ``int`` accepts integers only; ``float`` accepts any real number. Booleans
-        are never accepted.
+        ``int`` accepts integers only (at most :data:`INT_MAX` when unbounded
+        above); ``float`` accepts any real number. Booleans are never accepted.
     left, right : float or None
         Bounds; ``None`` is unbounded.
     closed : {"both", "left", "right", "neither"}, default="both"
@@ -40,6 +45,8 @@ class Interval:
             return False
         if self.kind is int and not isinstance(value, numbers.Integral):
             return False
+        if self.kind is int and self.right is None and value > INT_MAX:
+            return False  # sizes and counts reach int32 kernels and allocations
         if not isinstance(value, numbers.Real) or not np.isfinite(float(value)):
             return False
         if self.left is not None:
@@ -52,10 +59,13 @@ class Interval:
 
     def __str__(self) -> str:
         kind = "an integer" if self.kind is int else "a number"
-        lo = "-inf" if self.left is None else f"{self.left:g}"
-        hi = "inf" if self.right is None else f"{self.right:g}"
+        bound = (lambda x: str(int(x))) if self.kind is int else (lambda x: f"{x:g}")
+        lo = "-inf" if self.left is None else bound(self.left)
+        hi = (str(INT_MAX) if self.kind is int else "inf") if self.right is None \
+            else bound(self.right)
         lb = "[" if self.closed in ("both", "left") and self.left is not None else "("
-        rb = "]" if self.closed in ("both", "right") and self.right is not None else ")"
+        rb = "]" if self.closed in ("both", "right") and (self.right is not None
+                                                          or self.kind is int) else ")"
         return f"{kind} in {lb}{lo}, {hi}{rb}"
 
 
@@ -88,7 +98,8 @@ class Instance:
 
 
 BOOLEAN = Options(True, False)
-RANDOM_STATE = [Options(None), Interval(int, 0, None), Instance(np.random.Generator)]
+#: Seeds may be any non-negative integer NumPy takes (beyond INT_MAX too).
+RANDOM_STATE = [Options(None), Interval(int, 0, 2**64 - 1), Instance(np.random.Generator)]
 N_THREADS = [Options(None), Interval(int, 1, None)]
 
 

@@ -18,12 +18,13 @@ threads, so neither blocks queries.
 import asyncio
 import contextlib
 import hmac
+import json as _stdlib_json
 import os
 import threading
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from matfact.exceptions import DataError, MatfactError, UnknownIdError
 from matfact.serving.service import MAX_N, ModelService
@@ -164,6 +165,13 @@ class _Guard:
         self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
 
 
+def _tolist(value: Any) -> Any:
+    """NumPy values for the standard json module (orjson serializes them natively)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
 class _TooLarge(Exception):
     pass
 
@@ -188,8 +196,9 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
     model_path : path-like
         A model written by :meth:`~matfact.models.base.Recommender.save`. ``POST
         /admin/reload`` re-reads this same path: clients never name files.
-    db_path : path-like
-        The SQLite rating log (created if missing), replayed over the model at start.
+    db_path : path-like or str
+        The rating log, replayed over the model at start: an SQLite file (created
+        if missing) or an SQLAlchemy URL (``postgresql+psycopg://...``).
     api_key, api_key_file : str or path-like, default=None
         The write key; by default the ``MATFACT_API_KEY`` environment variable.
         Without a key, writes are refused.
@@ -202,7 +211,7 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
     """
     import orjson
     from fastapi import Depends, FastAPI, HTTPException, Query, Request
-    from fastapi.responses import HTMLResponse, Response
+    from fastapi.responses import HTMLResponse, PlainTextResponse, Response
     from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
 
     model_path = Path(model_path)
@@ -222,8 +231,13 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
     reload_lock = threading.Lock()
 
     def json(content: Any, status: int = 200) -> Response:
-        return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
-                        status_code=status, media_type="application/json")
+        try:
+            body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+        except orjson.JSONEncodeError:
+            # orjson refuses a lone surrogate in an echoed id ("\ud800" is valid JSON
+            # input); the standard library escapes it (found by the schema fuzzing).
+            body = _stdlib_json.dumps(content, default=_tolist).encode("ascii")
+        return Response(body, status_code=status, media_type="application/json")
 
     def authorized(request: Request) -> bool:
         if key is None:
@@ -245,7 +259,9 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
         if require_key:
             need_key(request)
 
-    Id = StrictInt | StrictStr
+    # Integer ids are 64-bit in the model and in the SQLite log: larger ones are refused
+    # by the schema (422), not met later as an OverflowError (found by the schema fuzzing).
+    Id = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)] | StrictStr
 
     class RatingIn(BaseModel):
         user: Id
@@ -266,6 +282,66 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
                                                                max_length=MAX_BATCH)
         n: int = Field(default=10, ge=1, le=MAX_N)
 
+    # The answers' shapes, for the OpenAPI schema only: routes build their JSON
+    # directly (orjson), so these document and are checked by the schema tests
+    # (tests/hardening/test_api_schema.py), not re-validated per request.
+    Score = float | None  # NaN and infinities serialize as null
+
+    class ErrorOut(BaseModel):
+        detail: str
+
+    class ItemsOut(BaseModel):
+        items: list[Id]
+        scores: list[Score]
+        titles: list[str | None] | None = None
+        model_version: str
+
+    class RecommendationsOut(ItemsOut):
+        user: str
+        fallback: str | None
+
+    class SimilarOut(ItemsOut):
+        item: str
+
+    class HistoryOut(ItemsOut):
+        used: int
+        unknown_items: list[Id]
+
+    class PredictionsOut(BaseModel):
+        predictions: list[Score]
+        fallback: list[bool]
+        model_version: str
+
+    class RatingsOut(BaseModel):
+        accepted: int
+        new_users: list[Id]
+        new_items: list[Id]
+        model_version: str
+
+    class ReloadOut(BaseModel):
+        model_version: str
+        replayed: int
+
+    class HealthOut(BaseModel):
+        status: str
+        model: str
+        model_version: str
+        users: int
+        items: int
+        precomputed: int
+
+    def answers(ok: type, *errors: int) -> dict:
+        """``responses=`` of a route: its 200 body and the errors it may give."""
+        reasons = {400: "Invalid input for this model", 401: "Missing or wrong API key",
+                   403: "Writes disabled (no API key configured)", 404: "Unknown id",
+                   409: "A reload is already running", 413: "Request body too large",
+                   500: "Reload failed; the previous model is still served"}
+        reads = (401, 403) if require_key else ()
+        out: dict = {200: {"model": ok}}
+        for code in sorted({*errors, *reads}):
+            out[code] = {"model": ErrorOut, "description": reasons[code]}
+        return out
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> Any:
         yield
@@ -284,19 +360,21 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
     async def bad_input(request: Request, exc: MatfactError) -> Response:
         return json({"detail": str(exc)}, 400)
 
-    @app.get("/health", dependencies=[Depends(read_access)])
+    @app.get("/health", dependencies=[Depends(read_access)], responses=answers(HealthOut))
     async def health() -> Response:
         service = state["service"]
         return json({"status": "ok", "model": type(service.model).__name__,
                      "model_version": service.version, "users": service.model.n_users_,
                      "items": service.model.n_items_, "precomputed": service.index.n_kept})
 
-    @app.get("/users/{user}/recommendations", dependencies=[Depends(read_access)])
+    @app.get("/users/{user}/recommendations", dependencies=[Depends(read_access)],
+             responses=answers(RecommendationsOut, 400))
     async def recommendations(user: str, n: int = Query(10, ge=1, le=MAX_N),
                               exclude_seen: bool = True) -> Response:
         return json(state["service"].recommend(user, n, exclude_seen))
 
-    @app.get("/items/{item}/similar", dependencies=[Depends(read_access)])
+    @app.get("/items/{item}/similar", dependencies=[Depends(read_access)],
+             responses=answers(SimilarOut, 400, 404))
     async def similar(item: str, n: int = Query(10, ge=1, le=MAX_N)) -> Response:
         service = state["service"]
         try:
@@ -304,15 +382,18 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
         except NotImplementedError as exc:
             raise HTTPException(400, str(exc)) from None
 
-    @app.post("/predict", dependencies=[Depends(read_access)])
+    @app.post("/predict", dependencies=[Depends(read_access)],
+              responses=answers(PredictionsOut, 400, 413))
     async def predict(body: PairsIn) -> Response:
         return json(state["service"].predict(body.users, body.items))
 
-    @app.post("/recommendations", dependencies=[Depends(read_access)])
+    @app.post("/recommendations", dependencies=[Depends(read_access)],
+              responses=answers(HistoryOut, 400, 413))
     async def anonymous(body: HistoryIn) -> Response:
         return json(state["service"].recommend_for_history(body.items, body.ratings, body.n))
 
-    @app.post("/ratings", dependencies=[Depends(need_key)])
+    @app.post("/ratings", dependencies=[Depends(need_key)],
+              responses=answers(RatingsOut, 400, 401, 403, 413))
     async def ratings(body: RatingsIn) -> Response:
         batch = [Rating(r.user, r.item, float(r.rating),
                         None if r.timestamp is None else float(r.timestamp))
@@ -326,7 +407,8 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
         return json({"accepted": len(batch), **changes,
                      "model_version": state["service"].version})
 
-    @app.post("/admin/reload", dependencies=[Depends(need_key)])
+    @app.post("/admin/reload", dependencies=[Depends(need_key)],
+              responses=answers(ReloadOut, 401, 403, 409, 500))
     async def reload() -> Response:
         if not reload_lock.acquire(blocking=False):
             raise HTTPException(409, "a reload is already running")
@@ -346,7 +428,7 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
             reload_lock.release()
         return json({"model_version": fresh.version, "replayed": fresh.applied_seq})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
