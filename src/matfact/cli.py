@@ -560,12 +560,33 @@ def _predicts_ratings(model: Any) -> bool:
 # ------------------------------------------------------------------------------------ train
 def _cmd_train(args: argparse.Namespace, out: _Output) -> int:
     model = _build_model(args.model, parse_params(args.param))
-    data = _read(args, args.data, out)
-    seconds = _fit(model, data, out)
+    on_cluster = args.scheduler is not None or args.local_cluster is not None
+    if on_cluster and type(model).__name__ not in ("ALS", "ImplicitALS"):
+        raise UsageError(f"--scheduler and --local-cluster fit als and implicit_als only, not "
+                         f"{type(model).__name__}; drop them to fit locally")
+    if args.local_cluster is not None and args.local_cluster < 1:
+        raise UsageError(f"--local-cluster needs N >= 1 worker processes, got {args.local_cluster}")
+    # A URL or a glob (s3://bucket/ratings/*.parquet) is read by the workers, not here.
+    remote = on_cluster and ("://" in args.data or any(ch in args.data for ch in "*?"))
+    data = None if remote else _read(args, args.data, out)
+    if on_cluster:
+        from matfact.distributed.dask_als import fit_on_cluster
+
+        source = args.data if remote else _fit_data(model, data, out)
+        start = time.perf_counter()
+        model = fit_on_cluster(model, source, scheduler=args.scheduler,
+                               local_cluster=args.local_cluster, progress=out.progress,
+                               columns=(args.user_col, args.item_col, args.rating_col,
+                                        args.weight_col))
+        seconds = time.perf_counter() - start
+    else:
+        seconds = _fit(model, data, out)
     target = Path(args.out).expanduser()
     model.save(target)
-    out.result(f"Trained {type(model).__name__} on {data.nnz:,} interactions "
-               f"({data.n_users:,} users x {data.n_items:,} items) in {seconds:.2f} s")
+    counts = ((data.nnz, data.n_users, data.n_items) if data is not None
+              else (model.seen_.nnz, model.n_users_, model.n_items_))
+    out.result(f"Trained {type(model).__name__} on {counts[0]:,} interactions "
+               f"({counts[1]:,} users x {counts[2]:,} items) in {seconds:.2f} s")
     out.result(f"Saved the model to {target}")
     return 0
 
@@ -1196,6 +1217,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--param", action="append", metavar="KEY=VALUE",
                        help="a model parameter; VALUE is read as JSON (1, 0.05, true, null) "
                             "or else as text; repeatable")
+    cluster = train.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="fit als or implicit_als on this Dask scheduler, e.g. "
+                              "tcp://host:8786 (needs the dist extra); a --data URL or glob "
+                              "of Parquet files (s3://bucket/ratings/*.parquet) is read by "
+                              "the workers")
+    cluster.add_argument("--local-cluster", type=int, metavar="N",
+                         help="fit als or implicit_als on a Dask cluster of N local worker "
+                              "processes (1 thread each) started for this run")
     train.set_defaults(handler=_cmd_train)
 
     evaluate = commands.add_parser(
