@@ -410,3 +410,13 @@ def test_masked_nmf_keeps_the_scale_of_1_to_10_ratings(data_dir):
     nmf = NMF(alpha_W=0.3, random_state=0, max_iter=60).fit(train, progress=False)
     baseline = matfact.Baseline().fit(train, progress=False)
     assert matfact.evaluate(nmf, test)["rmse"] < matfact.evaluate(baseline, test)["rmse"]
+
+
+def test_seeds_beyond_32_bits_are_accepted():
+    # Found by tests/hardening: the legacy RandomState takes 32-bit seeds only.
+    from tests.models.contract import planted_interactions
+
+    data = planted_interactions("explicit")
+    a = NMF(random_state=2**40, max_iter=2, tol=0).fit(data, progress=False)
+    b = NMF(random_state=2**40, max_iter=2, tol=0).fit(data, progress=False)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)

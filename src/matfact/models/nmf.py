@@ -515,6 +515,9 @@ def sklearn_random_state(random_state: Any) -> np.random.RandomState:
         return np.random.RandomState(int(random_state.integers(2**32)))
     if isinstance(random_state, np.random.RandomState):
         return random_state
+    if isinstance(random_state, (int, np.integer)) and not 0 <= random_state < 2**32:
+        # Legacy seeding takes 32 bits; a larger seed maps to one through SeedSequence.
+        random_state = int(np.random.SeedSequence(int(random_state)).generate_state(1)[0])
     return np.random.RandomState(random_state)
 
 
