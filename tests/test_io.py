@@ -218,3 +218,19 @@ def test_directory_save_refuses_to_replace_foreign_dir(model, tmp_path):
 def test_save_unfitted_raises(tmp_path):
     with pytest.raises(matfact.NotFittedError):
         Baseline().save(tmp_path / "x.zip")
+
+
+def test_a_zip_announcing_an_unknown_version_is_a_format_error(tmp_path):
+    # Found by tests/hardening: one flipped byte made zipfile raise NotImplementedError.
+    import matfact
+    from matfact import ModelFormatError
+    from tests.models.contract import planted_interactions
+
+    path = tmp_path / "m.zip"
+    matfact.Baseline().fit(planted_interactions("explicit"), progress=False).save(path)
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"PK\x01\x02")          # the first central-directory entry
+    raw[at + 6:at + 8] = (64).to_bytes(2, "little")   # "version needed": 6.4
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ModelFormatError):
+        matfact.load(path)

@@ -256,7 +256,8 @@ class _Reader:
             raise ModelFormatError(f"{path} is not a matfact model file (not a zip archive)")
         try:
             self.archive = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError, ValueError) as err:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as err:
+            # NotImplementedError: a flipped byte can announce a zip version zipfile lacks.
             raise ModelFormatError(f"{path} is a damaged zip archive: {err}") from None
 
     def read(self, member: str, limit: int) -> bytes:
