@@ -50,14 +50,6 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start_server(model: Path, db: Path, port: int) -> subprocess.Popen:
     import httpx
 
@@ -145,6 +137,8 @@ def soak(minutes: float, rate: float, threads: int, sample_every: float = 5.0) -
     matfact.BiasedMF(n_factors=32, max_iter=10, random_state=0).fit(
         data, progress=False).save(model_path)
     users, items = data.user_ids.tolist(), data.item_ids.tolist()
+    from benchmarks.serve_load import _free_port
+
     port = _free_port()
     server = _start_server(model_path, db, port)
     url = f"http://127.0.0.1:{port}"
