@@ -339,3 +339,22 @@ def test_implicit_loss_equals_dense_data_term():
     scores = users.astype(np.float64) @ items.astype(np.float64).T
     want = float((dense_c * (pref - scores) ** 2).sum())
     assert got == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("solver", ["cg", "cholesky"])
+def test_implicit_kernels_give_the_same_rows_for_any_number_of_parts(solver):
+    """Rows are cut into one part per thread; the cut must not change a single bit."""
+    problem = implicit_problem(seed=7)
+    args = (problem["indptr"], problem["indices"], problem["confidence"], problem["other"],
+            problem["gram"], problem["row_reg"])
+    results = []
+    for n_parts in (1, 2, 3, 7, 10_000):
+        x = problem["factors"].copy()
+        if solver == "cg":
+            implicit_cg(*args, x, 3, n_parts)
+        else:
+            implicit_cholesky(*args, x, n_parts)
+        results.append(x)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+    assert np.abs(results[0] - problem["factors"]).max() > 1e-3, "the rows must be solved"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -405,9 +406,11 @@ class ImplicitALS(IterativeModel):
         gram = self._gram(other)
         row_reg = self._row_reg(indptr)
         if self.solver == "cg":
-            implicit_cg(indptr, indices, conf, other, gram, row_reg, out, self.cg_steps)
+            implicit_cg(indptr, indices, conf, other, gram, row_reg, out, self.cg_steps,
+                        numba.get_num_threads())
         else:
-            implicit_cholesky(indptr, indices, conf, other, gram, row_reg, out)
+            implicit_cholesky(indptr, indices, conf, other, gram, row_reg, out,
+                              numba.get_num_threads())
 
     def _fit(self, data: Interactions, *, validation, progress: bool) -> None:
         if validation is not None:
