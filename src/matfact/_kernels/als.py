@@ -220,7 +220,6 @@ def implicit_cg(indptr, indices, confidence, other, gram, row_reg, factors, cg_s
         Row ranges solved in parallel: pass ``numba.get_num_threads()`` (calling it
         in here would stop numba caching the kernel). The result does not depend on it.
     """
-    n_rows = factors.shape[0]
     k = factors.shape[1]
     scaled = row_reg.shape[0] > 0
     bounds = balanced_row_bounds(indptr, max(n_parts, 1))
@@ -297,7 +296,6 @@ def implicit_cholesky(indptr, indices, confidence, other, gram, row_reg, factors
     block ``B_u`` (BLAS through ``np.dot``), then a float64 Cholesky solve.
     Parameters as :func:`implicit_cg`.
     """
-    n_rows = factors.shape[0]
     k = factors.shape[1]
     scaled = row_reg.shape[0] > 0
     bounds = balanced_row_bounds(indptr, max(n_parts, 1))
