@@ -63,6 +63,39 @@ def _writable(array: np.ndarray) -> np.ndarray:
     return array if array.flags.writeable and array.flags.c_contiguous else array.copy()
 
 
+#: Ratings per step when the kernel-order arrays are gathered (bounds the temporaries).
+_GATHER_CHUNK = 1 << 18
+
+
+def _kernel_arrays(order: np.ndarray, user_codes: np.ndarray, item_codes: np.ndarray,
+                   ratings: np.ndarray, weights: np.ndarray | None, user_pos: np.ndarray,
+                   item_pos: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Renumbered users and items, ratings and weights in kernel ``order``.
+
+    The same as ``user_pos[user_codes[order]]`` (int32), ``item_pos[item_codes[order]]``,
+    ``ratings[order]`` and ``weights[order]`` (empty for None), but gathered chunk by
+    chunk, with the int32 ``order`` itself overwritten by the users: the peak is the
+    result (12 bytes per rating, 16 with weights), not the result plus ``order`` and a
+    full-length temporary (measured at 30M ratings, docs/reliability.md).
+    """
+    n = len(order)
+    users = order if order.dtype == np.int32 else np.empty(n, np.int32)
+    items = np.empty(n, np.int32)
+    values = np.empty(n, ratings.dtype)
+    sample_weights = (np.empty(n, weights.dtype) if weights is not None
+                      else np.zeros(0, np.float32))
+    user_pos32, item_pos32 = user_pos.astype(np.int32), item_pos.astype(np.int32)
+    for start in range(0, n, _GATHER_CHUNK):
+        part = slice(start, start + _GATHER_CHUNK)
+        index = order[part].copy()  # before ``users`` (maybe ``order`` itself) is written
+        items[part] = item_pos32[item_codes[index]]
+        values[part] = ratings[index]
+        if weights is not None:
+            sample_weights[part] = weights[index]
+        users[part] = user_pos32[user_codes[index]]
+    return users, items, values, sample_weights
+
+
 class _SGDModel(IterativeModel):
     """Shared epoch loop: schedule, validation, early stopping, callback, divergence."""
 
@@ -517,36 +550,41 @@ class BiasedMF(_SGDModel):
         bias_lr = self._bias_ratio()
         order, block_ptr, user_pos, item_pos, _ = blocked_ratings(
             data.user_codes, data.item_codes, data.n_users, data.n_items, self.n_blocks, rng)
-        # Narrow lookups first: no int64 temporary per rating (peak memory at 30M ratings).
-        users = user_pos.astype(np.int32)[data.user_codes[order]]
-        items = item_pos.astype(np.int32)[data.item_codes[order]]
-        values = np.ascontiguousarray(ratings[order])
-        sample_weights = (np.ascontiguousarray(weights[order]) if weights is not None
-                          else np.zeros(0, np.float32))
         # Train on renumbered copies; the fitted attributes are views in the original order.
         user_factors = np.empty_like(self.user_factors_)
         user_factors[user_pos] = self.user_factors_
         item_factors = np.empty_like(self.item_factors_)
         item_factors[item_pos] = self.item_factors_
-        user_bias = np.zeros(data.n_users if self.biased else 0, np.float32)
-        item_bias = np.zeros(data.n_items if self.biased else 0, np.float32)
+        # Peak memory: one copy of the factors beside the per-rating arrays, not two.
+        # The attributes are None until published: after each epoch when something
+        # reads them during the fit (validation, early stopping, a callback), else once
+        # at the end, after the per-rating arrays are freed.
+        self.user_factors_ = self.item_factors_ = None
         timed = self._has_time_bias()
         if timed:
             bins, devs = self._time_features(data.user_codes[order], times[order])
             item_bin_bias = np.zeros_like(self.item_bin_bias_)
             user_drift = np.zeros_like(self.user_drift_)
-        del order  # 8 bytes per rating, not needed by the epochs
+        users, items, values, sample_weights = _kernel_arrays(
+            order, data.user_codes, data.item_codes, ratings, weights, user_pos, item_pos)
+        del order  # now ``users`` (overwritten in place)
+        user_bias = np.zeros(data.n_users if self.biased else 0, np.float32)
+        item_bias = np.zeros(data.n_items if self.biased else 0, np.float32)
 
         def run_epoch(lr: float, generator: np.random.Generator) -> float:
             col_perm = generator.permutation(self.n_blocks).astype(np.int64)
             if timed:
-                return sgd_time_epoch(block_ptr, users, items, values, sample_weights, bins,
-                                      devs, user_factors, item_factors, user_bias, item_bias,
-                                      item_bin_bias, user_drift, mean, lr, self.reg,
-                                      self.reg_bias, self.reg_time, col_perm, lr * bias_lr)
-            return sgd_epoch(block_ptr, users, items, values, sample_weights, user_factors,
-                             item_factors, user_bias, item_bias, mean, lr, self.reg,
-                             self.reg_bias, col_perm, self.biased, lr * bias_lr)
+                sse = sgd_time_epoch(block_ptr, users, items, values, sample_weights, bins,
+                                     devs, user_factors, item_factors, user_bias, item_bias,
+                                     item_bin_bias, user_drift, mean, lr, self.reg,
+                                     self.reg_bias, self.reg_time, col_perm, lr * bias_lr)
+            else:
+                sse = sgd_epoch(block_ptr, users, items, values, sample_weights, user_factors,
+                                item_factors, user_bias, item_bias, mean, lr, self.reg,
+                                self.reg_bias, col_perm, self.biased, lr * bias_lr)
+            if self._callback is not None:
+                publish()  # the callback sees this epoch's model
+            return sse
 
         def publish() -> None:
             self._publish(user_factors, item_factors, user_bias, item_bias, user_pos,
@@ -555,12 +593,17 @@ class BiasedMF(_SGDModel):
                 self.item_bin_bias_ = item_bin_bias[item_pos]
                 self.user_drift_ = user_drift[user_pos]
 
-        self._publisher = publish
+        self._publisher = publish if validation is not None else None
         try:
             with numba_threads(self.n_threads, self._step_work(data.nnz)):
                 self._sgd_epochs(run_epoch, total, validation, rng, progress, "BiasedMF")
         finally:
             self._publisher = None
+        if validation is None:  # else published by the epochs (and early stopping)
+            del users, items, values, sample_weights
+            if timed:
+                del bins, devs
+            publish()
         self.n_threads_ = resolve_n_threads(self.n_threads, self._step_work(data.nnz))
 
     _publisher: Callable[[], None] | None = None
@@ -581,7 +624,11 @@ class BiasedMF(_SGDModel):
     def _publish(self, user_factors, item_factors, user_bias, item_bias, user_pos,
                  item_pos) -> None:
         """Copy the renumbered training state into the fitted attributes."""
+        # Each old array is let go before its replacement is made: during the epochs
+        # (validation, a callback) no third copy of the factors joins the per-rating arrays.
+        self.user_factors_ = None
         self.user_factors_ = user_factors[user_pos]
+        self.item_factors_ = None
         self.item_factors_ = item_factors[item_pos]
         if self.biased:
             self.user_bias_ = user_bias[user_pos]

@@ -8,9 +8,17 @@ so a query never sees a half-applied rating.
 
 from __future__ import annotations
 
+import concurrent.futures
+import ctypes
+import gc
 import hashlib
 import math
+import os
+import queue
+import sys
 import threading
+import traceback
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -35,6 +43,94 @@ def _file_digest(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:12]
+
+
+def _load_malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS, Windows)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+_malloc_trim = _load_malloc_trim()
+
+
+def release_memory() -> None:
+    """Collect cyclic garbage, then give the allocator's free pages back to the system.
+
+    glibc keeps freed memory in its arenas (one per thread that allocated); a
+    replaced model's arrays and index leave holes there that RSS goes on
+    counting. ``malloc_trim(0)`` returns the free pages of every arena. A no-op
+    beyond ``gc.collect()`` without glibc.
+    """
+    gc.collect()
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+class _Worker:
+    """The one long-lived thread that runs the service's background work, in order.
+
+    Warming the top-k lists of each new model (:meth:`ModelService.warm`) and the
+    memory release after a replaced model is gone (:func:`release_memory`) run
+    here: one thread, and so one allocator arena, for every model's warm-up
+    rather than a new thread per hot swap, and a release that runs after the
+    warm-up that may still hold the old model. Restarted after a fork, where the
+    parent's thread does not exist.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._queue: queue.SimpleQueue | None = None
+        self._pid = -1
+
+    def submit(self, fn: Any, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._lock:
+            if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+                self._queue = queue.SimpleQueue()
+                self._thread = threading.Thread(target=self._run, args=(self._queue,),
+                                                name="matfact-serving-worker", daemon=True)
+                self._thread.start()
+                self._pid = os.getpid()
+            self._queue.put((future, fn, args, kwargs))
+        return future
+
+    @staticmethod
+    def _run(tasks: queue.SimpleQueue) -> None:
+        while True:
+            future, fn, args, kwargs = tasks.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+                future.set_exception(exc)
+                # Reported as a thread's uncaught exception would be: nobody may wait.
+                print(f"Exception in thread {threading.current_thread().name}:",
+                      file=sys.stderr)
+                traceback.print_exception(exc)
+            del future, fn, args, kwargs  # hold no model between tasks
+
+
+_worker = _Worker()
+
+
+def _released() -> None:
+    """A service was let go: release its memory once it is really gone.
+
+    Runs from the service's finalizer, before its model and index are freed;
+    the worker (which needs the interpreter lock the freeing holds) runs the
+    release after them.
+    """
+    _worker.submit(release_memory)
 
 
 def _as_model_id(raw: Any, index: IdIndex) -> Any:
@@ -67,6 +163,10 @@ class ModelService:
         # Raw id as the client sent it → code (ids are never removed, so codes stay right).
         self._user_codes: dict[Any, int] = {}
         self._item_codes: dict[Any, int] = {}
+        self._warming: concurrent.futures.Future | None = None
+        self._stop: threading.Event | None = None
+        # After a hot swap, the replaced service's memory goes back to the system.
+        weakref.finalize(self, _released).atexit = False
 
     @classmethod
     def from_file(cls, path: Any, sequence: int = 0) -> ModelService:
@@ -253,24 +353,25 @@ class ModelService:
     def warm(self, background: bool = True) -> None:
         """Rank the catalogue for every user ahead of requests (:meth:`TopKIndex.precompute`).
 
-        In the background by default: requests are served meanwhile, from the
-        lists kept so far or computed on demand.
+        In the background by default, on the service's one worker thread (see
+        :class:`_Worker`): requests are served meanwhile, from the lists kept so
+        far or computed on demand.
         """
         self.stop_warming()
         if not background:
             self.index.precompute()
             return
         self._stop = threading.Event()
-        self._warmer = threading.Thread(target=self.index.precompute, kwargs={"stop": self._stop},
-                                        name="matfact-topk-warm", daemon=True)
-        self._warmer.start()
+        self._warming = _worker.submit(self.index.precompute, stop=self._stop)
 
     def stop_warming(self) -> None:
-        stop = getattr(self, "_stop", None)
-        if stop is not None:
+        """Stop a background warm-up and wait for it (at most one batch of users)."""
+        stop, warming = self._stop, self._warming
+        if stop is not None and warming is not None:
             stop.set()
-            self._warmer.join()
-            self._stop = None
+            if not warming.cancel():  # started: let it see the stop
+                concurrent.futures.wait([warming])
+        self._stop = self._warming = None
 
     def replay(self, store: RatingStore) -> int:
         """Apply every logged rating after :attr:`applied_seq`; return how many."""
