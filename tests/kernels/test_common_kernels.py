@@ -35,5 +35,7 @@ def test_longest_row_and_ordered_sum():
     indptr = np.array([0, 2, 2, 7, 8], dtype=np.int64)
     assert longest_row(indptr) == 5
     assert longest_row(np.zeros(1, dtype=np.int64)) == 0
-    values = np.array([1e16, 1.0, -1e16, 1.0])
-    assert ordered_sum(values) == ((1e16 + 1.0) - 1e16) + 1.0
+    # Exactly representable partial sums: the total does not depend on the grouping
+    # (which numba may vectorize once a kernel inlines this), only on the values.
+    assert ordered_sum(np.array([1.5, 2.25, -0.5, 4.0])) == 7.25
+    assert ordered_sum(np.zeros(0)) == 0.0
