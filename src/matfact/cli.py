@@ -641,21 +641,28 @@ def _log_interactions(ratings: list, implicit: bool) -> Any:
 
 def _cmd_retrain(args: argparse.Namespace, out: _Output) -> int:
     import matfact
-    from matfact.serving.store import RatingStore
+    from matfact.serving.store import RatingStore, logged_through
 
     target = Path(args.model).expanduser()
     previous = matfact.load(target) if _is_model_file(str(target)) else None
     with RatingStore(args.db) as store:
-        logged = list(store.ratings())
+        log_id = store.log_id
+        # --partial refines with what the file has not seen yet; a refit takes the whole log.
+        after = logged_through(previous, log_id) if args.partial else 0
+        entries = list(store.entries(after))
+    logged = [rating for _, rating in entries]
+    position = {"id": log_id, "position": entries[-1][0] if entries else after}
     if args.partial:
         if previous is None or not hasattr(previous, "partial_fit"):
             raise UsageError("--partial needs an existing model file of a model with "
                              "partial_fit (ALS, ImplicitALS, BiasedMF, SVDPlusPlus)")
         if not logged:
-            out.result("The rating log is empty: nothing to add; the model is unchanged")
+            out.result("No ratings logged since the model file was made: nothing to add; "
+                       "the model is unchanged")
             return 0
         start = time.perf_counter()
         previous.partial_fit(_log_interactions(logged, previous.is_implicit_))
+        previous.rating_log_ = position
         previous.save(target)
         out.result(f"Refined {type(previous).__name__} with {len(logged):,} logged ratings "
                    f"(partial_fit) in {time.perf_counter() - start:.2f} s; saved {target}")
@@ -670,6 +677,7 @@ def _cmd_retrain(args: argparse.Namespace, out: _Output) -> int:
     if data.item_titles() is None and previous is not None and previous.item_titles_ is not None:
         data = _with_titles(data, previous)
     seconds = _fit(model, data, out)
+    model.rating_log_ = position
     model.save(target)  # written beside, then renamed over the old file
     out.result(f"Refitted {type(model).__name__} on {data.nnz:,} interactions "
                f"({len(logged):,} from the log) in {seconds:.2f} s; saved {target}")

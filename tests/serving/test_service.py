@@ -126,3 +126,34 @@ def test_ties_at_the_cut_off_are_not_kept():
     lists = _batch_top(scores, 2)
     assert lists[0] is None  # the second place is tied: computed on demand instead
     np.testing.assert_array_equal(lists[1][0], [0, 1])
+
+
+def test_replay_skips_what_the_model_file_was_fitted_from(fitted, tmp_path):
+    from matfact.serving.store import RatingStore
+
+    user = fitted.user_index_.ids[0]
+    item_ids = fitted.item_index_.ids[:3].tolist()
+    logged = [Rating(user, item, value) for item, value in zip(item_ids, (1.0, 2.0, 3.0),
+                                                               strict=True)]
+    with RatingStore(tmp_path / "log.sqlite") as store, \
+            RatingStore(tmp_path / "other.sqlite") as other:
+        for log in (store, other):
+            log.append(logged[:2])
+            log.append(logged[2:])
+        model = matfact.clone(fitted).fit(planted_interactions("explicit"), progress=False)
+        # What `matfact retrain` records: it was fitted on this log's first two entries.
+        model.rating_log_ = {"id": store.log_id, "position": 2}
+        kept = model.seen_[0].toarray().ravel()
+        service = ModelService(model)
+        assert service.replay(store) == 1 and service.applied_seq == 3
+        seen = model.seen_[0].toarray().ravel()
+        codes = model.item_index_.get_indexer(item_ids)
+        assert seen[codes[2]] == 3.0  # the rating that came after the file
+        assert seen[codes[0]] == kept[codes[0]] and seen[codes[1]] == kept[codes[1]]
+        assert service.replay(store) == 0  # nothing new since
+        # A file fitted against another log misses none of this one's ratings.
+        assert ModelService(matfact.clone(fitted).fit(planted_interactions("explicit"),
+                                                      progress=False)).replay(other) == 3
+        foreign = matfact.clone(fitted).fit(planted_interactions("explicit"), progress=False)
+        foreign.rating_log_ = {"id": store.log_id, "position": 2}
+        assert ModelService(foreign).replay(other) == 3

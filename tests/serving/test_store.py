@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from matfact import DataError
-from matfact.serving.store import Rating, RatingStore
+from matfact.serving.store import Rating, RatingStore, logged_through
 
 
 def test_ratings_round_trip_with_their_id_types(tmp_path):
@@ -86,3 +86,26 @@ def test_postgresql_log_round_trips_and_group_commits(postgres_url):
         assert connection.execute(text("SHOW synchronous_commit")).scalar() == "on"
         assert connection.execute(text("SELECT COUNT(*) FROM ratings")).scalar() == start + 52
     engine.dispose()
+
+
+def test_each_log_keeps_one_identity(tmp_path):
+    with RatingStore(tmp_path / "a.sqlite") as first:
+        identity = first.log_id
+    with RatingStore(tmp_path / "a.sqlite") as again, RatingStore(tmp_path / "b.sqlite") as other:
+        assert again.log_id == identity
+        assert other.log_id != identity and len(identity) == 32
+
+
+def test_logged_through_trusts_only_a_record_of_the_same_log(tmp_path):
+    class Model:
+        pass
+
+    model = Model()
+    assert logged_through(model, "abc") == 0  # fitted without a log
+    model.rating_log_ = {"id": "abc", "position": 7}
+    assert logged_through(model, "abc") == 7
+    assert logged_through(model, "another log") == 0
+    for broken in ({"id": "abc", "position": -1}, {"id": "abc", "position": True},
+                   {"id": "abc", "position": "7"}, {"id": "abc"}, ["abc", 7]):
+        model.rating_log_ = broken
+        assert logged_through(model, "abc") == 0

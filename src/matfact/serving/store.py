@@ -11,6 +11,12 @@ holding its ratings has committed, which is when the service acknowledges them.
 
 Ids keep their type: the log stores each id with a flag saying whether it was
 an integer, so a replay gives the model the ids it was fitted with.
+
+Each log has an identity (:attr:`RatingStore.log_id`, a random id written once
+when the log is created): ``matfact retrain`` records it in the model file with
+the last sequence number it fitted, so that a server loading that file replays
+only the ratings logged after it, and the whole log when the file came from
+another log.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import os
 import queue
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +36,7 @@ import numpy as np
 
 from matfact.exceptions import DataError
 
-__all__ = ["Rating", "RatingStore", "database_url"]
+__all__ = ["Rating", "RatingStore", "database_url", "logged_through"]
 
 _MAX_GROUP = 10_000  # ratings per transaction: bounds the time a commit holds the lock
 
@@ -58,6 +65,20 @@ def _decode(text: str, is_int: bool) -> int | str:
     return int(text) if is_int else text
 
 
+def logged_through(model: Any, log_id: str) -> int:
+    """The last sequence number of the rating log ``log_id`` that ``model`` was made from.
+
+    0 (the whole log) when the model records none, or records another log: a file
+    fitted against one database and served with another must miss none of its ratings.
+    """
+    record = getattr(model, "rating_log_", None)
+    if isinstance(record, dict) and record.get("id") == log_id:
+        position = record.get("position")
+        if isinstance(position, int) and not isinstance(position, bool) and position >= 0:
+            return position
+    return 0
+
+
 def database_url(target: str | os.PathLike) -> str:
     """An SQLAlchemy URL for ``target``: a URL as given, a file path as an SQLite URL."""
     text = os.fspath(target)
@@ -68,6 +89,13 @@ def database_url(target: str | os.PathLike) -> str:
     path = Path(text).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
+
+
+def _info_table(metadata: Any) -> Any:
+    from sqlalchemy import Column, Table, Text
+
+    return Table("log_info", metadata, Column("key", Text, primary_key=True),
+                 Column("value", Text, nullable=False))
 
 
 def _table(metadata: Any) -> Any:
@@ -141,8 +169,10 @@ class RatingStore:
                     raise DataError(f"{self.url}: SQLite refused WAL mode (got {mode!r})")
         self._metadata = MetaData()
         self.table = _table(self._metadata)
+        self._info = _info_table(self._metadata)
         try:
             self._metadata.create_all(self.engine)
+            self.log_id = self._read_or_make_id()
         except (SQLAlchemyError, sqlite3.Error, DataError) as exc:
             self.engine.dispose()
             raise DataError(f"{target} is not a usable rating log: {exc}") from exc
@@ -151,6 +181,25 @@ class RatingStore:
         self._writer = threading.Thread(target=self._write_loop, name="matfact-rating-log",
                                         daemon=True)
         self._writer.start()
+
+    def _read_or_make_id(self) -> str:
+        """The log's identity: read it, or write a new one (first opener wins a race)."""
+        from sqlalchemy import select
+        from sqlalchemy.exc import IntegrityError
+
+        query = select(self._info.c.value).where(self._info.c.key == "log_id")
+        with self.engine.connect() as connection:
+            found = connection.execute(query).scalar_one_or_none()
+        if found is None:
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(self._info.insert(),
+                                       {"key": "log_id", "value": uuid.uuid4().hex})
+            except IntegrityError:
+                pass  # another process created the log at the same moment: use its id
+            with self.engine.connect() as connection:
+                found = connection.execute(query).scalar_one()
+        return str(found)
 
     # ------------------------------------------------------------------ writing
     def append(self, ratings: Sequence[Rating]) -> int:
