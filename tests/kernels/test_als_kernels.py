@@ -14,10 +14,28 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from matfact._kernels.als import implicit_cg, implicit_cholesky, implicit_loss, solve_rows
+from matfact._kernels.als import (
+    _woodbury_row,
+    implicit_cg,
+    implicit_cholesky,
+    implicit_loss,
+    solve_rows,
+)
 
 F32 = np.float32
 EMPTY = np.zeros(0, dtype=F32)
+
+
+def exact_solve(indptr, indices, confidence, other, gram, row_reg, factors, n_parts=1,
+                short_max=0):
+    """``implicit_cholesky`` with the eigenbasis ``ImplicitALS._exact`` passes it.
+
+    ``short_max=0`` factors every row; larger solves rows up to that length by Woodbury.
+    """
+    eigvals, eigvecs = np.linalg.eigh(gram.astype(np.float64))
+    rotated = other @ eigvecs.astype(F32)
+    implicit_cholesky(indptr, indices, confidence, other, gram, row_reg, factors, rotated,
+                      eigvals, np.ascontiguousarray(eigvecs), short_max, n_parts)
 
 
 # ---------------------------------------------------------------------- problems
@@ -237,17 +255,60 @@ def implicit_dense_solution(problem: dict, extra_reg: np.ndarray | None) -> np.n
     return out
 
 
+@pytest.mark.parametrize("short_max", [0, 4, 10_000], ids=["cholesky", "mixed", "woodbury"])
 @pytest.mark.parametrize("scaled", [False, True], ids=["plain", "row_reg"])
-def test_implicit_cholesky_equals_dense_solve(scaled):
+def test_implicit_cholesky_equals_dense_solve(scaled, short_max):
     problem = implicit_problem(seed=1)
     row_reg = problem["row_reg"] if scaled else EMPTY
     factors = problem["factors"].copy()
-    implicit_cholesky(problem["indptr"], problem["indices"], problem["confidence"],
-                      problem["other"], problem["gram"], row_reg, factors)
+    exact_solve(problem["indptr"], problem["indices"], problem["confidence"],
+                problem["other"], problem["gram"], row_reg, factors, short_max=short_max)
     want = implicit_dense_solution(problem, problem["row_reg"] if scaled else None)
     np.testing.assert_allclose(factors, want, rtol=1e-5, atol=1e-6)
     # The empty row solves (YᵀY + λI) x = 0.
     np.testing.assert_array_equal(factors[5], 0.0)
+
+
+def test_woodbury_row_solves_the_row_or_refuses():
+    """The Woodbury branch itself: the row's exact solution, and False where c − 1 = 0."""
+    rng = np.random.default_rng(9)
+    n, k, n_other = 5, 12, 9
+    g = random_spd(rng, k)
+    r = 0.7
+    eigvals, eigvecs = np.linalg.eigh(g)
+    rotated = rng.standard_normal((n_other, k)).astype(F32)
+    indices = np.array([7, 0, 3, 8, 2], dtype=np.int32)
+    indptr = np.array([0, n], dtype=np.int64)
+    confidence = rng.uniform(1.5, 5.0, n).astype(F32)
+    y = rotated[indices].astype(np.float64) @ eigvecs.T  # the vectors the rotated rows stand for
+    c = confidence.astype(np.float64)
+    want = np.linalg.solve(g + r * np.eye(k) + (y.T * (c - 1)) @ y, y.T @ c)
+    scratch = (np.empty((n, k)), np.empty((n, n)), np.empty(n), np.empty(k), np.empty(k))
+    root_inv = 1.0 / np.sqrt(eigvals + r)
+    args = (indptr, indices, confidence, rotated, 0, root_inv, np.ascontiguousarray(eigvecs))
+    assert _woodbury_row(*args, *scratch)
+    np.testing.assert_allclose(scratch[4], want, rtol=1e-6, atol=1e-8)
+    confidence[2] = 1.0
+    assert not _woodbury_row(*args, *scratch)
+
+
+@pytest.mark.parametrize("scaled", [False, True], ids=["plain", "row_reg"])
+def test_woodbury_rows_equal_dense_solve_at_a_small_ridge(scaled):
+    """Short rows against k = 32, large factors and λ = 0.05 (an ill-conditioned G), and rows
+    with a confidence of exactly 1 (c − 1 = 0, where Woodbury cannot divide: factored)."""
+    problem = implicit_problem(seed=8, n_rows=60, n_other=80, k=32, density=0.08, reg=0.05)
+    problem["other"] = (problem["other"] * 8).astype(F32)
+    y = problem["other"].astype(np.float64)
+    problem["gram"] = (y.T @ y + 0.05 * np.eye(32)).astype(F32)
+    problem["confidence"][::7] = 1.0
+    row_reg = problem["row_reg"] if scaled else EMPTY
+    want = implicit_dense_solution(problem, problem["row_reg"] if scaled else None)
+    for short_max in (0, 32):
+        factors = problem["factors"].copy()
+        exact_solve(problem["indptr"], problem["indices"], problem["confidence"],
+                    problem["other"], problem["gram"], row_reg, factors, short_max=short_max)
+        scale = np.abs(want).max(axis=1, keepdims=True) + 1e-12
+        assert (np.abs(factors - want) / scale).max() < 1e-4, short_max
 
 
 @pytest.mark.parametrize("scaled", [False, True], ids=["plain", "row_reg"])
@@ -257,7 +318,7 @@ def test_implicit_cg_with_many_steps_equals_cholesky(scaled):
     args = (problem["indptr"], problem["indices"], problem["confidence"], problem["other"],
             problem["gram"], row_reg)
     exact = problem["factors"].copy()
-    implicit_cholesky(*args, exact)
+    exact_solve(*args, exact)
     cg = problem["factors"].copy()
     implicit_cg(*args, cg, 50)
     np.testing.assert_allclose(cg, exact, rtol=1e-4, atol=1e-5)
@@ -272,15 +333,15 @@ def test_row_reg_is_added_to_the_diagonal():
     r = 1.3
     args = (problem["indptr"], problem["indices"], problem["confidence"], problem["other"])
     a = problem["factors"].copy()
-    implicit_cholesky(*args, problem["gram"], np.full(len(a), r, F32), a)
+    exact_solve(*args, problem["gram"], np.full(len(a), r, F32), a)
     b = problem["factors"].copy()
-    implicit_cholesky(*args, (problem["gram"] + r * np.eye(k)).astype(F32), EMPTY, b)
+    exact_solve(*args, (problem["gram"] + r * np.eye(k)).astype(F32), EMPTY, b)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     c = problem["factors"].copy()
     implicit_cg(*args, problem["gram"], np.full(len(c), r, F32), c, 50)
     np.testing.assert_allclose(c, b, rtol=1e-4, atol=1e-5)
     plain = problem["factors"].copy()
-    implicit_cholesky(*args, problem["gram"], EMPTY, plain)
+    exact_solve(*args, problem["gram"], EMPTY, plain)
     assert np.abs(plain - b).max() > 1e-3, "the extra ridge must change the solution"
 
 
@@ -341,7 +402,7 @@ def test_implicit_loss_equals_dense_data_term():
     assert got == pytest.approx(want, rel=1e-6)
 
 
-@pytest.mark.parametrize("solver", ["cg", "cholesky"])
+@pytest.mark.parametrize("solver", ["cg", "cholesky", "woodbury"])
 def test_implicit_kernels_give_the_same_rows_for_any_number_of_parts(solver):
     """Rows are cut into one part per thread; the cut must not change a single bit."""
     problem = implicit_problem(seed=7)
@@ -353,7 +414,7 @@ def test_implicit_kernels_give_the_same_rows_for_any_number_of_parts(solver):
         if solver == "cg":
             implicit_cg(*args, x, 3, n_parts)
         else:
-            implicit_cholesky(*args, x, n_parts)
+            exact_solve(*args, x, n_parts, short_max=4 if solver == "woodbury" else 0)
         results.append(x)
     for other in results[1:]:
         np.testing.assert_array_equal(other, results[0])

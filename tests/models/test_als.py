@@ -328,11 +328,14 @@ def implicit_row_solution(other: np.ndarray, cols: np.ndarray, c: np.ndarray,
     return np.linalg.solve(a, yu.T @ c)
 
 
+# k = 4 factors most rows (longer than 0.8 k); k = 16 solves most by Woodbury.
+@pytest.mark.parametrize("n_factors", [4, 16])
 @pytest.mark.parametrize("confidence", ["linear", "log"])
 @pytest.mark.parametrize("reg_exponent", [0.0, 0.5])
-def test_implicit_items_are_the_exact_solution_given_the_users(confidence, reg_exponent):
+def test_implicit_items_are_the_exact_solution_given_the_users(confidence, reg_exponent,
+                                                               n_factors):
     data = implicit_data()
-    model = ImplicitALS(n_factors=4, reg=0.7, alpha=1.5, epsilon=0.5, confidence=confidence,
+    model = ImplicitALS(n_factors=n_factors, reg=0.7, alpha=1.5, epsilon=0.5, confidence=confidence,
                         reg_exponent=reg_exponent, solver="cholesky", max_iter=2,
                         random_state=0, n_threads=1).fit(data, progress=False)
     mask, c = confidences(model, data)
@@ -345,6 +348,14 @@ def test_implicit_items_are_the_exact_solution_given_the_users(confidence, reg_e
                                    err_msg=f"item {i}")
 
 
+def test_implicit_cholesky_without_ridge_and_more_factors_than_items_stays_finite():
+    """λ = 0 and k > n_items: G is singular, so no row may go through Λ⁻¹ (Woodbury)."""
+    model = ImplicitALS(n_factors=32, reg=0.0, reg_exponent=0.0, solver="cholesky",
+                        max_iter=2, random_state=0, n_threads=1).fit(implicit_data(),
+                                                                      progress=False)
+    assert np.isfinite(model.user_factors_).all() and np.isfinite(model.item_factors_).all()
+
+
 def test_implicit_log_confidence_is_not_linear():
     """Guard for the test above: the two confidence scalings give different models."""
     data = implicit_data()
@@ -354,12 +365,13 @@ def test_implicit_log_confidence_is_not_linear():
     assert np.abs(fits[0].item_factors_ - fits[1].item_factors_).max() > 1e-3
 
 
+@pytest.mark.parametrize("n_factors", [4, 16])
 @pytest.mark.parametrize("reg_exponent", [0.0, 0.5])
-def test_implicit_objective_never_increases_with_cholesky(reg_exponent):
+def test_implicit_objective_never_increases_with_cholesky(reg_exponent, n_factors):
     data = implicit_data(1)
     objectives = []
     for n in range(1, 7):
-        model = ImplicitALS(n_factors=4, reg=0.5, reg_exponent=reg_exponent, alpha=2.0,
+        model = ImplicitALS(n_factors=n_factors, reg=0.5, reg_exponent=reg_exponent, alpha=2.0,
                             solver="cholesky", max_iter=n, init_std=0.3, random_state=0,
                             n_threads=1)
         model.fit(data, progress=False)

@@ -259,9 +259,9 @@ class _GivenGram(ImplicitALS):
     A block sees only the rows it needs; ``YᵀY + λI`` must be of the whole matrix.
     """
 
-    given_gram_: np.ndarray
+    given_gram_: np.ndarray  # float64
 
-    def _gram(self, factors: np.ndarray) -> np.ndarray:
+    def _gram64(self, factors: np.ndarray) -> np.ndarray:
         return self.given_gram_
 
 
@@ -866,7 +866,7 @@ class DaskImplicitALS(_DaskFit, ImplicitALS):
 
         def spec(other: np.ndarray, loss: bool) -> dict:
             model = _GivenGram(**params)
-            model.given_gram_ = self._gram(other)  # YᵀY + λI of the whole side, as locally
+            model.given_gram_ = self._gram64(other)  # YᵀY + λI of the whole side, as locally
             return {"model": model, "loss": loss,
                     "plain_gram": gram64(other) if loss else None}
 
