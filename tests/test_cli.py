@@ -517,7 +517,8 @@ def test_retrain_records_the_log_position_and_partial_takes_only_what_is_new(
     code, out, err = run(capsys, "retrain", "--data", comma_csv, "--db", db, "--model", target)
     assert code == 0, err
     assert "(2 from the log)" in out
-    assert matfact.load(target).rating_log_ == {"id": log_id, "position": 2}
+    with RatingStore(db) as store:
+        assert matfact.load(target).rating_log_ == store.position(2, Rating(2, 999, 4.0))
 
     with RatingStore(db) as store:
         store.append([Rating(3, 999, 2.0)])
@@ -525,7 +526,7 @@ def test_retrain_records_the_log_position_and_partial_takes_only_what_is_new(
     assert code == 0, err
     assert "with 1 logged ratings" in out  # not the two the file was fitted with
     refined = matfact.load(target)
-    assert refined.rating_log_ == {"id": log_id, "position": 3}
+    assert refined.rating_log_["id"] == log_id and refined.rating_log_["position"] == 3
     assert refined.seen_[refined.user_index_.get_indexer([3])[0],
                          refined.item_index_.get_indexer([999])[0]] == 2.0
     code, out, err = run(capsys, "retrain", "--db", db, "--model", target, "--partial")

@@ -641,17 +641,16 @@ def _log_interactions(ratings: list, implicit: bool) -> Any:
 
 def _cmd_retrain(args: argparse.Namespace, out: _Output) -> int:
     import matfact
-    from matfact.serving.store import RatingStore, logged_through
+    from matfact.serving.store import RatingStore
 
     target = Path(args.model).expanduser()
     previous = matfact.load(target) if _is_model_file(str(target)) else None
     with RatingStore(args.db) as store:
-        log_id = store.log_id
         # --partial refines with what the file has not seen yet; a refit takes the whole log.
-        after = logged_through(previous, log_id) if args.partial else 0
+        after = store.logged_through(previous) if args.partial else 0
         entries = list(store.entries(after))
+        position = store.position(*entries[-1]) if entries else store.position(0, None)
     logged = [rating for _, rating in entries]
-    position = {"id": log_id, "position": entries[-1][0] if entries else after}
     if args.partial:
         if previous is None or not hasattr(previous, "partial_fit"):
             raise UsageError("--partial needs an existing model file of a model with "

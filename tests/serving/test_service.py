@@ -142,7 +142,7 @@ def test_replay_skips_what_the_model_file_was_fitted_from(fitted, tmp_path):
             log.append(logged[2:])
         model = matfact.clone(fitted).fit(planted_interactions("explicit"), progress=False)
         # What `matfact retrain` records: it was fitted on this log's first two entries.
-        model.rating_log_ = {"id": store.log_id, "position": 2}
+        model.rating_log_ = store.position(2, logged[1])
         kept = model.seen_[0].toarray().ravel()
         service = ModelService(model)
         assert service.replay(store) == 1 and service.applied_seq == 3
@@ -155,5 +155,5 @@ def test_replay_skips_what_the_model_file_was_fitted_from(fitted, tmp_path):
         assert ModelService(matfact.clone(fitted).fit(planted_interactions("explicit"),
                                                       progress=False)).replay(other) == 3
         foreign = matfact.clone(fitted).fit(planted_interactions("explicit"), progress=False)
-        foreign.rating_log_ = {"id": store.log_id, "position": 2}
+        foreign.rating_log_ = store.position(2, logged[1])
         assert ModelService(foreign).replay(other) == 3

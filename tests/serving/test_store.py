@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from matfact import DataError
-from matfact.serving.store import Rating, RatingStore, logged_through
+from matfact.serving.store import Rating, RatingStore
 
 
 def test_ratings_round_trip_with_their_id_types(tmp_path):
@@ -96,16 +96,33 @@ def test_each_log_keeps_one_identity(tmp_path):
         assert other.log_id != identity and len(identity) == 32
 
 
-def test_logged_through_trusts_only_a_record_of_the_same_log(tmp_path):
+def test_logged_through_trusts_only_this_log_holding_the_recorded_rating(tmp_path):
     class Model:
         pass
 
     model = Model()
-    assert logged_through(model, "abc") == 0  # fitted without a log
-    model.rating_log_ = {"id": "abc", "position": 7}
-    assert logged_through(model, "abc") == 7
-    assert logged_through(model, "another log") == 0
-    for broken in ({"id": "abc", "position": -1}, {"id": "abc", "position": True},
-                   {"id": "abc", "position": "7"}, {"id": "abc"}, ["abc", 7]):
-        model.rating_log_ = broken
-        assert logged_through(model, "abc") == 0
+    with RatingStore(tmp_path / "log.sqlite") as store, \
+            RatingStore(tmp_path / "other.sqlite") as other:
+        for log in (store, other):
+            log.append([Rating(1, 10, 4.0), Rating("ann", "x", 2.5, 1.7e9)])
+        assert store.logged_through(model) == 0  # fitted without a log
+        model.rating_log_ = store.position(*list(store.entries())[-1])
+        assert model.rating_log_["position"] == 2
+        assert store.logged_through(model) == 2
+        assert other.logged_through(model) == 0  # another log
+        for broken in ({**model.rating_log_, "position": -1},
+                       {**model.rating_log_, "position": True},
+                       {**model.rating_log_, "position": "2"},
+                       {**model.rating_log_, "position": 3},  # past the log's end
+                       {**model.rating_log_, "last": None},
+                       {"id": store.log_id}, [store.log_id, 2]):
+            model.rating_log_ = broken
+            assert store.logged_through(model) == 0, broken
+        # The log restored from a backup taken before the second rating, then written to:
+        # sequence 2 now holds another rating, which the file has never seen.
+        model.rating_log_ = store.position(2, Rating("ann", "x", 2.5, 1.7e9))
+        with store.engine.begin() as connection:
+            connection.execute(store.table.delete().where(store.table.c.seq == 2))
+        store.append([Rating(3, 30, 1.0)])
+        assert [seq for seq, _ in store.entries()] == [1, 2]
+        assert store.logged_through(model) == 0

@@ -29,7 +29,7 @@ import numpy as np
 from matfact.data.interactions import IdIndex
 from matfact.exceptions import DataError, UnknownIdError
 from matfact.serving.index import TopKIndex, top_n
-from matfact.serving.store import Rating, RatingStore, logged_through
+from matfact.serving.store import Rating, RatingStore
 
 __all__ = ["ModelService", "MAX_N"]
 
@@ -378,10 +378,10 @@ class ModelService:
 
         Those after :attr:`applied_seq`, and after the position ``matfact retrain``
         recorded in the model file when the file was fitted from this same log
-        (:func:`~matfact.serving.store.logged_through`): a reload after a retrain
-        replays only the ratings that came in since, not the whole log again.
+        (:meth:`~matfact.serving.store.RatingStore.logged_through`): a reload after a
+        retrain replays only the ratings that came in since, not the whole log again.
         """
-        self.applied_seq = max(self.applied_seq, logged_through(self.model, store.log_id))
+        self.applied_seq = max(self.applied_seq, store.logged_through(self.model))
         entries = list(store.entries(self.applied_seq))
         if entries:
             self.apply([rating for _, rating in entries])

@@ -14,14 +14,17 @@ an integer, so a replay gives the model the ids it was fitted with.
 
 Each log has an identity (:attr:`RatingStore.log_id`, a random id written once
 when the log is created): ``matfact retrain`` records it in the model file with
-the last sequence number it fitted, so that a server loading that file replays
-only the ratings logged after it, and the whole log when the file came from
-another log.
+the last sequence number it fitted and that rating
+(:meth:`RatingStore.position`), so that a server loading that file replays only
+the ratings logged after it (:meth:`RatingStore.logged_through`), and the whole
+log when the file came from another log or the log no longer holds that rating
+there (restored from an older backup, say).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import queue
 import sqlite3
@@ -36,7 +39,7 @@ import numpy as np
 
 from matfact.exceptions import DataError
 
-__all__ = ["Rating", "RatingStore", "database_url", "logged_through"]
+__all__ = ["Rating", "RatingStore", "database_url"]
 
 _MAX_GROUP = 10_000  # ratings per transaction: bounds the time a commit holds the lock
 
@@ -65,18 +68,17 @@ def _decode(text: str, is_int: bool) -> int | str:
     return int(text) if is_int else text
 
 
-def logged_through(model: Any, log_id: str) -> int:
-    """The last sequence number of the rating log ``log_id`` that ``model`` was made from.
+def _rating(user: str, user_is_int: bool, item: str, item_is_int: bool, value: float,
+            stamp: float | None) -> Rating:
+    """A row of the log as the :class:`Rating` that was logged."""
+    return Rating(_decode(user, user_is_int), _decode(item, item_is_int), float(value),
+                  None if stamp is None else float(stamp))
 
-    0 (the whole log) when the model records none, or records another log: a file
-    fitted against one database and served with another must miss none of its ratings.
-    """
-    record = getattr(model, "rating_log_", None)
-    if isinstance(record, dict) and record.get("id") == log_id:
-        position = record.get("position")
-        if isinstance(position, int) and not isinstance(position, bool) and position >= 0:
-            return position
-    return 0
+
+def _fingerprint(rating: Rating) -> str:
+    """One rating as the log stores it: ids with their type, the value and the timestamp."""
+    stamp = None if rating.timestamp is None else float(rating.timestamp)
+    return json.dumps([*_encode(rating.user), *_encode(rating.item), float(rating.rating), stamp])
 
 
 def database_url(target: str | os.PathLike) -> str:
@@ -278,9 +280,43 @@ class RatingStore:
         query = select(t.c.seq, t.c.user, t.c.user_is_int, t.c.item, t.c.item_is_int,
                        t.c.rating, t.c.timestamp).where(t.c.seq > int(after)).order_by(t.c.seq)
         with self.engine.connect() as connection:
-            for seq, user, user_int, item, item_int, value, stamp in connection.execute(query):
-                yield int(seq), Rating(_decode(user, user_int), _decode(item, item_int),
-                                       float(value), None if stamp is None else float(stamp))
+            for seq, *row in connection.execute(query):
+                yield int(seq), _rating(*row)
+
+    def position(self, sequence: int, rating: Rating | None) -> dict[str, Any]:
+        """What a model file records of the log it was fitted from (``rating_log_``).
+
+        The log's identity, the sequence number of the last rating the model took
+        and that rating itself (``None`` with sequence 0: none), which
+        :meth:`logged_through` checks against the log when the file is loaded.
+        """
+        return {"id": self.log_id, "position": int(sequence),
+                "last": None if rating is None else _fingerprint(rating)}
+
+    def logged_through(self, model: Any) -> int:
+        """The sequence number up to which ``model`` already holds this log's ratings.
+
+        0 (the whole log) unless the model records this log (:meth:`position`) and
+        the log still holds the recorded rating at the recorded position: a file
+        fitted against another database, or against this one before it was restored
+        from an older backup, misses none of the ratings logged since.
+        """
+        record = getattr(model, "rating_log_", None)
+        if not isinstance(record, dict) or record.get("id") != self.log_id:
+            return 0
+        position = record.get("position")
+        if not isinstance(position, int) or isinstance(position, bool) or position <= 0:
+            return 0
+        from sqlalchemy import select
+
+        t = self.table
+        query = select(t.c.user, t.c.user_is_int, t.c.item, t.c.item_is_int, t.c.rating,
+                       t.c.timestamp).where(t.c.seq == position)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        if row is None or _fingerprint(_rating(*row)) != record.get("last"):
+            return 0
+        return position
 
     def count(self) -> int:
         from sqlalchemy import func, select
