@@ -16,7 +16,8 @@ from typing import Any
 
 import matfact
 from benchmarks.common import ROOT, environment, load_ml100k, print_tables
-from matfact.onboarding import STRATEGIES, simulate_onboarding
+from matfact.evaluation.onboarding import simulate_onboarding
+from matfact.onboarding import STRATEGIES
 
 __all__ = ["run", "PROTOCOL", "PLOT"]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import matfact
-import matfact.io as mio
+import matfact.models.persistence as mio
 from matfact import Baseline, ModelFormatError
 from tests.models.contract import planted_interactions
 

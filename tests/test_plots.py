@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 
 from matfact.exceptions import DataError
-from matfact.plots import plot_model_comparison
+from matfact.plots import (
+    INK,
+    MODEL_COLORS,
+    model_colors,
+    plot_model_comparison,
+    save_figure,
+    save_table,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -106,3 +113,63 @@ def test_does_not_touch_pyplot_state(tmp_path, table):
     backend = matplotlib.rcParams._get("backend")
     plot_model_comparison(table, tmp_path / "c.png")
     assert matplotlib.rcParams._get("backend") == backend
+
+
+# ------------------------------------------------------------------------------ the writers
+def _figure(width=3.0, height=2.0, dpi=100):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=dpi, facecolor="white")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.imshow(np.linspace(0, 255, 60 * 40).reshape(40, 60), cmap="gray")
+    ax.set_title("a title", color=INK)
+    ax.plot([0, 59], [0, 39], color=MODEL_COLORS[0])
+    return fig
+
+
+def test_save_figure_writes_the_dpi_asked(tmp_path):
+    path = save_figure(_figure(), tmp_path / "f.png", dpi=100)
+    assert path == tmp_path / "f.png"
+    assert png_size(path) == (300, 200)
+    assert png_size(save_figure(_figure(), tmp_path / "g.png")) == (450, 300)  # plots.DPI
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "g.png"]
+
+
+def test_save_figure_palettes(tmp_path):
+    from PIL import Image
+
+    palette = [f"#{v:02X}{v:02X}{v:02X}" for v in (0, 128, 255)] + [INK, MODEL_COLORS[0]]
+    fixed = save_figure(_figure(), tmp_path / "fixed.png", dpi=100, palette=palette)
+    with Image.open(fixed) as image:
+        assert image.mode == "P" and image.size == (300, 200)
+        entries = np.array(image.getpalette()).reshape(-1, 3)
+        used = {tuple(entries[i]) for i in np.unique(np.asarray(image))}
+    allowed = {tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in palette}
+    assert used <= allowed and (255, 255, 255) in used  # white stays white
+    adaptive = save_figure(_figure(), tmp_path / "adaptive.png", palette="adaptive")
+    with Image.open(adaptive) as image:
+        assert image.mode == "P"
+    # A vector format ignores the palette.
+    svg = save_figure(_figure(), tmp_path / "f.svg", palette="adaptive")
+    assert svg.read_text(encoding="utf-8").lstrip().startswith("<?xml")
+    with pytest.raises(ValueError, match="palette"):
+        save_figure(_figure(), tmp_path / "bad.png", palette="median")
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_save_table_writes_csv_atomically(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("old", encoding="utf-8")
+    frame = pd.DataFrame({"model": ["a, b", "é"], "rmse": [0.123456789, np.nan]})
+    assert save_table(frame, path) == path
+    assert path.read_text(encoding="utf-8").splitlines() == ['model,rmse', '"a, b",0.123457',
+                                                             "é,"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
+def test_model_colors_extend_the_palette():
+    colors = model_colors(10)
+    assert colors[:8] == list(MODEL_COLORS) and len(colors) == 10
+    assert model_colors(0) == []

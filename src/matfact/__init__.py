@@ -130,7 +130,7 @@ __all__ = [
 
 def load(path: Any) -> Any:
     """Load a model saved with ``model.save(path)`` (no pickle); see :mod:`matfact.io`."""
-    from matfact.io import load_model
+    from matfact.models.persistence import load_model
 
     return load_model(path)
 

@@ -11,6 +11,7 @@ __all__ = [
     "MatfactError",
     "DataError",
     "ParameterError",
+    "UsageError",
     "DivergenceError",
     "UnknownIdError",
     "NotFittedError",
@@ -33,6 +34,14 @@ class DataError(MatfactError, ValueError):
 
 class ParameterError(MatfactError, ValueError):
     """A hyper-parameter or argument is out of its allowed range or of the wrong type."""
+
+
+class UsageError(ParameterError):
+    """A command line that cannot be run as given (``matfact`` exits with status 2).
+
+    A :class:`ParameterError` (so a ``ValueError``), for callers of the command
+    line's helpers from Python (``matfact.cli.read_interactions``, ``parse_params``).
+    """
 
 
 class UnknownIdError(MatfactError, KeyError):

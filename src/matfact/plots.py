@@ -5,19 +5,27 @@ it with :class:`~matplotlib.backends.backend_agg.FigureCanvasAgg`, so it never
 touches ``pyplot`` or the user's backend, and writes the file atomically (a
 temporary file beside the target, then :func:`os.replace`): a crash leaves
 either the previous file or the new one, never half a PNG.
+
+This module is also the one style and the one writer of every figure and table
+matfact draws (evaluation reports, onboarding curves, topics, faces): the colours
+:data:`INK`, :data:`MUTED`, :data:`GRID` and :data:`MODEL_COLORS`
+(:func:`model_colors` past the palette), the resolution :data:`DPI`, and the
+atomic writers :func:`save_figure` and :func:`save_table`.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from matfact._atomic import atomic_write
 from matfact.exceptions import DataError
 
-__all__ = ["plot_model_comparison", "plot_tuning", "save_figure", "metric_label", "MODEL_COLORS"]
+__all__ = ["plot_model_comparison", "plot_tuning", "save_figure", "save_table", "metric_label",
+           "model_colors", "MODEL_COLORS", "INK", "MUTED", "GRID", "DPI"]
 
 #: Colours given to the models in table order (Okabe & Ito's colour-blind-safe palette,
 #: its pale yellow last); more models cycle through matplotlib's ``tab10``.
@@ -28,10 +36,14 @@ _LOWER_IS_BETTER = ("rmse", "mae", "mse", "loss", "error")
 _HIGHER_IS_BETTER = ("ndcg", "precision", "p", "recall", "r", "map", "mrr", "hit_rate", "hr",
                      "hitrate", "auc", "coverage", "f1")
 _ACRONYMS = ("rmse", "mae", "mse", "ndcg", "map", "mrr", "auc", "hr", "p", "r")
-_INK = "#222222"
-_MUTED = "#6B6B6B"
-_GRID = "#E4E4E4"
-_DPI = 150
+#: Text, titles and outlines of every figure.
+INK = "#222222"
+#: Secondary text: hints, notes, tick labels.
+MUTED = "#6B6B6B"
+#: Grid lines.
+GRID = "#E4E4E4"
+#: Resolution of a PNG, unless a figure asks for another (faces keep their pixel size).
+DPI = 150
 _MAX_COLUMNS = 3
 
 
@@ -107,7 +119,22 @@ def _metric_columns(table: Any) -> list[tuple[str, Any]]:
     return found
 
 
-def _colors(n: int) -> list[Any]:
+def model_colors(n: int) -> list[Any]:
+    """The colours of ``n`` models in table order: :data:`MODEL_COLORS`, then ``tab10``.
+
+    Every figure that shows several models takes their colours from here, so a
+    model keeps one colour across the figures of a report.
+
+    Parameters
+    ----------
+    n : int
+        Number of models.
+
+    Returns
+    -------
+    list
+        ``n`` matplotlib colours (hex strings, then RGBA tuples past the palette).
+    """
     from matplotlib import colormaps
 
     tab10 = colormaps["tab10"]
@@ -143,7 +170,7 @@ def _draw_panel(ax: Any, names: list[str], values: Any, column: str, colors: lis
         candidates = np.where(finite, values, np.inf if lower_better else -np.inf)
         best = int(np.argmin(candidates) if lower_better else np.argmax(candidates))
     ax.barh(positions, widths, left=starts, height=0.64, color=colors, zorder=2,
-            edgecolor=[_INK if i == best else "none" for i in range(len(names))],
+            edgecolor=[INK if i == best else "none" for i in range(len(names))],
             linewidth=1.2)
     if log_axis:
         from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -156,21 +183,21 @@ def _draw_panel(ax: Any, names: list[str], values: Any, column: str, colors: lis
         if not finite[i]:
             ax.annotate("n/a", xy=(0.0, i), xycoords=("axes fraction", "data"),
                         xytext=(4, 0), textcoords="offset points", va="center", ha="left",
-                        fontsize=9, color=_MUTED, style="italic")
+                        fontsize=9, color=MUTED, style="italic")
             continue
         end = shown[i] if log_axis else max(values[i], 0.0)
         label = _format_value(values[i], log_axis, decimals)
         if i == best:
             label += "  ★"
         ax.annotate(label, xy=(end, i), xytext=(4, 0), textcoords="offset points",
-                    va="center", ha="left", fontsize=9, zorder=3, color=_INK,
+                    va="center", ha="left", fontsize=9, zorder=3, color=INK,
                     fontweight="bold" if i == best else "normal")
     ax.set_yticks(positions)
-    ax.set_yticklabels(names if show_names else [""] * len(names), fontsize=10, color=_INK)
+    ax.set_yticklabels(names if show_names else [""] * len(names), fontsize=10, color=INK)
     ax.set_ylim(len(names) - 0.4, -0.6)  # first model on top
     ax.tick_params(axis="y", length=0)
-    ax.tick_params(axis="x", which="both", labelsize=8, colors=_MUTED, length=0)
-    ax.grid(axis="x", color=_GRID, linewidth=0.8, zorder=0)
+    ax.tick_params(axis="x", which="both", labelsize=8, colors=MUTED, length=0)
+    ax.grid(axis="x", color=GRID, linewidth=0.8, zorder=0)
     ax.set_axisbelow(True)
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
@@ -178,11 +205,11 @@ def _draw_panel(ax: Any, names: list[str], values: Any, column: str, colors: lis
     title = metric_label(column)
     if log_axis and "log" not in column.lower():
         title += ", log scale"
-    ax.set_title(title, loc="left", fontsize=11, fontweight="bold", color=_INK, pad=16)
+    ax.set_title(title, loc="left", fontsize=11, fontweight="bold", color=INK, pad=16)
     if lower_better is not None:
         hint = "lower is better" if lower_better else "higher is better"
         ax.annotate(hint, xy=(0.0, 1.0), xycoords="axes fraction", xytext=(0, 3),
-                    textcoords="offset points", fontsize=8.5, color=_MUTED, ha="left",
+                    textcoords="offset points", fontsize=8.5, color=MUTED, ha="left",
                     va="bottom")
 
 
@@ -245,7 +272,7 @@ def plot_model_comparison(table: Any, path: str | os.PathLike, *,
             f"{[str(c) for c in table.columns]}"
         )
     names = _model_names(table)
-    colors = _colors(len(names))
+    colors = model_colors(len(names))
     n_panels = len(metrics)
     ncols = n_panels if n_panels <= _MAX_COLUMNS else math.ceil(n_panels / 2)
     ncols = min(ncols, _MAX_COLUMNS)
@@ -253,7 +280,7 @@ def plot_model_comparison(table: Any, path: str | os.PathLike, *,
     label_width = min(2.4, 0.3 + 0.075 * max(len(name) for name in names))
     width = label_width + 3.3 * ncols
     height = nrows * (0.95 + 0.36 * len(names)) + (0.45 if title else 0.1)
-    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained",
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained",
                  facecolor="white")
     FigureCanvasAgg(fig)
     fig.get_layout_engine().set(w_pad=0.12, h_pad=0.16, wspace=0.06, hspace=0.12)
@@ -270,9 +297,9 @@ def plot_model_comparison(table: Any, path: str | os.PathLike, *,
     if any(not np.isfinite(values).all() for _, values in metrics):
         notes.append("n/a: not measured (e.g. the RMSE of a model that predicts no ratings)")
     if notes:
-        fig.supxlabel("    ".join(notes), x=0.01, ha="left", fontsize=8, color=_MUTED)
+        fig.supxlabel("    ".join(notes), x=0.01, ha="left", fontsize=8, color=MUTED)
     if title:
-        fig.suptitle(title, x=0.01, ha="left", fontsize=13, fontweight="bold", color=_INK)
+        fig.suptitle(title, x=0.01, ha="left", fontsize=13, fontweight="bold", color=INK)
 
     return save_figure(fig, path)
 
@@ -307,7 +334,7 @@ def plot_tuning(result: Any, path: str | os.PathLike, *, title: str | None = Non
     ncols = min(widest, _MAX_COLUMNS)
     rows_per = {name: math.ceil(len(one.best_params) / ncols) for name, one in results.items()}
     nrows = sum(rows_per.values())
-    fig = Figure(figsize=(3.4 * ncols + 0.4, 2.7 * nrows + (0.4 if title else 0.1)), dpi=_DPI,
+    fig = Figure(figsize=(3.4 * ncols + 0.4, 2.7 * nrows + (0.4 if title else 0.1)), dpi=DPI,
                  layout="constrained", facecolor="white")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -324,7 +351,7 @@ def plot_tuning(result: Any, path: str | os.PathLike, *, title: str | None = Non
         row += rows_per[name]
     axes.flat[0].legend(frameon=False, fontsize=8)
     if title:
-        fig.suptitle(title, x=0.01, ha="left", fontsize=12, fontweight="bold", color=_INK)
+        fig.suptitle(title, x=0.01, ha="left", fontsize=12, fontweight="bold", color=INK)
     return save_figure(fig, path)
 
 
@@ -348,36 +375,112 @@ def _tuning_panel(ax: Any, frame: Any, name: str, metric: str, *, first: bool,
     ax.scatter(x, scores, s=18, color=MODEL_COLORS[0], alpha=0.75, linewidths=0)
     ax.scatter([x[best_row]], [scores[best_row]], s=90, marker="*", color=MODEL_COLORS[1],
                zorder=3, label="best")
-    ax.set_xlabel(name, color=_INK)
+    ax.set_xlabel(name, color=INK)
     label = f"validation {metric_label(metric)}"
-    ax.set_ylabel((f"{model}\n{label}" if model else label) if first else "", color=_INK)
-    ax.grid(color=_GRID, linewidth=0.8)
+    ax.set_ylabel((f"{model}\n{label}" if model else label) if first else "", color=INK)
+    ax.grid(color=GRID, linewidth=0.8)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
 
 
-def save_figure(fig, path: str | os.PathLike, *, dpi: int = _DPI) -> Path:
+def save_figure(fig, path: str | os.PathLike, *, dpi: int = DPI,
+                palette: str | Sequence[str] | None = None) -> Path:
     """Write a matplotlib figure to ``path`` atomically (PNG, or SVG/PDF by suffix).
+
+    The one figure writer of matfact: a temporary file beside ``path``, then
+    :func:`os.replace`, so a crash leaves the previous file or the new one.
 
     Parameters
     ----------
     fig : matplotlib.figure.Figure
     path : str or path-like
-        Its suffix picks the format; anything but ``.svg``/``.pdf`` is PNG.
-    dpi : int, default=150
+        Its suffix picks the format; anything but ``.svg``/``.pdf`` is PNG. The
+        parent directory must exist.
+    dpi : int, default=DPI (150)
+        Resolution of a PNG.
+    palette : {"adaptive"} or sequence of str, default=None
+        A PNG with a colour palette instead of full colour (ignored for SVG and
+        PDF), several times smaller. ``"adaptive"``: 256 colours chosen from the
+        figure (median cut), for line plots. A sequence of colours
+        (``"#RRGGBB"``): exactly those, each pixel drawn in its nearest one, for
+        figures of grayscale photographs (say 56 gray levels plus the inks of
+        the figure's text and lines; an adaptive palette would give the few
+        pixels of a small coloured label no colour of their own).
 
     Returns
     -------
-    Path
+    pathlib.Path
+        ``path``.
     """
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("png", "svg", "pdf"):
         fmt = "png"
+    image = _palette_image(fig, dpi, palette) if palette is not None and fmt == "png" else None
 
     def write(tmp: Path) -> None:
         with open(tmp, "xb") as handle:
-            fig.savefig(handle, format=fmt, dpi=dpi, facecolor="white")
+            if image is None:
+                fig.savefig(handle, format=fmt, dpi=dpi, facecolor="white")
+            else:
+                image.save(handle, format="PNG", optimize=True)
+
+    return atomic_write(path, write)
+
+
+def _palette_image(fig: Any, dpi: int, palette: str | Sequence[str]) -> Any:
+    """The figure rendered at ``dpi`` as a palette (mode ``"P"``) Pillow image."""
+    import io
+
+    import numpy as np
+    from matplotlib.colors import to_rgb
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, facecolor="white")
+    buffer.seek(0)
+    with Image.open(buffer) as rendered:
+        pixels = np.asarray(rendered.convert("RGB"))
+    if isinstance(palette, str):
+        if palette != "adaptive":
+            raise ValueError(f"palette must be 'adaptive' or a sequence of colours, "
+                             f"got {palette!r}")
+        return Image.fromarray(pixels).quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    entries = np.array([[round(255 * c) for c in to_rgb(color)] for color in palette])
+    if not 1 <= len(entries) <= 256:
+        raise ValueError(f"a palette holds 1 to 256 colours, got {len(entries)}")
+    # Each distinct colour to its nearest entry (Pillow's own mapping to a given palette
+    # is approximate: it turned white into 250).
+    colours, inverse = np.unique(pixels.reshape(-1, 3), axis=0, return_inverse=True)
+    distance = ((colours[:, None, :].astype(np.int64) - entries[None]) ** 2).sum(axis=2)
+    index = distance.argmin(axis=1).astype(np.uint8)[inverse.ravel()]
+    image = Image.fromarray(index.reshape(pixels.shape[:2]), mode="P")
+    image.putpalette(entries.astype(np.uint8).ravel().tolist())
+    return image
+
+
+def save_table(table: Any, path: str | os.PathLike) -> Path:
+    """Write a pandas DataFrame to ``path`` as CSV atomically: the one CSV writer of matfact.
+
+    UTF-8, no index, floats to 6 significant digits (``%.6g``), fields quoted
+    only when they need it.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+    path : str or path-like
+        The parent directory must exist.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    import csv
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "x", encoding="utf-8", newline="") as handle:
+            table.to_csv(handle, index=False, float_format="%.6g", quoting=csv.QUOTE_MINIMAL)
 
     return atomic_write(path, write)

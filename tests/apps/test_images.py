@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from matfact.apps import images as app
+from matfact.cli import images as command
 from matfact.datasets import ImageDataset
 from matfact.exceptions import DataError, ParameterError
 
@@ -54,7 +55,7 @@ def _blobs(rng: np.random.Generator, n: int, shape=(12, 10)) -> np.ndarray:
 
 def _parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="matfact images")
-    app.configure_parser(parser)
+    command.configure_parser(parser)
     return parser.parse_args(list(argv))
 
 
@@ -191,7 +192,7 @@ def test_cli_end_to_end_on_a_folder_of_real_faces(faces, tmp_path, capsys):
     for index, (image, label) in enumerate(zip(faces.images, faces.labels, strict=True)):
         _write(folder / f"s{label + 1}" / f"{index % 10 + 1}.pgm", image)
     out = tmp_path / "out"
-    assert app.run(_parse("--data", str(folder), "--out", str(out), "--ranks", "8,2",
+    assert command.run(_parse("--data", str(folder), "--out", str(out), "--ranks", "8,2",
                           "--seed", "0", "--max-iter", "100")) == 0
     printed = capsys.readouterr().out
     for name in ("basis.png", "reconstructions.png", "compression.png", "recognition.png"):
@@ -224,7 +225,7 @@ def test_cli_single_image_patches(tmp_path, capsys, rng):
     path = tmp_path / "picture.png"
     _write(path, np.clip(picture, 0, 255))
     out = tmp_path / "out"
-    assert app.run(_parse("--data", str(path), "--patch", "8", "--out", str(out), "--ranks",
+    assert command.run(_parse("--data", str(path), "--patch", "8", "--out", str(out), "--ranks",
                           "2,4", "--seed", "1")) == 0
     printed = capsys.readouterr().out
     assert "30 patches of 8x8 pixels (5 x 6)" in printed  # 40 // 8 by 52 // 8
@@ -238,7 +239,7 @@ def test_cli_default_ranks_fit_small_data(tmp_path, capsys, rng):
     folder = tmp_path / "flat"
     for index, image in enumerate(_blobs(rng, 12)):
         _write(folder / f"{index}.png", image)
-    assert app.run(_parse("--data", str(folder), "--out", str(tmp_path / "out"))) == 0
+    assert command.run(_parse("--data", str(folder), "--out", str(tmp_path / "out"))) == 0
     printed = capsys.readouterr().out
     table_rows = [line.split()[0] for line in printed.splitlines()
                   if line[:1].isdigit() and len(line.split()) == 7]
@@ -248,7 +249,7 @@ def test_cli_default_ranks_fit_small_data(tmp_path, capsys, rng):
 
 def test_cli_rejects_malformed_ranks():
     parser = argparse.ArgumentParser(prog="matfact images", exit_on_error=False)
-    app.configure_parser(parser)
+    command.configure_parser(parser)
     with pytest.raises(argparse.ArgumentError, match="comma-separated integers"):
         parser.parse_args(["--ranks", "5,ten"])
     with pytest.raises(argparse.ArgumentError, match="positive"):

@@ -14,13 +14,12 @@ import pytest
 from matfact.apps import topics
 from matfact.apps.topics import (
     Corpus,
-    configure_parser,
     fit_topics,
     nmi_score,
     purity_score,
     read_corpus,
-    run,
 )
+from matfact.cli.topics import configure_parser, run
 from matfact.exceptions import DataError, ParameterError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

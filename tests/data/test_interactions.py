@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from matfact.data import readers
 from matfact.data.interactions import IdIndex, Interactions
 from matfact.exceptions import DataError, MatfactError, ParameterError
 
@@ -327,6 +328,126 @@ def test_from_parquet_errors(tmp_path):
     text.write_text("user,item\n1,2\n")
     with pytest.raises(DataError, match="Parquet"):
         Interactions.from_parquet(text)
+
+
+# ------------------------------------------------------------------------------ readers
+# matfact.data.readers: the one reader behind from_csv, from_parquet, the CLI and the apps.
+
+
+@pytest.mark.parametrize(("line", "name", "sep"), [
+    ("user,item,rating", "r.csv", ","),
+    ("user\titem\trating", "r.csv", "\t"),
+    ("user;item;rating", "r.txt", ";"),
+    ("user|item|rating", "r.dat", "|"),
+    ("user item  rating", "r.dat", readers.WHITESPACE),
+    ("user,item;rating;x", "r.csv", ";"),  # the most frequent wins
+    ("a,b\tc", "r.csv", "\t"),  # a tie goes to the earlier candidate
+    ("user,item", "r.tsv.gz", "\t"),  # .tsv (under any compression) means tabs
+    ("justone", "r.csv", ","),
+])
+def test_sniff_separator(line, name, sep):
+    assert readers.sniff_separator(name, line) == sep
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz", ".bz2", ".xz"])
+def test_sniff_reads_compressed_files_and_detects_the_header(tmp_path, suffix):
+    frame = explicit_frame()
+    with_header, without = tmp_path / f"a.csv{suffix}", tmp_path / f"b.tsv{suffix}"
+    frame.to_csv(with_header, index=False)
+    numbers = frame.drop(columns="item")  # all numbers: no header line
+    numbers.to_csv(without, sep="\t", header=False, index=False)
+    layout = readers.sniff(with_header)
+    assert (layout.sep, layout.header, layout.n_fields) == (",", True, frame.shape[1])
+    assert layout.names == list(frame.columns)
+    layout = readers.sniff(without)
+    assert (layout.sep, layout.names, layout.n_fields) == ("\t", None, numbers.shape[1])
+    assert readers.sniff(without, header=True).header
+    assert readers.sniff(with_header, sep="tab").sep == "\t"
+    data = Interactions.from_csv(with_header, rating="rating", timestamp="timestamp")
+    assert_same_interactions(data, frame)
+
+
+def test_sniff_refuses_what_is_not_a_table(tmp_path):
+    empty, binary, latin = tmp_path / "e.csv", tmp_path / "b.csv", tmp_path / "l.csv"
+    empty.write_text("\n\n")
+    binary.write_bytes(b"user,item\x00\n1,2\n")
+    latin.write_bytes("usér,item\n1,2\n".encode("latin-1"))
+    with pytest.raises(DataError, match="is empty"):
+        readers.sniff(empty)
+    with pytest.raises(DataError, match="NUL"):
+        readers.sniff(binary)
+    with pytest.raises(DataError, match=r"not valid utf-8 .*encoding='latin-1' "
+                                         r"\(--encoding latin-1\)"):
+        readers.sniff(latin)
+    with pytest.raises(ParameterError, match="not a known text encoding"):
+        readers.sniff(empty, encoding="no-such-codec")
+    repeated = tmp_path / "r.csv"
+    repeated.write_text("user,user\n1,2\n")
+    with pytest.raises(DataError, match="repeated column names"):
+        readers.sniff(repeated)
+    broken = tmp_path / "x.csv.gz"
+    broken.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(DataError, match="cannot read"):
+        readers.sniff(broken)
+    with pytest.raises(DataError):
+        Interactions.from_csv(broken)
+
+
+def test_resolve_column_by_name_case_or_position():
+    names = ["UserId", "item", "Rating"]
+    assert readers.resolve_column("item", names, 3, "f.csv", option="item=") == "item"
+    assert readers.resolve_column("userid", names, 3, "f.csv", option="user=") == "UserId"
+    assert readers.resolve_column("2", names, 3, "f.csv", option="rating=") == "Rating"
+    assert readers.resolve_column("1", None, 3, "f.csv", option="--item-col") == 1
+    with pytest.raises(ParameterError, match="--user-col: no column 'who' in f.csv"):
+        readers.resolve_column("who", names, 3, "f.csv", option="--user-col")
+    with pytest.raises(ParameterError, match="no header, so --user-col must be a column number"):
+        readers.resolve_column("user", None, 3, "f.csv", option="--user-col")
+    with pytest.raises(ParameterError, match="--item-col 3 is out of range"):
+        readers.resolve_column("3", None, 3, "f.csv", option="--item-col")
+
+
+def test_detect_columns_by_usual_names_positions_and_given():
+    names = ["Visitor_ID", "movie-id", "Stars", "ts", "plays"]
+    roles = readers.detect_columns("f.csv", names, 5, {})
+    assert roles == {"user": "Visitor_ID", "item": "movie-id", "rating": "Stars",
+                     "timestamp": "ts", "weight": "plays"}
+    assert readers.detect_columns("f.csv", names, 5, {}, skip=("rating",))["rating"] is None
+    assert readers.detect_columns("f", None, 3, {}) == {
+        "user": 0, "item": 1, "rating": 2, "timestamp": None, "weight": None}
+    # A headerless file with a column given: the others are not guessed by position.
+    assert readers.detect_columns("f", None, 3, {"user": "1"})["item"] is None
+    with pytest.raises(ParameterError, match="two roles"):
+        readers.detect_columns("f.csv", names, 5, {"weight": "Stars"})
+
+
+def test_read_delimited_as_text_keeps_every_field(tmp_path):
+    path = tmp_path / "docs.csv"
+    path.write_text('id,text\n007,NA\n8, spaced\n9,\n', encoding="utf-8")
+    frame = readers.read_delimited(path, as_text=True)
+    assert frame["id"].tolist() == ["007", "8", "9"]
+    assert frame["text"].tolist() == ["NA", " spaced", ""]
+    parsed = readers.read_delimited(path)
+    assert parsed["id"].tolist() == [7, 8, 9]
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("")
+    with pytest.raises(DataError, match="cannot read it as TSV: the file is empty"):
+        readers.read_delimited(empty, sep="\t")
+
+
+def test_parquet_columns_leave_out_the_index(tmp_path):
+    pytest.importorskip("pyarrow")
+    frame = explicit_frame()
+    plain, indexed = tmp_path / "plain.parquet", tmp_path / "indexed.parquet"
+    frame.to_parquet(plain)
+    frame.set_index("user").to_parquet(indexed)
+    assert readers.parquet_columns(plain) == list(frame.columns)
+    assert readers.parquet_columns(indexed) == [c for c in frame.columns if c != "user"]
+    assert list(readers.read_parquet(plain, columns=["item", "user"]).columns) == ["item", "user"]
+    text = tmp_path / "not.parquet"
+    text.write_text("user,item\n1,2\n")
+    with pytest.raises(DataError, match="cannot read it as Parquet"):
+        readers.parquet_columns(text)
 
 
 # ------------------------------------------------------------------------------ CSR

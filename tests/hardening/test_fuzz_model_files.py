@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 import matfact
 import matfact.models  # noqa: F401
+import matfact.models.persistence as mio
 from matfact import Interactions
-from matfact import io as mio
 from matfact.exceptions import ModelFormatError
 from matfact.models.base import MODEL_REGISTRY
 from tests.hardening._cases import check, profiles

@@ -15,7 +15,8 @@ import math
 import numpy as np
 import pytest
 
-from matfact._kernels.bpr import _next, bpr_epoch
+from matfact._kernels._common import splitmix64_next
+from matfact._kernels.bpr import bpr_epoch
 
 F32 = np.float32
 MASK = (1 << 64) - 1
@@ -42,10 +43,10 @@ def test_splitmix64_reference_known_values():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 1234567, 2**63 - 1, 2**64 - 1, 0x9E3779B97F4A7C15])
-def test_next_is_splitmix64(seed):
+def test_splitmix64_next_is_splitmix64(seed):
     state = ref = seed
     for _ in range(5):
-        state, out = _next(np.uint64(state))  # a Python int > 2**63 would be typed int64
+        state, out = splitmix64_next(np.uint64(state))  # a Python int > 2**63 would be typed int64
         ref, want = splitmix64(ref)
         assert (int(state), int(out)) == (ref, want)
 

@@ -1,4 +1,4 @@
-"""Top-n selection: the numba kernel, the single-row NumPy path, and a slow reference."""
+"""Top-n selection: the numba kernel (parallel and serial), its NumPy reference, a slow sort."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from matfact._kernels.topk import topk_rows
-from matfact.models.base import _top_n
+from matfact._kernels.topk import topk_rows, topk_rows_reference
+from matfact.models.ranking import top_n, top_n_rows
 
 
 def reference(scores, excluded, n):
@@ -23,6 +23,8 @@ def reference(scores, excluded, n):
 @settings(max_examples=300, deadline=None)
 @given(st.integers(1, 4), st.integers(1, 25), st.integers(1, 12), st.integers(0, 2**32 - 1))
 def test_kernel_and_single_row_path_match_reference(n_rows, n_cols, n, seed):
+    # The parallel kernel, the serial one (a single row) and the NumPy reference agree
+    # with a plain sort by (-score, index) on scores full of ties and NaN.
     rng = np.random.default_rng(seed)
     scores = rng.integers(0, 4, (n_rows, n_cols)).astype(np.float32)  # many ties
     scores[rng.random((n_rows, n_cols)) < 0.1] = np.nan
@@ -38,7 +40,13 @@ def test_kernel_and_single_row_path_match_reference(n_rows, n_cols, n, seed):
         filled = np.array(expected) >= 0
         np.testing.assert_array_equal(val[r][filled], scores[r][np.array(expected)[filled]])
         assert np.isnan(val[r][~filled]).all()
-        one_idx, one_val = _top_n(scores[r:r + 1], np.array([0, len(excluded[r])]),
-                                  excluded[r].astype(np.int32), n)
+        one_idx, one_val = top_n_rows(scores[r:r + 1], n, np.array([0, len(excluded[r])]),
+                                      excluded[r].astype(np.int32))
         assert one_idx[0].tolist() == expected
         np.testing.assert_array_equal(one_val[0], val[r])
+        vector_idx, vector_val = top_n(scores[r], n, excluded[r])
+        assert vector_idx.tolist() == [j for j in expected if j >= 0]
+        np.testing.assert_array_equal(vector_val, val[r][filled])
+    ref_idx, ref_val = topk_rows_reference(scores, indptr, indices, n)
+    np.testing.assert_array_equal(ref_idx, idx)
+    np.testing.assert_array_equal(ref_val, val)

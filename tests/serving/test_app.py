@@ -267,3 +267,31 @@ def test_the_service_logs_to_postgresql_and_replays_it_after_kill_9(model_copy, 
         restarted.stop()
     np.testing.assert_allclose(after["predictions"], before["predictions"], rtol=1e-5)
     assert after["fallback"] == [False, False]
+
+
+def test_a_refused_write_is_not_logged_and_the_server_restarts(model_copy, tmp_path):
+    """Issue 18: validate, then log, then apply: a 4xx write leaves no row behind."""
+    db = tmp_path / "log.sqlite"
+    server = Server(model_copy, db).start()
+    try:
+        with server.client(API_KEY) as client:
+            for bad in ({"user": "abc", "item": 1, "rating": 4},   # not an id of this model
+                        {"user": "--5", "item": 1, "rating": 4},
+                        {"user": 1, "item": "\u00b2", "rating": 4},
+                        {"user": 1, "item": 1, "rating": 4, "timestamp": 1e300}):
+                response = client.post("/ratings", json={"ratings": [
+                    {"user": 1, "item": 2, "rating": 3}, bad]})
+                assert response.status_code == 400, response.text
+            ok = client.post("/ratings", json={"ratings": [{"user": "42", "item": " 7 ",
+                                                            "rating": 2}]})
+            assert ok.status_code == 200, ok.text
+            for path in ("/users/--5/recommendations", "/users/%C2%B2/recommendations",
+                         f"/users/{'9' * 5000}/recommendations"):
+                assert client.get(path).json()["fallback"] == "popularity"
+    finally:
+        server.kill()
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute("SELECT user, user_is_int, item, item_is_int FROM ratings"
+                                  ).fetchall()
+    assert rows == [("42", 1, "7", 1)]  # logged as the model's integer ids
+    Server(model_copy, db).start().stop()

@@ -33,53 +33,21 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from matfact._kernels._common import balanced_row_bounds, longest_row, ordered_sum
+from matfact._kernels._common import (
+    FASTMATH,
+    add_outer,
+    balanced_row_bounds,
+    cholesky,
+    longest_row,
+    ordered_sum,
+    solve_lower,
+    solve_upper_t,
+)
 
 __all__ = ["solve_rows", "implicit_cg", "implicit_cholesky", "implicit_loss"]
 
-_FASTMATH = {"nsz", "arcp", "contract", "reassoc", "afn"}
 
-
-@numba.njit(cache=True, fastmath=_FASTMATH)
-def _cholesky(a, d):
-    """In-place lower Cholesky factor of ``a[:d, :d]``; False if not positive definite."""
-    for j in range(d):
-        s = a[j, j]
-        for p in range(j):
-            s -= a[j, p] * a[j, p]
-        if s <= 0.0:
-            return False
-        diag = np.sqrt(s)
-        a[j, j] = diag
-        for i in range(j + 1, d):
-            s = a[i, j]
-            for p in range(j):
-                s -= a[i, p] * a[j, p]
-            a[i, j] = s / diag
-    return True
-
-
-@numba.njit(cache=True, fastmath=_FASTMATH)
-def _solve_lower(low, b, d):
-    """Solve ``L y = b`` in place."""
-    for i in range(d):
-        s = b[i]
-        for p in range(i):
-            s -= low[i, p] * b[p]
-        b[i] = s / low[i, i]
-
-
-@numba.njit(cache=True, fastmath=_FASTMATH)
-def _solve_upper_t(low, b, d):
-    """Solve ``Lᵀ y = b`` in place."""
-    for i in range(d - 1, -1, -1):
-        s = b[i]
-        for p in range(i + 1, d):
-            s -= low[p, i] * b[p]
-        b[i] = s / low[i, i]
-
-
-@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def solve_rows(indptr, indices, values, weights, other, other_bias, use_bias, global_mean,
                alpha, prior_precision, prior_term, scale_by_weight, noise, out_factors,
                out_bias):
@@ -139,29 +107,25 @@ def solve_rows(indptr, indices, values, weights, other, other_bias, use_bias, gl
                     x[k] = 1.0
                 total += w
                 aw = alpha * w
-                for f in range(d):
-                    xf = aw * x[f]
-                    b[f] += xf * t
-                    for g in range(f + 1):  # lower triangle only
-                        a[f, g] += xf * x[g]
+                add_outer(a, b, x, aw, t, d)
             s = total if scale_by_weight else 1.0
             for f in range(d):
                 b[f] += s * prior_term[f]
                 for g in range(f + 1):
                     a[f, g] += s * prior_precision[f, g]
-            if not _cholesky(a, d):
+            if not cholesky(a, d):
                 failed[u] = 1
                 for f in range(k):
                     out_factors[u, f] = 0.0
                 if use_bias:
                     out_bias[u] = 0.0
                 continue
-            _solve_lower(a, b, d)
-            _solve_upper_t(a, b, d)
+            solve_lower(a, b, d)
+            solve_upper_t(a, b, d)
             if sampling:
                 for f in range(d):
                     x[f] = noise[u, f]
-                _solve_upper_t(a, x, d)
+                solve_upper_t(a, x, d)
                 for f in range(d):
                     b[f] += x[f]
             for f in range(k):
@@ -171,7 +135,7 @@ def solve_rows(indptr, indices, values, weights, other, other_bias, use_bias, gl
     return ordered_sum(failed)
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def _gather(indptr, indices, confidence, other, u, block, extra):
     """Copy row ``u``'s item vectors into ``block[:n]`` (contiguous), ``c − 1`` into ``extra``.
 
@@ -199,7 +163,7 @@ def _gather(indptr, indices, confidence, other, u, block, extra):
 # the result is the same for any number of threads.
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH, inline="always")
+@numba.njit(cache=True, fastmath=FASTMATH, inline="always")
 def _add_rows(block, extra, n, v, out, residual):
     """``out += Σ_q coef_q · block[q]`` over the row's gathered block, four rows at a time.
 
@@ -246,7 +210,7 @@ def _add_rows(block, extra, n, v, out, residual):
         q += 1
 
 
-@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def implicit_cg(indptr, indices, confidence, other, gram, row_reg, factors, cg_steps,
                 n_parts=1):
     """Conjugate-gradient half-step of implicit ALS, warm-started from ``factors``.
@@ -323,7 +287,7 @@ def implicit_cg(indptr, indices, confidence, other, gram, row_reg, factors, cg_s
                 factors[u, f] = x[f]
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def _woodbury_row(indptr, indices, confidence, rotated, u, root_inv, eigvecs, scaled_block,
                   m, w, xt, out_row):
     """Exact solve of row ``u`` from the rotated item vectors; False if it cannot be used.
@@ -354,10 +318,10 @@ def _woodbury_row(indptr, indices, confidence, rotated, u, root_inv, eigvecs, sc
             m[q, j] = s
         m[q, q] += 1.0 / d
         w[q] = (d + 1.0) / d
-    if not _cholesky(m, n):
+    if not cholesky(m, n):
         return False
-    _solve_lower(m, w, n)
-    _solve_upper_t(m, w, n)
+    solve_lower(m, w, n)
+    solve_upper_t(m, w, n)
     for f in range(k):
         xt[f] = 0.0
     for q in range(n):
@@ -373,7 +337,7 @@ def _woodbury_row(indptr, indices, confidence, rotated, u, root_inv, eigvecs, sc
     return True
 
 
-@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def implicit_cholesky(indptr, indices, confidence, other, gram, row_reg, factors, rotated,
                       eigvals, eigvecs, short_max, n_parts=1):
     """Exact half-step of implicit ALS: form each row's system and solve it.
@@ -445,9 +409,9 @@ def implicit_cholesky(indptr, indices, confidence, other, gram, row_reg, factors
                     a[f, g] += gram[f, g]
                 if scaled:
                     a[f, f] += row_reg[u]
-            if _cholesky(a, k):
-                _solve_lower(a, rhs, k)
-                _solve_upper_t(a, rhs, k)
+            if cholesky(a, k):
+                solve_lower(a, rhs, k)
+                solve_upper_t(a, rhs, k)
                 for f in range(k):
                     factors[u, f] = rhs[f]
             else:
@@ -455,7 +419,7 @@ def implicit_cholesky(indptr, indices, confidence, other, gram, row_reg, factors
                     factors[u, f] = 0.0
 
 
-@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def implicit_loss(indptr, indices, confidence, user_factors, item_factors, gram_items):
     """``Σ_{u,i} c_ui (p_ui − x_u·y_i)² `` over every cell, without visiting the zeros.
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from matfact._kernels.als import _cholesky, _solve_lower, _solve_upper_t
+from matfact._kernels._common import add_outer, cholesky, solve_lower, solve_upper_t
 
 __all__ = ["residuals", "sample_id_rows", "sweep_columns", "row_sums", "sample_columns",
            "apply_deltas"]
@@ -112,23 +112,19 @@ def sample_id_rows(indptr, other_idx, pos, weights, other_eff, d, alpha, prior_p
                 for f in range(d):
                     t += own_id[u, f] * x[f]
                 aw = alpha * (weights[q] if weighted else 1.0)
-                for f in range(d):
-                    xf = aw * x[f]
-                    b[f] += xf * t
-                    for g in range(f + 1):
-                        a[f, g] += xf * x[g]
+                add_outer(a, b, x, aw, t, d)
             for f in range(d):
                 b[f] += prior_term[f]
                 for g in range(f + 1):
                     a[f, g] += prior_precision[f, g]
-            if not _cholesky(a, d):
+            if not cholesky(a, d):
                 failed[u] = 1
                 continue
-            _solve_lower(a, b, d)
-            _solve_upper_t(a, b, d)
+            solve_lower(a, b, d)
+            solve_upper_t(a, b, d)
             for f in range(d):
                 x[f] = noise[u, f]
-            _solve_upper_t(a, x, d)
+            solve_upper_t(a, x, d)
             for f in range(d):
                 value = b[f] + x[f]
                 delta[f] = value - own_id[u, f]

@@ -21,43 +21,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from matfact._kernels._common import ordered_sum
+from matfact._kernels._common import FASTMATH, draw_unseen, ordered_sum
 
 __all__ = ["bpr_epoch"]
 
-_FASTMATH = {"nsz", "arcp", "contract", "reassoc", "afn"}
 
-
-@numba.njit(cache=True, inline="always")
-def _next(state):
-    """splitmix64: returns (new state, 64-bit output)."""
-    state = (state + np.uint64(0x9E3779B97F4A7C15)) & np.uint64(0xFFFFFFFFFFFFFFFF)
-    z = state
-    z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & np.uint64(
-        0xFFFFFFFFFFFFFFFF)
-    z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & np.uint64(
-        0xFFFFFFFFFFFFFFFF)
-    return state, z ^ (z >> np.uint64(31))
-
-
-@numba.njit(cache=True, inline="always")
-def _seen(seen_indptr, seen_indices, u, j):
-    """Whether item ``j`` is among user ``u``'s positives (sorted CSR row)."""
-    lo = seen_indptr[u]
-    hi = seen_indptr[u + 1]
-    while lo < hi:
-        mid = (lo + hi) // 2
-        v = seen_indices[mid]
-        if v < j:
-            lo = mid + 1
-        elif v > j:
-            hi = mid
-        else:
-            return True
-    return False
-
-
-@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def bpr_epoch(block_ptr, users, items, item_bounds, seen_indptr, seen_indices, user_factors,
               item_factors, item_bias, learning_rate, reg, reg_bias, col_perm, seeds,
               max_tries):
@@ -112,13 +81,8 @@ def bpr_epoch(block_ptr, users, items, item_bounds, seen_indptr, seen_indices, u
             for idx in range(block_ptr[block], block_ptr[block + 1]):
                 u = users[idx]
                 i = items[idx]
-                j = -1
-                for _ in range(max_tries):
-                    state, draw = _next(state)
-                    cand = lo + np.int64(draw % np.uint64(width))
-                    if not _seen(seen_indptr, seen_indices, u, cand):
-                        j = cand
-                        break
+                state, j = draw_unseen(state, lo, width, seen_indptr, seen_indices, u,
+                                       max_tries)
                 if j < 0:
                     continue
                 x = item_bias[i] - item_bias[j]
@@ -151,7 +115,7 @@ def bpr_epoch(block_ptr, users, items, item_bounds, seen_indptr, seen_indices, u
     return ordered_sum(block_loss), ordered_sum(block_correct), ordered_sum(block_updates)
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def bpr_fold_in(positive, negative, bias_diff, weights, reg, step, n_steps):
     """Gradient ascent on one user's mean BPR log-likelihood against fixed negatives.
 

@@ -52,16 +52,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from matfact._kernels.bpr import _next, _seen
+from matfact._kernels._common import FASTMATH, draw_unseen, is_seen, splitmix64_next
 
 __all__ = ["squared_epoch", "bpr_epoch", "warp_epoch", "compose"]
 
 MAX_WARP_LOSS = 10.0
-#: No NaN/inf assumptions (nnan, ninf) are made: a diverging fit must show as NaN.
-_FASTMATH = {"nsz", "arcp", "contract", "reassoc", "afn"}
 
 
-@numba.njit(cache=True, inline="always", fastmath=_FASTMATH)
+@numba.njit(cache=True, inline="always", fastmath=FASTMATH)
 def _compose_row(indptr, indices, data, row, emb, bias, out):
     """``out = Σ_f x_f emb[f]``; returns ``Σ_f x_f bias[f]`` (float64 accumulation)."""
     k = emb.shape[1]
@@ -77,7 +75,7 @@ def _compose_row(indptr, indices, data, row, emb, bias, out):
     return total
 
 
-@numba.njit(cache=True, inline="always", fastmath=_FASTMATH)
+@numba.njit(cache=True, inline="always", fastmath=FASTMATH)
 def _step_row(indptr, indices, data, row, emb, emb_acc, bias, bias_acc, grad, grad_bias,
               lr, reg, reg_bias):
     """Adagrad step of every feature of ``row`` (see the module docstring)."""
@@ -94,25 +92,38 @@ def _step_row(indptr, indices, data, row, emb, emb_acc, bias, bias_acc, grad, gr
             emb[j, f] -= lr * g / np.sqrt(emb_acc[j, f])
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, inline="always", fastmath=FASTMATH)
+def _step_pair(u, i, j, d, p, qi, qj, gp, gi, gj, u_indptr, u_indices, u_data, i_indptr,
+               i_indices, i_data, user_emb, user_emb_acc, user_bias, user_bias_acc, item_emb,
+               item_emb_acc, item_bias, item_bias_acc, lr, reg, reg_bias):
+    """Adagrad step of a ranking pair ``(u, i, j)`` given ``d = ∂loss/∂(s_ui − s_uj)``.
+
+    With ``p = p_u``, ``qi = q_i``, ``qj = q_j`` composed before the update, the
+    gradients are ``d (q_i − q_j)`` for ``p_u``, ``d p_u`` and ``d`` for item
+    ``i``'s vector and bias, ``−d p_u`` and ``−d`` for item ``j``'s (the user's
+    bias cancels in the difference). ``gp``, ``gi``, ``gj`` are scratch.
+    """
+    k = p.shape[0]
+    for f in range(k):
+        gp[f] = d * (qi[f] - qj[f])
+        gi[f] = d * p[f]
+        gj[f] = -d * p[f]
+    _step_row(u_indptr, u_indices, u_data, u, user_emb, user_emb_acc, user_bias,
+              user_bias_acc, gp, np.float32(0.0), lr, reg, reg_bias)
+    _step_row(i_indptr, i_indices, i_data, i, item_emb, item_emb_acc, item_bias,
+              item_bias_acc, gi, d, lr, reg, reg_bias)
+    _step_row(i_indptr, i_indices, i_data, j, item_emb, item_emb_acc, item_bias,
+              item_bias_acc, gj, -d, lr, reg, reg_bias)
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
 def compose(indptr, indices, data, emb, bias, out, out_bias):
     """Every row's representation and bias: ``out = X @ emb``, ``out_bias = X @ bias``."""
     for row in range(indptr.shape[0] - 1):
         out_bias[row] = _compose_row(indptr, indices, data, row, emb, bias, out[row])
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
-def _draw_negative(state, n_items, seen_indptr, seen_indices, u, max_tries):
-    """A uniform item ``u`` has not interacted with (-1 after ``max_tries`` draws)."""
-    for _ in range(max_tries):
-        state, draw = _next(state)
-        cand = np.int64(draw % np.uint64(n_items))
-        if not _seen(seen_indptr, seen_indices, u, cand):
-            return state, cand
-    return state, np.int64(-1)
-
-
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def squared_epoch(order, users, items, values, weights, u_indptr, u_indices, u_data,
                   i_indptr, i_indices, i_data, user_emb, user_emb_acc, user_bias,
                   user_bias_acc, item_emb, item_emb_acc, item_bias, item_bias_acc, mean,
@@ -170,7 +181,7 @@ def squared_epoch(order, users, items, values, weights, u_indptr, u_indices, u_d
     return sse
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def bpr_epoch(order, users, items, weights, seen_indptr, seen_indices, u_indptr, u_indices,
               u_data, i_indptr, i_indices, i_data, user_emb, user_emb_acc, user_bias,
               user_bias_acc, item_emb, item_emb_acc, item_bias, item_bias_acc, learning_rate,
@@ -210,7 +221,7 @@ def bpr_epoch(order, users, items, weights, seen_indptr, seen_indices, u_indptr,
         s = order[t]
         u = users[s]
         i = items[s]
-        state, j = _draw_negative(state, n_items, seen_indptr, seen_indices, u, max_tries)
+        state, j = draw_unseen(state, 0, n_items, seen_indptr, seen_indices, u, max_tries)
         if j < 0:
             continue
         w = weights[s] if has_weights else np.float32(1.0)
@@ -233,20 +244,13 @@ def bpr_epoch(order, users, items, weights, seen_indptr, seen_indices, u_indptr,
             g = 1.0 / (1.0 + z)
             loss += w * (-x + np.log1p(z))
         d = np.float32(-w * g)  # ∂loss/∂x
-        for f in range(k):
-            gp[f] = d * (qi[f] - qj[f])
-            gi[f] = d * p[f]
-            gj[f] = -d * p[f]
-        _step_row(u_indptr, u_indices, u_data, u, user_emb, user_emb_acc, user_bias,
-                  user_bias_acc, gp, np.float32(0.0), lr, lam, lam_b)
-        _step_row(i_indptr, i_indices, i_data, i, item_emb, item_emb_acc, item_bias,
-                  item_bias_acc, gi, d, lr, lam, lam_b)
-        _step_row(i_indptr, i_indices, i_data, j, item_emb, item_emb_acc, item_bias,
-                  item_bias_acc, gj, -d, lr, lam, lam_b)
+        _step_pair(u, i, j, d, p, qi, qj, gp, gi, gj, u_indptr, u_indices, u_data, i_indptr,
+                   i_indices, i_data, user_emb, user_emb_acc, user_bias, user_bias_acc,
+                   item_emb, item_emb_acc, item_bias, item_bias_acc, lr, lam, lam_b)
     return loss, correct, updates
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def warp_epoch(order, users, items, weights, seen_indptr, seen_indices, u_indptr, u_indices,
                u_data, i_indptr, i_indices, i_data, user_emb, user_emb_acc, user_bias,
                user_bias_acc, item_emb, item_emb_acc, item_bias, item_bias_acc, learning_rate,
@@ -292,9 +296,9 @@ def warp_epoch(order, users, items, weights, seen_indptr, seen_indices, u_indptr
         for f in range(k):
             s_i += p[f] * qi[f]
         for n in range(1, max_sampled + 1):
-            state, draw = _next(state)
+            state, draw = splitmix64_next(state)
             j = np.int64(draw % np.uint64(n_items))
-            if _seen(seen_indptr, seen_indices, u, j):
+            if is_seen(seen_indptr, seen_indices, u, j):
                 continue
             s_j = _compose_row(i_indptr, i_indices, i_data, j, item_emb, item_bias, qj)
             for f in range(k):
@@ -304,16 +308,11 @@ def warp_epoch(order, users, items, weights, seen_indptr, seen_indices, u_indptr
                 weight = min(np.log(max(rank, 1.0)), MAX_WARP_LOSS)
                 loss += w * weight * (1.0 - s_i + s_j)
                 violations += 1
-                d = np.float32(w * weight)  # ∂loss/∂s_uj; ∂loss/∂s_ui = −d
-                for f in range(k):
-                    gp[f] = d * (qj[f] - qi[f])
-                    gi[f] = -d * p[f]
-                    gj[f] = d * p[f]
-                _step_row(u_indptr, u_indices, u_data, u, user_emb, user_emb_acc, user_bias,
-                          user_bias_acc, gp, np.float32(0.0), lr, lam, lam_b)
-                _step_row(i_indptr, i_indices, i_data, i, item_emb, item_emb_acc, item_bias,
-                          item_bias_acc, gi, -d, lr, lam, lam_b)
-                _step_row(i_indptr, i_indices, i_data, j, item_emb, item_emb_acc, item_bias,
-                          item_bias_acc, gj, d, lr, lam, lam_b)
+                # ∂loss/∂(s_ui − s_uj) = −w L
+                d = -np.float32(w * weight)
+                _step_pair(u, i, j, d, p, qi, qj, gp, gi, gj, u_indptr, u_indices, u_data,
+                           i_indptr, i_indices, i_data, user_emb, user_emb_acc, user_bias,
+                           user_bias_acc, item_emb, item_emb_acc, item_bias, item_bias_acc, lr,
+                           lam, lam_b)
                 break
     return loss, violations, order.shape[0]

@@ -28,12 +28,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from matfact._kernels._common import longest_row, ordered_sum
+from matfact._kernels._common import FASTMATH, longest_row, ordered_sum
 
 __all__ = ["cd_rows", "kl_ratio_times", "kl_divergence_sparse", "masked_cd_rows",
            "masked_mu_rows"]
 
-_FASTMATH = {"nsz", "arcp", "contract", "reassoc", "afn"}
 #: Rows gathered per tile before being transposed into a factor-major block.
 _TILE = 16
 #: Rows of ``W`` updated together by :func:`cd_rows` (two AVX-512 registers of float32: two chains in flight).
@@ -42,7 +41,7 @@ _LANES = 32
 _CHUNKS = 256
 
 
-@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def cd_rows(W, HHt, XHt, permutation, max_sweeps, inner_tol):
     """Coordinate descent on every row of ``W`` for ``½‖X − W H‖²`` (+ penalties).
 
@@ -120,7 +119,7 @@ def cd_rows(W, HHt, XHt, permutation, max_sweeps, inner_tol):
     return ordered_sum(violation)
 
 
-@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def kl_ratio_times(indptr, indices, data, W, Ht, floor, out):
     """``out = (X / (W H)) Hᵀ`` with the quotient taken at ``X``'s non-zeros only.
 
@@ -143,7 +142,7 @@ def kl_ratio_times(indptr, indices, data, W, Ht, floor, out):
     return out
 
 
-@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def kl_divergence_sparse(indptr, indices, data, W, Ht, floor):
     """``Σ_{x>0} x log(x / wh) − Σ x``: the non-zero part of the generalized KL divergence.
 
@@ -165,7 +164,7 @@ def kl_divergence_sparse(indptr, indices, data, W, Ht, floor):
     return ordered_sum(per_row)
 
 
-@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def masked_cd_rows(indptr, indices, values, other, other_bias, global_mean, factors, bias,
                    use_bias, l1, l2, reg_bias, scale_by_count, sweeps):
     """One masked half-step: each row's non-negative least squares by coordinate descent.
@@ -278,7 +277,7 @@ def masked_cd_rows(indptr, indices, values, other, other_bias, global_mean, fact
     return ordered_sum(sse)
 
 
-@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def masked_mu_rows(indptr, indices, values, other, factors, l1, l2, scale_by_count, floor):
     """One weighted multiplicative update of every row (Zhang et al. 2006), observed cells only.
 

@@ -44,15 +44,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from matfact._kernels._common import ordered_sum
+from matfact._kernels._common import FASTMATH, ordered_sum
 
-__all__ = ["sgd_epoch", "sgd_time_epoch", "svdpp_epoch", "svdpp_time_epoch", "predict_pairs"]
-
-# No "nnan"/"ninf": divergence must surface as NaN/inf in the loss.
-_FASTMATH = {"nsz", "arcp", "contract", "reassoc", "afn"}
+__all__ = ["sgd_epoch", "sgd_time_epoch", "svdpp_epoch", "svdpp_time_epoch"]
 
 
-@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def sgd_epoch(block_ptr, users, items, ratings, weights, user_factors, item_factors,
               user_bias, item_bias, global_mean, learning_rate, reg, reg_bias,
               col_perm, use_bias, bias_learning_rate):
@@ -137,7 +134,7 @@ def sgd_epoch(block_ptr, users, items, ratings, weights, user_factors, item_fact
     return ordered_sum(block_sse)
 
 
-@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def sgd_time_epoch(block_ptr, users, items, ratings, weights, bins, devs, user_factors,
                    item_factors, user_bias, item_bias, item_bin_bias, user_drift, global_mean,
                    learning_rate, reg, reg_bias, reg_time, col_perm, bias_learning_rate):
@@ -218,7 +215,32 @@ def sgd_time_epoch(block_ptr, users, items, ratings, weights, bins, devs, user_f
     return ordered_sum(block_sse)
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, inline="always", fastmath=FASTMATH)
+def _implicit_sum(items, start, end, implicit, scale, z, grad):
+    """SVD++'s ``z = |N|^-½ Σ_{j∈N(u)} y_j`` over ``items[start:end]``; zeroes ``grad``."""
+    k = z.shape[0]
+    for f in range(k):
+        z[f] = 0.0
+        grad[f] = 0.0
+    for idx in range(start, end):
+        j = items[idx]
+        for f in range(k):
+            z[f] += implicit[j, f]
+    for f in range(k):
+        z[f] *= scale
+
+
+@numba.njit(cache=True, inline="always", fastmath=FASTMATH)
+def _implicit_step(items, start, end, implicit, grad, scale, decay, lr):
+    """``y_j += lr (|N|^-½ g − |N| λ_y y_j)`` for every ``j`` of ``items[start:end]``."""
+    k = grad.shape[0]
+    for idx in range(start, end):
+        j = items[idx]
+        for f in range(k):
+            implicit[j, f] += lr * (grad[f] * scale - decay * implicit[j, f])
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
 def svdpp_epoch(indptr, items, ratings, weights, user_order, user_factors, item_factors,
                 implicit, user_bias, item_bias, global_mean, learning_rate, reg, reg_bias,
                 reg_implicit):
@@ -260,15 +282,7 @@ def svdpp_epoch(indptr, items, ratings, weights, user_order, user_factors, item_
         if n_u == 0:
             continue
         scale = np.float32(1.0 / np.sqrt(n_u))
-        for f in range(k):
-            z[f] = 0.0
-            grad[f] = 0.0
-        for idx in range(start, end):
-            j = items[idx]
-            for f in range(k):
-                z[f] += implicit[j, f]
-        for f in range(k):
-            z[f] *= scale
+        _implicit_sum(items, start, end, implicit, scale, z, grad)
         for idx in range(start, end):
             i = items[idx]
             pred = mu + user_bias[u] + item_bias[i]
@@ -286,15 +300,11 @@ def svdpp_epoch(indptr, items, ratings, weights, user_order, user_factors, item_
                 grad[f] += err * qif
                 user_factors[u, f] = puf + lr * (err * qif - lam * puf)
                 item_factors[i, f] = qif + lr * (err * (puf + z[f]) - lam * qif)
-        decay = lam_y * np.float32(n_u)
-        for idx in range(start, end):
-            j = items[idx]
-            for f in range(k):
-                implicit[j, f] += lr * (grad[f] * scale - decay * implicit[j, f])
+        _implicit_step(items, start, end, implicit, grad, scale, lam_y * np.float32(n_u), lr)
     return sse
 
 
-@numba.njit(cache=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, fastmath=FASTMATH)
 def svdpp_time_epoch(indptr, items, ratings, weights, bins, devs, user_order, user_factors,
                      item_factors, implicit, user_bias, item_bias, item_bin_bias, user_drift,
                      global_mean, learning_rate, reg, reg_bias, reg_implicit, reg_time):
@@ -325,15 +335,7 @@ def svdpp_time_epoch(indptr, items, ratings, weights, bins, devs, user_order, us
         if n_u == 0:
             continue
         scale = np.float32(1.0 / np.sqrt(n_u))
-        for f in range(k):
-            z[f] = 0.0
-            grad[f] = 0.0
-        for idx in range(start, end):
-            j = items[idx]
-            for f in range(k):
-                z[f] += implicit[j, f]
-        for f in range(k):
-            z[f] *= scale
+        _implicit_sum(items, start, end, implicit, scale, z, grad)
         for idx in range(start, end):
             i = items[idx]
             t = bins[idx]
@@ -356,28 +358,6 @@ def svdpp_time_epoch(indptr, items, ratings, weights, bins, devs, user_order, us
                 grad[f] += err * qif
                 user_factors[u, f] = puf + lr * (err * qif - lam * puf)
                 item_factors[i, f] = qif + lr * (err * (puf + z[f]) - lam * qif)
-        decay = lam_y * np.float32(n_u)
-        for idx in range(start, end):
-            j = items[idx]
-            for f in range(k):
-                implicit[j, f] += lr * (grad[f] * scale - decay * implicit[j, f])
+        _implicit_step(items, start, end, implicit, grad, scale, lam_y * np.float32(n_u), lr)
     return sse
 
-
-@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
-def predict_pairs(users, items, user_factors, item_factors, user_bias, item_bias,
-                  global_mean, use_bias):
-    """``μ + b_u + b_i + p_u·q_i`` for index pairs (all known), float64 out."""
-    n = users.shape[0]
-    k = user_factors.shape[1]
-    out = np.empty(n, dtype=np.float64)
-    for idx in numba.prange(n):
-        u = users[idx]
-        i = items[idx]
-        pred = np.float32(global_mean)
-        if use_bias:
-            pred += user_bias[u] + item_bias[i]
-        for f in range(k):
-            pred += user_factors[u, f] * item_factors[i, f]
-        out[idx] = pred
-    return out

@@ -13,12 +13,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from matfact._kernels._common import FASTMATH
+
 __all__ = ["csr_times_dense"]
 
-_FASTMATH = {"nsz", "arcp", "contract", "reassoc", "afn"}
 
-
-@numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def csr_times_dense(indptr, indices, data, dense, out):
     """``out = X @ dense`` for ``X`` in CSR, written into ``out``.
 

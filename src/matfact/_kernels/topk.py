@@ -1,15 +1,14 @@
 """Top-n selection over rows of a score matrix, with per-row exclusions (numba).
 
-NumPy reference (what the kernel computes, for one row ``r``)::
+The one top-k of matfact: :func:`topk_rows` (rows in parallel, for batches)
+and :func:`topk_rows_serial` (the same code without a parallel region, for a
+single row: no thread start-up, and no contention with BLAS threads still
+spinning after the product that made the scores) compile one function;
+:func:`topk_rows_reference` is the NumPy statement of what they compute.
 
-    s = scores[r].copy()
-    s[exclude_indices[exclude_indptr[r]:exclude_indptr[r + 1]]] = -inf
-    order = np.lexsort((np.arange(len(s)), -s))      # score desc, index asc
-    top = [j for j in order[:n] if s[j] > -inf]
-
-Rows with fewer than ``n`` eligible columns are padded with index -1 and
-score NaN. Ties go to the lower column index, so results do not depend on
-the thread count.
+Rows with fewer than ``n`` eligible columns (not excluded, not NaN) are padded
+with index -1 and score NaN. Ties go to the lower column index, so results do
+not depend on the thread count.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["topk_rows"]
+__all__ = ["topk_rows", "topk_rows_serial", "topk_rows_reference"]
 
 
 @numba.njit(cache=True, inline="always")
@@ -48,8 +47,7 @@ def _sift_down(heap_val, heap_idx, size, value, index):
     heap_idx[pos] = index
 
 
-@numba.njit(cache=True, parallel=True)
-def topk_rows(scores, exclude_indptr, exclude_indices, n):
+def _topk_rows(scores, exclude_indptr, exclude_indices, n):
     """Best ``n`` columns of each row of ``scores``, skipping excluded columns.
 
     Parameters
@@ -100,4 +98,23 @@ def topk_rows(scores, exclude_indptr, exclude_indices, n):
             out_val[r, slot] = heap_val[0]
             out_idx[r, slot] = heap_idx[0]
             _sift_down(heap_val, heap_idx, slot, heap_val[slot], heap_idx[slot])
+    return out_idx, out_val
+
+
+topk_rows = numba.njit(cache=True, parallel=True)(_topk_rows)
+topk_rows_serial = numba.njit(cache=True)(_topk_rows)
+
+
+def topk_rows_reference(scores, exclude_indptr, exclude_indices, n):
+    """What :func:`topk_rows` computes, in NumPy (a full stable sort per row)."""
+    n_rows = scores.shape[0]
+    out_idx = np.full((n_rows, n), -1, dtype=np.int64)
+    out_val = np.full((n_rows, n), np.nan, dtype=np.float32)
+    for r in range(n_rows):
+        s = np.asarray(scores[r], dtype=np.float32).copy()
+        s[exclude_indices[exclude_indptr[r]:exclude_indptr[r + 1]]] = np.nan
+        eligible = np.flatnonzero(~np.isnan(s))
+        order = eligible[np.lexsort((eligible, -s[eligible]))][:n]  # score desc, index asc
+        out_idx[r, :len(order)] = order
+        out_val[r, :len(order)] = s[order]
     return out_idx, out_val

@@ -7,9 +7,9 @@ that order) and derives a CSR matrix from them on demand.
 
 from __future__ import annotations
 
-import codecs
 import numbers
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -162,6 +162,22 @@ def _normalize_object_ids_unchecked(array: np.ndarray, what: str) -> np.ndarray:
                     f"{_positions(other)}")
 
 
+_INT_TEXT = re.compile(r"[+-]?[0-9]{1,19}", re.ASCII)
+
+
+def _parse_int(text: str) -> int | None:
+    """An integer id written as text (ASCII digits, optional sign), or None.
+
+    Stricter than ``int()``, which also takes other scripts' digits, ``_``
+    separators and thousands of digits (slowly): those are not ids.
+    """
+    text = text.strip(" \t\r\n")
+    if not _INT_TEXT.fullmatch(text):
+        return None
+    value = int(text)
+    return value if -(2**63) <= value < 2**63 else None
+
+
 class IdIndex:
     """A two-way map between raw ids (ints or strings) and dense indices ``0..n-1``.
 
@@ -266,9 +282,8 @@ class IdIndex:
                 valid[pos] = False
                 continue
             if isinstance(value, (str, np.str_)):
-                try:
-                    value = int(value.strip())
-                except ValueError:
+                value = _parse_int(value)
+                if value is None:
                     valid[pos] = False
                     continue
             elif isinstance(value, (float, np.floating)):
@@ -285,6 +300,51 @@ class IdIndex:
             out[pos] = int(value)
         return out, valid
 
+    def parse(self, raw: Any, what: str = "raw") -> np.ndarray:
+        """``raw`` ids in this index's type, or :class:`DataError` naming those that cannot be.
+
+        The one rule for ids that arrive as text or JSON: for integer ids, an
+        integer, an integral float or a string of ASCII digits with an optional
+        sign (``"42"``, ``" -7 "``) within int64; for string ids, any string or
+        integer (``5`` reads as ``"5"``). Booleans and anything else are refused.
+
+        Returns
+        -------
+        ids : ndarray of shape (n,), int64 or str
+        """
+        array = (_as_object_array(raw) if isinstance(raw, (list, tuple))
+                 else np.asarray(raw, dtype=object)).reshape(-1)
+        values, valid = self._coerce(array)
+        if not valid.all():
+            bad = array[~valid][:_MAX_SHOWN].tolist()
+            kind = "integers" if self.kind == "int" else "strings or integers"
+            raise DataError(f"{what} ids must be {kind} for this model; got {bad}")
+        return values if self.kind == "int" else values.astype(str)
+
+    def code(self, raw: Any) -> int:
+        """The dense index of one raw id, or -1 if it is not in the index (never raises).
+
+        ``raw`` is read by :meth:`parse`'s rule, so ``"42"`` finds the integer
+        id 42 and a text that is not an integer is simply unknown.
+        """
+        kind = type(raw)
+        if kind is str and self.kind == "str":
+            value = raw
+        elif kind is str:
+            value = _parse_int(raw)
+        elif kind is int and self.kind == "int":
+            value = raw if -(2**63) <= raw < 2**63 else None
+        else:
+            values, valid = self._coerce(np.array([raw], dtype=object))
+            value = values[0] if valid[0] else None
+        if value is None:
+            return -1
+        try:
+            found = self._lookup.get_loc(value)
+        except (KeyError, TypeError):
+            return -1
+        return found if isinstance(found, int) else -1
+
     def get_indexer(self, raw: Any) -> np.ndarray:
         """Dense indices of ``raw`` ids; ``-1`` where an id is unknown.
 
@@ -296,7 +356,15 @@ class IdIndex:
         -------
         indices : ndarray of shape (n,), dtype int64
         """
-        array = _as_object_array(raw) if isinstance(raw, (list, tuple)) else np.asarray(raw)
+        if isinstance(raw, (list, tuple)) and len(raw) <= 16 and not any(
+                isinstance(x, (list, tuple, np.ndarray)) for x in raw):
+            # A few ids (a request's): one hash lookup each beats the vectorized path's setup.
+            return np.array([self.code(x) for x in raw], dtype=np.int64)
+        if isinstance(raw, (list, tuple)):
+            array = np.asarray(raw) if raw and all(type(x) is int for x in raw) else \
+                _as_object_array(raw)  # (the fast path only for plain ints: not bools)
+        else:
+            array = np.asarray(raw)
         if array.ndim == 0:
             array = array.reshape(1)
         if array.size == 0:
@@ -602,8 +670,9 @@ class Interactions:
         """Read a delimited text file (pandas' C parser, no Python loop over rows).
 
         Columns are named by header name, or by position (ints) when
-        ``header=None``. Other parameters as in :meth:`from_pandas` and
-        :func:`pandas.read_csv`.
+        ``header=None``. ``.gz``, ``.bz2`` and ``.xz`` files are decompressed.
+        Other parameters as in :meth:`from_pandas` and :func:`pandas.read_csv`;
+        the reading is :func:`matfact.data.readers.read_delimited`'s.
 
         Raises
         ------
@@ -612,28 +681,14 @@ class Interactions:
         DataError
             If the file cannot be parsed or decoded, or its contents are invalid.
         """
-        path = _check_file(path)
-        try:
-            codecs.lookup(encoding)
-        except (LookupError, TypeError):  # pandas would raise a bare LookupError
-            raise ParameterError(f"encoding={encoding!r} is not a known text encoding; use "
-                                 f"e.g. 'utf-8' or 'latin-1'") from None
-        roles = {"user": user, "item": item, "rating": rating, "weight": weight,
-                 "timestamp": timestamp}
-        columns = list(dict.fromkeys(c for c in roles.values() if c is not None))
-        try:
-            frame = pd.read_csv(
-                path, sep=sep, header=header, names=None if names is None else list(names),
-                encoding=encoding, comment=comment, usecols=columns, low_memory=False,
-                skipinitialspace=True,
-            )
-        except UnicodeDecodeError as err:
-            raise DataError(
-                f"{path}: not valid {encoding} text ({err.reason} at byte {err.start}); "
-                f"pass encoding=, e.g. 'latin-1'"
-            ) from None
-        except ValueError as err:  # pandas: bad usecols, parser errors, empty file
-            raise DataError(f"{path}: cannot read it as {sep!r}-separated data: {err}") from None
+        from matfact.data import readers
+
+        path = readers.check_file(path)
+        columns = list(dict.fromkeys(c for c in (user, item, rating, weight, timestamp)
+                                     if c is not None))
+        frame = readers.read_delimited(path, sep=sep, header=header,
+                                       names=None if names is None else list(names),
+                                       usecols=columns, encoding=encoding, comment=comment)
         return cls.from_pandas(frame, user, item, rating, weight, timestamp,
                                duplicates=duplicates, user_features=user_features,
                                item_features=item_features, rating_scale=rating_scale)
@@ -642,16 +697,21 @@ class Interactions:
     def from_parquet(cls, path: str | os.PathLike, user: str = "user", item: str = "item",
                      rating: str | None = None, weight: str | None = None,
                      timestamp: str | None = None, **kwargs: Any) -> Interactions:
-        """Read a Parquet file or dataset (needs ``pyarrow``); see :meth:`from_pandas`."""
+        """Read a Parquet file or dataset (needs ``pyarrow``); see :meth:`from_pandas`.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        DataError
+            If pyarrow is missing, the file is no Parquet, or a column is missing.
+        """
+        from matfact.data import readers
+
         columns = list(dict.fromkeys(c for c in (user, item, rating, weight, timestamp)
                                      if c is not None))
-        path = _check_file(path, allow_dir=True)
-        try:
-            frame = pd.read_parquet(path, columns=columns)
-        except ImportError as err:
-            raise DataError(f"reading Parquet needs pyarrow: pip install pyarrow ({err})") from None
-        except (OSError, ValueError) as err:
-            raise DataError(f"{os.fspath(path)}: cannot read it as Parquet: {err}") from None
+        path = readers.check_file(path, allow_dir=True)
+        frame = readers.read_parquet(path, columns=columns)
         return cls.from_pandas(frame, user, item, rating, weight, timestamp, **kwargs)
 
     @classmethod
@@ -976,15 +1036,6 @@ class Interactions:
         """
         return self._reindex(other.user_index.extend(self.user_ids),
                              other.item_index.extend(self.item_ids))
-
-
-def _check_file(path: Any, allow_dir: bool = False) -> str:
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such file: {path}")
-    if os.path.isdir(path) and not allow_dir:
-        raise DataError(f"{path} is a directory, not a file")
-    return path
 
 
 def _check_rating_scale(scale: Any, implicit: bool) -> tuple[float, float]:

@@ -8,14 +8,15 @@ the input's task graph, so a block lost with its worker is recomputed from the s
 matrices. One half-step (say, users) then
 
 1. computes the Gram matrix :math:`Y^\top Y` of the full item factors on the driver with
-   :func:`~matfact.models._linalg.gram64` (implicit feedback only), as the local model does;
+   :func:`~matfact._linalg.gram64` (implicit feedback only), as the local model does;
 2. sends each user block the item rows it needs, :math:`Y[\text{needed}_b]`
    (``transfer="rows"``), or the whole of :math:`Y` to every worker
    (``transfer="broadcast"``: the driver sends it once, the workers copy it among
    themselves), whichever is fewer bytes on the busiest link;
-3. solves every row of every block with the local model's own half-step
-   (:meth:`ALS._half_step <matfact.ALS>`: :func:`~matfact._kernels.als.solve_rows`;
-   :meth:`ImplicitALS._solve`: :func:`~matfact._kernels.als.implicit_cg` or
+3. solves every row of every block with the local model's own public half-step
+   (:meth:`ALS.half_step <matfact.ALS.half_step>`: :func:`~matfact._kernels.als.solve_rows`;
+   :meth:`ImplicitALS.half_step <matfact.ImplicitALS.half_step>`:
+   :func:`~matfact._kernels.als.implicit_cg` or
    :func:`~matfact._kernels.als.implicit_cholesky`), on the worker's threads;
 4. gathers the blocks' new rows into the driver's user factors.
 
@@ -42,11 +43,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from matfact._kernels.als import implicit_loss
+from matfact._linalg import gram64
+from matfact._params import check_random_state, validate_params
 from matfact._threads import numba_threads
 from matfact.data.interactions import IdIndex, Interactions, normalize_ids
-from matfact.exceptions import DataError, MatfactError, ParameterError
-from matfact.models._linalg import gram64
-from matfact.models._params import check_random_state, validate_params
+from matfact.exceptions import DataError, MatfactError, NotFittedError, ParameterError
 from matfact.models.als import ALS, ImplicitALS
 
 __all__ = ["DaskALS", "DaskImplicitALS", "evaluate_ranking", "fit_on_cluster",
@@ -296,9 +297,8 @@ def _solve_block(block: _Block, shared: Any, local: tuple, spec: dict,
         if isinstance(model, ImplicitALS):
             out = np.array(own, dtype=np.float32, order="C", copy=True) if own is not None \
                 else np.zeros((n, model.n_factors), np.float32)
-            conf = model._confidence(block.values)
-            rows = (block.indptr, block.indices, conf)
-            model._solve(rows, other, out)
+            conf = model.confidence_of(block.values)
+            model.half_step((block.indptr, block.indices, conf), other, out)
             loss = 0.0
             if spec["loss"]:
                 # Σ c (p − x·y)² over the block's rows and every column (symmetric in
@@ -308,8 +308,8 @@ def _solve_block(block: _Block, shared: Any, local: tuple, spec: dict,
             return out, None, (loss, float(conf.sum(dtype=np.float64)))
         out = np.zeros((n, model.n_factors), np.float32)
         out_bias = np.zeros(n if model.biased else 0, np.float32)
-        model._half_step((block.indptr, block.indices, block.values), block.weights, other,
-                         other_bias, out, out_bias)
+        model.half_step((block.indptr, block.indices, block.values), block.weights, other,
+                        other_bias, out, out_bias)
         sse = 0.0
         if spec["loss"]:
             # This is the item half-step: rows are items, `other` the users they need.
@@ -317,8 +317,9 @@ def _solve_block(block: _Block, shared: Any, local: tuple, spec: dict,
             model.user_bias_, model.item_bias_ = (other_bias, out_bias) if model.biased \
                 else (None, None)
             items = np.repeat(np.arange(n, dtype=np.int32), np.diff(block.indptr))
-            sse = model._sse(block.indices, items, block.values.astype(np.float64),
-                             block.weights.astype(np.float64) if len(block.weights) else None)
+            sse = model.squared_error(block.indices, items, block.values.astype(np.float64),
+                                      block.weights.astype(np.float64) if len(block.weights)
+                                      else None)
         return out, (out_bias if model.biased else None), (sse, 0.0)
 
 
@@ -500,7 +501,7 @@ class _DaskFit:
         client : distributed.Client, default=None
             The cluster; by default the current client.
         validation, progress, callback
-            As in :meth:`IterativeModel.fit <matfact.models._iterative.IterativeModel.fit>`.
+            As in :meth:`ALS.fit <matfact.ALS.fit>`.
         user, item, rating, weight : str
             Column names of a Dask DataFrame. ``rating`` is ignored by implicit
             models; ``weight`` is the implicit weight (default 1) or the explicit
@@ -552,6 +553,15 @@ class _DaskFit:
     def save(self, path: Any) -> None:
         """Save as the local class, so :func:`matfact.load` needs no Dask."""
         self.to_local().save(path)
+
+    @classmethod
+    def load(cls, path: Any) -> Any:
+        """Read a model :meth:`save` wrote: the plain local class (``ALS`` / ``ImplicitALS``).
+
+        A Dask model is saved as its local class, so this is ``ALS.load`` (or
+        ``ImplicitALS.load``): ``DaskALS.load(path)`` reads what ``DaskALS.save`` wrote.
+        """
+        return cls._local_class.load(path)
 
     # -- input ------------------------------------------------------------------------
     def _interactions_frame(self, data: Interactions) -> Any:
@@ -746,7 +756,7 @@ class DaskALS(_DaskFit, ALS):
 
     def _train(self, data: Interactions, validation: Any, progress: bool, n_iter: int) -> None:
         if self._dask is None:  # partial_fit after the fit: local
-            return ALS._train(self, data, validation, progress, n_iter)
+            return super()._train(data, validation, progress, n_iter)
         return self._train_on_cluster(data, validation, progress, n_iter)
 
     def _init_state(self, n_users: int, n_items: int, stats: list[dict], weighted: bool) -> None:
@@ -778,7 +788,7 @@ class DaskALS(_DaskFit, ALS):
             plan.half_step("user", self.item_factors_, ib, None, self.user_factors_, ub,
                            {"model": model, "loss": False})
             # The item blocks also return the squared errors of their ratings, with the
-            # factors of the finished iteration (those of ALS._sse).
+            # factors of the finished iteration (those of ALS.squared_error).
             sse, _ = plan.half_step("item", self.user_factors_, ub, None, self.item_factors_,
                                     ib, {"model": model, "loss": True})
             return sse, {}
@@ -821,7 +831,7 @@ class DaskImplicitALS(_DaskFit, ImplicitALS):
 
     def _train(self, data: Interactions, progress: bool, n_iter: int) -> None:
         if self._dask is None:  # partial_fit after the fit: local
-            return ImplicitALS._train(self, data, progress, n_iter)
+            return super()._train(data, progress, n_iter)
         self._user_counts = np.bincount(data.user_codes, minlength=data.n_users)
         self._item_counts = np.bincount(data.item_codes, minlength=data.n_items)
         return self._train_on_cluster(data, None, progress, n_iter)
@@ -898,8 +908,10 @@ class _ClusterRanker:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)
 
-    def _recommend_codes(self, users: np.ndarray, n: int, exclude_seen: bool = True,
-                         candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def recommend_codes(self, users: np.ndarray, n: int, *, exclude_seen: bool = True,
+                        candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The model's :meth:`~matfact.models.base.Recommender.recommend_codes`, by user blocks
+        on the workers (what :func:`matfact.evaluate_ranking` calls for the top-k lists)."""
         client = self._client
         model = client.scatter([self._model], broadcast=True, hash=False)[0]
         chunks = np.array_split(users, max(1, min(self._n_blocks, len(users))))
@@ -912,7 +924,7 @@ class _ClusterRanker:
 def _recommend_block(model: Any, users: np.ndarray, n: int, exclude_seen: bool,
                      candidates: Any) -> tuple[np.ndarray, np.ndarray]:
     with _KERNEL_LOCK, numba_threads(_worker_threads()):
-        return model._recommend_codes(users, n, exclude_seen, candidates)
+        return model.recommend_codes(users, n, exclude_seen=exclude_seen, candidates=candidates)
 
 
 def _auc_block(model: Any, test: Interactions) -> np.ndarray:
@@ -953,7 +965,9 @@ def evaluate_ranking(model: Any, test: Interactions, *, client: Any = None, k: i
     client = _client(client)
     if not isinstance(test, Interactions):
         raise DataError(f"test data must be a matfact.Interactions, got {type(test).__name__}")
-    model._check_fitted()
+    if not model.is_fitted:
+        raise NotFittedError(f"this {type(model).__name__} is not fitted yet; call fit() "
+                             f"first")
     names = list(DEFAULT_RANKING_METRICS if metrics is None else
                  ((metrics,) if isinstance(metrics, str) else metrics))
     if n_blocks is None:

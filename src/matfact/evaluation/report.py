@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from matfact._atomic import atomic_write
+from matfact._params import check_n
 from matfact.data.interactions import Interactions
 from matfact.evaluation.metrics import RATING_METRICS, parse_metric
 from matfact.evaluation.validate import (
@@ -31,8 +32,18 @@ from matfact.evaluation.validate import (
     resolve_folds,
 )
 from matfact.exceptions import DataError, ParameterError
-from matfact.models._params import check_n
-from matfact.plots import metric_label
+from matfact.plots import (
+    DPI,
+    GRID,
+    INK,
+    MODEL_COLORS,
+    MUTED,
+    metric_label,
+    model_colors,
+    plot_tuning,
+    save_figure,
+    save_table,
+)
 
 __all__ = ["build_report", "report_metrics", "summary_rows", "AT_K", "FIGURES"]
 
@@ -59,7 +70,6 @@ TUNING_SPACES: dict[str, dict[str, list]] = {
 }
 _RANKING = ("ndcg", "precision", "recall")
 _N_LABELS = 10
-_DPI = 150
 
 
 # ------------------------------------------------------------------------------ models, metrics
@@ -115,8 +125,7 @@ def _check_report_metrics(metrics: Any) -> list[str] | None:
 
 
 def _check_data(model: Any, name: str, data: Interactions) -> None:
-    accepts = getattr(model, "_accepts", ("explicit", "implicit"))
-    if data.is_implicit and "implicit" not in accepts:
+    if data.is_implicit and not model.learns_from("implicit"):
         raise DataError(f"{name} ({type(model).__name__}) learns from explicit ratings, but the "
                         f"data is implicit: leave it out of models or give explicit data")
 
@@ -232,8 +241,8 @@ def build_report(models: Any, data: Interactions, *, cv: Any = 5,
         results = _per_fold(frames)
         summary = _summary(frames)
         columns = _metric_order(plans)
-        _write_csv(results, target / "results.csv")
-        _write_csv(summary, target / "summary.csv")
+        save_table(results, target / "results.csv")
+        save_table(summary, target / "summary.csv")
         test0 = folds[0][1]
         figures: list[tuple[str, str, str | None]] = []  # (title, file or "", note)
 
@@ -307,14 +316,6 @@ def _metric_order(plans: dict[str, list[str]]) -> list[str]:
     return columns
 
 
-def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "x", encoding="utf-8", newline="") as handle:
-            table.to_csv(handle, index=False, float_format="%.6g")
-
-    atomic_write(path, write)
-
-
 def _write_text(path: Path, text: str) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "x", encoding="utf-8") as handle:
@@ -347,25 +348,19 @@ def _figure(nrows: int, ncols: int, width: float, height: float) -> tuple[Any, A
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained", facecolor="white")
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained", facecolor="white")
     FigureCanvasAgg(fig)
     return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
 def _model_colors(names: list[str]) -> dict[str, Any]:
     """One colour per model, the same in every figure (matfact.plots' palette)."""
-    from matplotlib import colormaps
-
-    from matfact.plots import MODEL_COLORS
-
-    tab10 = colormaps["tab10"]
-    return {name: MODEL_COLORS[i] if i < len(MODEL_COLORS) else tab10(i % 10)
-            for i, name in enumerate(names)}
+    return dict(zip(names, model_colors(len(names)), strict=True))
 
 
 def _style(ax: Any, title: str) -> None:
     ax.set_title(title, loc="left", fontsize=10, fontweight="bold")
-    ax.grid(color="#E4E4E4", linewidth=0.8, zorder=0)
+    ax.grid(color=GRID, linewidth=0.8, zorder=0)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
@@ -394,24 +389,18 @@ def _metrics_figure(summary: pd.DataFrame, columns: list[str],
         finite = np.isfinite(means)
         ax.barh(positions[finite], means[finite], xerr=np.nan_to_num(stds[finite]),
                 color=[colors[n] for n, f in zip(names, finite, strict=True) if f],
-                height=0.6, capsize=3, zorder=2, error_kw={"ecolor": "#222222", "lw": 1})
+                height=0.6, capsize=3, zorder=2, error_kw={"ecolor": INK, "lw": 1})
         for i in positions[~finite]:
             ax.annotate("n/a", xy=(0, i), xycoords=("axes fraction", "data"), xytext=(4, 0),
-                        textcoords="offset points", va="center", fontsize=8, color="#6B6B6B")
+                        textcoords="offset points", va="center", fontsize=8, color=MUTED)
         ax.set_yticks(positions)
         ax.set_yticklabels(names if slot % ncols == 0 else [""] * len(names), fontsize=9)
         ax.set_ylim(len(names) - 0.4, -0.6)  # first model on top
         hint = "lower is better" if column.split("@")[0] in RATING_METRICS else \
             "higher is better"
         _style(ax, f"{metric_label(column)}  ({hint})")
-    _save(fig, path)
+    save_figure(fig, path)
     return path.name, None
-
-
-def _save(fig: Any, path: Path) -> Path:
-    from matfact.plots import save_figure
-
-    return save_figure(fig, path, dpi=_DPI)
 
 
 def _at_k_figure(fitted: dict[str, Any], test: Interactions,
@@ -429,7 +418,7 @@ def _at_k_figure(fitted: dict[str, Any], test: Interactions,
         ax.set_xlabel("k (list length)")
         _style(ax, f"{metric_label(base)}@k")
     axes[0, 0].legend(fontsize=8, frameon=False)
-    _save(fig, path)
+    save_figure(fig, path)
     return path.name, None
 
 
@@ -494,11 +483,11 @@ def _learning_figure(fitted: dict[str, Any], path: Path) -> tuple[str, str | Non
         ax.plot(iterations, train, marker="o", ms=3, color=colors[name], label=label)
         if validation:
             ax.plot(np.arange(1, len(validation) + 1), validation, marker="s", ms=3,
-                    color="#222222", ls="--", label="validation RMSE")
+                    color=INK, ls="--", label="validation RMSE")
         ax.set_xlabel("iteration")
         ax.legend(fontsize=8, frameon=False)
         _style(ax, name)
-    _save(fig, path)
+    save_figure(fig, path)
     missing = [name for name in fitted if name not in curves]
     note = (f"no loss history for {', '.join(missing)}" if missing else None)
     return path.name, note
@@ -535,7 +524,7 @@ def _activity_figure(fitted: dict[str, Any], plans: dict[str, list[str]], test: 
     fig.legend(handles, labels, loc="outside upper center", ncols=min(len(labels), 6),
                fontsize=8, frameon=False)
     fig.supxlabel("test users grouped by their number of training interactions", fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
     return path.name, None
 
 
@@ -564,7 +553,7 @@ def _item_map_figure(fitted: dict[str, Any], summary: pd.DataFrame, k: int,
     fig, axes = _figure(1, 1, 7.0, 5.6)
     ax = axes[0, 0]
     ax.scatter(points[:, 0], points[:, 1], s=6, color="#BBBBBB", zorder=2, lw=0)
-    ax.scatter(points[labelled, 0], points[labelled, 1], s=18, color="#0072B2", zorder=3)
+    ax.scatter(points[labelled, 0], points[labelled, 1], s=18, color=MODEL_COLORS[0], zorder=3)
     for item in labelled:
         label = str(titles[item]) if titles is not None else f"item {ids[item]}"
         label = label if len(label) <= 32 else label[:29] + "..."
@@ -573,7 +562,7 @@ def _item_map_figure(fitted: dict[str, Any], summary: pd.DataFrame, k: int,
     ax.set_xlabel(f"PC 1 ({explained[0]:.0%} of the variance)")
     ax.set_ylabel(f"PC 2 ({explained[1]:.0%} of the variance)")
     _style(ax, f"{chosen}: item factors ({_N_LABELS} most popular items labelled)")
-    _save(fig, path)
+    save_figure(fig, path)
     return path.name, None
 
 
@@ -603,12 +592,10 @@ def _tune_one(model: Any, space: dict, train: Interactions, metric: str, k: int,
 
 
 def _tuning_figure(tuned: dict[str, Any], target: Path) -> tuple[str, str | None]:
-    from matfact.plots import plot_tuning
-
     frames = [result.results.assign(model=name, best=np.arange(len(result.results)) == 0)
               for name, result in tuned.items()]
     table = pd.concat(frames, ignore_index=True)
-    _write_csv(table[["model", *[c for c in table.columns if c != "model"]]],
+    save_table(table[["model", *[c for c in table.columns if c != "model"]]],
                target / "tuning.csv")
     plot_tuning(tuned, target / "tuning.png")
     best = "; ".join(f"{name}: " + ", ".join(f"{p}={v}" for p, v in result.best_params.items())

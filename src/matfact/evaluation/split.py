@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from matfact._params import check_fraction
 from matfact.data.interactions import Interactions
 from matfact.exceptions import DataError, ParameterError
 
@@ -118,14 +119,6 @@ def _check_data(data: object) -> Interactions:
         raise ParameterError(f"data must be an Interactions, got {type(data).__name__}")
     return data
 
-
-def _check_test_size(test_size: object) -> float:
-    if (isinstance(test_size, (bool, np.bool_)) or not isinstance(test_size, numbers.Real)
-            or not 0.0 < float(test_size) < 1.0):
-        raise ParameterError(
-            f"test_size must be a float in the open interval (0, 1), got {test_size!r}"
-        )
-    return float(test_size)
 
 
 def _check_int(value: object, name: str, low: int, high: int | None = None,
@@ -309,7 +302,7 @@ def train_test_split(data: Interactions, test_size: float = 0.2, strategy: str =
     (3, 2)
     """
     data = _check_data(data)
-    test_size = _check_test_size(test_size)
+    test_size = check_fraction(test_size, "test_size")
     if not isinstance(strategy, str) or strategy not in STRATEGIES:
         raise ParameterError(
             f"strategy must be one of {', '.join(map(repr, STRATEGIES))}; got {strategy!r}"

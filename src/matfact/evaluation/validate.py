@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from matfact._params import check_n
 from matfact.data.interactions import Interactions
 from matfact.evaluation.metrics import (
     BEYOND_ACCURACY,
@@ -31,7 +32,6 @@ from matfact.evaluation.metrics import (
 )
 from matfact.evaluation.split import Split, kfold
 from matfact.exceptions import DataError, MatfactWarning, ParameterError
-from matfact.models._params import check_n
 
 __all__ = ["evaluate", "evaluate_ranking", "cross_validate", "evaluate_by_activity", "score",
            "default_metrics", "predicts_ratings", "relevant_items",
@@ -146,7 +146,7 @@ def evaluate_ranking(model: Any, test: Interactions, k: int = 10,
     model_users = model.user_index_.get_indexer(users_raw)
     _warn_overlap(model, model_users, relevant)
 
-    recommended = model._recommend_codes(model_users, max_k, exclude_seen=True)[0]
+    recommended = model.recommend_codes(model_users, max_k, exclude_seen=True)[0]
     values: dict[str, np.ndarray] = {}
     summary: dict[str, Any] = {}
     popularity = None
@@ -234,7 +234,7 @@ def _auc(model: Any, model_users: np.ndarray, relevant: sp.csr_matrix) -> np.nda
     rel = relevant[:, : model.n_items_].tocsr()
     for start in range(0, len(model_users), _BATCH):
         batch = model_users[start:start + _BATCH]
-        scores = np.asarray(model._score_users(batch), dtype=np.float64)
+        scores = np.asarray(model.score_users(batch), dtype=np.float64)
         candidates = np.ones(scores.shape, dtype=bool)
         known = np.flatnonzero(batch >= 0)
         if len(known):
@@ -247,7 +247,7 @@ def _auc(model: Any, model_users: np.ndarray, relevant: sp.csr_matrix) -> np.nda
 # ------------------------------------------------------------------------------ cross-validation
 def predicts_ratings(model: Any, data: Interactions) -> bool:
     """Whether ``model`` fitted on ``data`` predicts ratings (explicit data, a rating model)."""
-    return not data.is_implicit and not getattr(model, "_ranks_only", False)
+    return not data.is_implicit and not model.ranks_only
 
 
 def default_metrics(model: Any, data: Interactions, k: int = 10) -> list[str]:

@@ -5,6 +5,11 @@ what every iterative model needs around it: the loss history, the RMSE on a
 validation set, early stopping with patience (keeping the best iteration),
 a tolerance with :class:`~matfact.ConvergenceWarning`, a per-iteration
 callback, a progress bar, and a clear error when the loss diverges.
+
+What a step does stays with its model: the SGD epochs, schedule and
+``partial_fit`` steps in :mod:`matfact.models.sgd`, the ALS iterations in
+:mod:`matfact.models.als`; the time-aware state of the SGD models
+(``time_decay``, ``time_bins``) in :class:`matfact.models._time.TimeAwareBiases`.
 """
 
 from __future__ import annotations

@@ -13,16 +13,10 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from matfact._kernels._common import predict_pairs
 from matfact._kernels.als import implicit_cg, implicit_cholesky, implicit_loss, solve_rows
-from matfact._kernels.sgd import predict_pairs
-from matfact._threads import numba_threads
-from matfact.data.interactions import Interactions
-from matfact.exceptions import DataError, ParameterError
-from matfact.models import _time
-from matfact.models._iterative import IterativeModel
-from matfact.models._linalg import gram64
-from matfact.models._matrix import csr_parts
-from matfact.models._params import (
+from matfact._linalg import gram64
+from matfact._params import (
     BOOLEAN,
     N_THREADS,
     RANDOM_STATE,
@@ -30,6 +24,13 @@ from matfact.models._params import (
     Options,
     check_random_state,
 )
+from matfact._threads import numba_threads
+from matfact.data.interactions import Interactions
+from matfact.exceptions import DataError, ParameterError
+from matfact.models import _time
+from matfact.models._iterative import IterativeModel
+from matfact.models._matrix import csr_parts
+from matfact.models._updates import all_or_nothing
 from matfact.models.base import UserVector
 
 __all__ = ["ALS", "ImplicitALS", "bm25_weight", "tfidf_weight"]
@@ -219,6 +220,7 @@ class ALS(IterativeModel):
             self._run_iterations(step, total, validation, progress, type(self).__name__,
                                  n_iter=n_iter)
 
+    @all_or_nothing
     def partial_fit(self, interactions: Interactions, *, max_iter: int | None = None,
                     progress: bool = False) -> ALS:
         """Add new ratings (new users and items too) and refine without starting over.
@@ -238,6 +240,30 @@ class ALS(IterativeModel):
         _grow(self, merged, n_users, n_items)
         self._train(merged, None, progress, 3 if max_iter is None else max_iter)
         return self
+
+    def half_step(self, rows: tuple, weights: np.ndarray, other: np.ndarray,
+                  other_bias: np.ndarray, out: np.ndarray, out_bias: np.ndarray) -> None:
+        """Solve the rows of one side with the other side fixed (one ALS half-step).
+
+        The engine :mod:`matfact.distributed` runs on each block of rows.
+
+        Parameters
+        ----------
+        rows : tuple of (indptr, indices, values)
+            CSR rows of the side being solved; ``indices`` index ``other``.
+        weights : ndarray of shape (nnz,), float32
+            Per-rating weights, or an empty array for none.
+        other, other_bias : ndarray
+            The fixed side's factors (n_other, n_factors) and biases (empty if unbiased).
+        out, out_bias : ndarray
+            Written in place: the solved factors (n_rows, n_factors) and biases.
+        """
+        self._half_step(rows, weights, other, other_bias, out, out_bias)
+
+    def squared_error(self, users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
+                      weights: np.ndarray | None) -> float:
+        """Σ w (r − r̂)² of code pairs under the current factors (the fit's loss term)."""
+        return self._sse(users, items, ratings, weights)
 
     def _sse(self, users, items, ratings, weights) -> float:
         pred = predict_pairs(users, items, self.user_factors_, self.item_factors_,
@@ -379,6 +405,29 @@ class ImplicitALS(IterativeModel):
         return super().fit(_as_implicit(interactions), validation=validation,
                            progress=progress, callback=callback)
 
+    def confidence_of(self, weights: np.ndarray) -> np.ndarray:
+        """The confidences ``c = 1 + α·f(w)`` of interaction weights (float32).
+
+        ``f`` is the identity, or ``log(1 + w/ε)`` with ``confidence="log"``.
+        """
+        return self._confidence(weights)
+
+    def half_step(self, rows: tuple, other: np.ndarray, out: np.ndarray) -> None:
+        """Solve the rows of one side with the other side fixed (one ALS half-step).
+
+        The engine :mod:`matfact.distributed` runs on each block of rows.
+
+        Parameters
+        ----------
+        rows : tuple of (indptr, indices, confidences)
+            CSR rows of the side being solved, confidences from :meth:`confidence_of`.
+        other : ndarray of shape (n_other, n_factors), float32
+            The fixed side.
+        out : ndarray of shape (n_rows, n_factors), float32
+            The current rows (CG warm-starts from them), overwritten with the solution.
+        """
+        self._solve(rows, other, out)
+
     def _confidence(self, weights: np.ndarray) -> np.ndarray:
         # In float32 and in place: at 30M interactions a float64 temporary is 240 MB.
         conf = np.array(weights, dtype=np.float32)
@@ -481,6 +530,7 @@ class ImplicitALS(IterativeModel):
         if not self.calculate_loss:
             self.loss_history_ = {"train_loss": [], "validation_rmse": []}
 
+    @all_or_nothing
     def partial_fit(self, interactions: Interactions, *, max_iter: int | None = None,
                     progress: bool = False) -> ImplicitALS:
         """Add new interactions (new users and items too) and refine without starting over.

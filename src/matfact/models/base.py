@@ -8,7 +8,16 @@ takes **raw ids** and returns arrays, batch-first:
 - ``recommend_for_history(items, ratings)`` / ``fold_in(items, ratings)`` for a
   user the model never saw, without changing the model;
 - ``similar_items`` / ``similar_users`` by cosine similarity of the factors;
+- ``apply_ratings(users, items, ratings)`` / ``update_users`` / ``add_items``
+  change a fitted model, all or nothing (:mod:`matfact.models._updates`);
 - ``save(path)`` / :func:`matfact.load` (no pickle).
+
+The layers that work in dense codes (evaluation, onboarding, serving,
+distributed) use the index-level methods instead (``score_pairs``,
+``score_users``, ``score_vector``, ``item_side`` / ``user_side``,
+``fold_in_codes``, ``recommend_codes``, ``history``, ``item_popularity``):
+the same scoring formula and the same top-n (:mod:`matfact.models.ranking`)
+as the raw-id methods. Nothing outside ``models`` calls a private method.
 
 Unknown ids
 -----------
@@ -28,13 +37,22 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from matfact._kernels.topk import topk_rows
+from matfact._params import check_n, validate_params
 from matfact._threads import single_thread
 from matfact.data.interactions import IdIndex, Interactions
 from matfact.exceptions import DataError, NotFittedError, ParameterError, UnknownIdError
-from matfact.models._params import check_n, validate_params
+from matfact.models._updates import (
+    ModelUpdates,
+    RatingBatch,
+    UserVector,
+    _as_id_array,
+    _as_number_array,
+    _store_row,
+)
+from matfact.models.ranking import top_n_rows
 
-__all__ = ["Recommender", "FactorModel", "UserVector", "MODEL_REGISTRY"]
+__all__ = ["Recommender", "FactorModel", "UserVector", "RatingBatch", "ItemSide",
+           "MODEL_REGISTRY"]
 
 #: Every concrete model class by name; :func:`matfact.load` only builds these.
 MODEL_REGISTRY: dict[str, type[Recommender]] = {}
@@ -43,36 +61,41 @@ _UNKNOWN_POLICIES = ("fallback", "raise", "nan")
 _RECOMMEND_BATCH = 2048  # users scored per matrix product; bounds memory at ~n_items × 8 KB
 
 
-class UserVector(NamedTuple):
-    """A user's learned (or folded-in) representation.
+class ItemSide(NamedTuple):
+    r"""What a top-k index needs of a model whose scores are a dot product.
+
+    For such a model the score of known user ``u`` and item ``i`` is
+    :math:`\text{base}_i + \text{offset}_u + p_u \cdot q_i`, with ``base`` and
+    ``factors`` (:math:`q`) here and the user's offset and vector from
+    :meth:`Recommender.user_side`.
 
     Attributes
     ----------
-    factors : ndarray of shape (n_factors,), float32
-        Empty for models without factors.
-    bias : float
-        The user bias (0 for models without one).
+    base : ndarray of shape (n_items,), float32
+        What every user gets for the item (global mean, item bias, ...).
+    factors : ndarray of shape (n_items, n_factors), float32, or None
+        Contiguous item vectors; None for a model without factors.
     """
 
-    factors: np.ndarray
-    bias: float
+    base: np.ndarray
+    factors: np.ndarray | None
 
 
-def _as_id_array(ids: Any) -> np.ndarray:
-    array = np.asarray(ids)
-    if array.ndim == 0:
-        array = array.reshape(1)
-    if array.ndim != 1:
-        raise ParameterError(f"ids must be a scalar or a 1-D sequence, got shape {array.shape}")
-    return array
-
-
-class Recommender(BaseEstimator):
+class Recommender(ModelUpdates, BaseEstimator):
     """Base class of every matfact model: parameters, fitted vocabulary, inference.
 
     Subclasses declare ``_parameter_constraints`` (checked at :meth:`fit`),
     implement ``_fit`` and the scoring hooks, and keep learned state in
     attributes ending in ``_``. Those attributes are what :meth:`save` writes.
+
+    Two doors lead in. Users call the raw-id methods (``predict``,
+    ``recommend``, ``fold_in``, ...). The layers that work in dense codes
+    (evaluation, onboarding, serving, distributed) call the index-level
+    interface: :meth:`score_pairs`, :meth:`score_users`, :meth:`score_vector`,
+    :meth:`item_side` / :meth:`user_side`, :meth:`fold_in_codes`,
+    :meth:`recommend_codes`, :meth:`history`, :meth:`item_popularity` and
+    :meth:`apply_ratings`. Both doors reach the same scoring formula and the
+    same top-n (:mod:`matfact.models.ranking`).
     """
 
     _parameter_constraints: ClassVar[dict[str, list]] = {}
@@ -81,6 +104,16 @@ class Recommender(BaseEstimator):
     #: Whether the model only ranks (its scores are not ratings): evaluated by ranking
     #: metrics by default.
     _ranks_only: ClassVar[bool] = False
+
+    @classmethod
+    def learns_from(cls, kind: str) -> bool:
+        """Whether the model learns from ``kind``: ``"explicit"`` ratings or ``"implicit"`` feedback."""
+        return kind in cls._accepts
+
+    @property
+    def ranks_only(self) -> bool:
+        """Whether the scores only rank items (they are not ratings): ranking metrics apply."""
+        return self._ranks_only
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -117,42 +150,6 @@ class Recommender(BaseEstimator):
             self._clear_fitted_state()
             raise
         return self
-
-    def _merge_new(self, interactions: Interactions) -> tuple[Interactions, int, int]:
-        """Extend the id maps with ``interactions``' new ids and merge them into the data.
-
-        Returns the merged training data (a repeated pair takes the new value)
-        and the numbers of users and items the model knew before.
-        """
-        self._check_fitted()
-        new = self._check_training_data(interactions)
-        if new.is_implicit != self.is_implicit_:
-            kind = "implicit" if self.is_implicit_ else "explicit"
-            raise DataError(f"the model was fitted on {kind} data; partial_fit needs the same")
-        old_users, old_items = self.n_users_, self.n_items_
-        user_index = self.user_index_.extend(new.user_ids)
-        item_index = self.item_index_.extend(new.item_ids)
-        new = new._reindex(user_index, item_index)
-        old = self.seen_.tocoo()
-        users = np.concatenate([old.row, new.user_codes]).astype(np.int64)
-        items = np.concatenate([old.col, new.item_codes]).astype(np.int64)
-        values = np.concatenate([old.data, new.values]).astype(np.float32)
-        keys = users * len(item_index) + items
-        # Keep the last occurrence of each pair: the new value wins.
-        _, last = np.unique(keys[::-1], return_index=True)
-        keep = np.sort(len(keys) - 1 - last)
-        merged = Interactions(
-            users[keep], items[keep], user_index, item_index,
-            ratings=None if self.is_implicit_ else values[keep],
-            weights=values[keep] if self.is_implicit_ else None,
-            rating_scale=self.rating_scale_,
-        )
-        self.user_index_, self.item_index_ = user_index, item_index
-        self.seen_ = merged.to_scipy().copy()
-        if self.item_titles_ is not None and len(item_index) > old_items:
-            extra = item_index.ids[old_items:].astype(str)
-            self.item_titles_ = np.concatenate([self.item_titles_.astype(str), extra])
-        return merged, old_users, old_items
 
     def _clear_fitted_state(self) -> None:
         for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_")]:
@@ -239,6 +236,7 @@ class Recommender(BaseEstimator):
         return out
 
     # ------------------------------------------------------------------ scoring hooks
+    # Subclasses implement these three; everything else scores through them.
     def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Scores of (user, item) index pairs; -1 marks an unknown id (use the fallback)."""
         raise NotImplementedError
@@ -250,6 +248,109 @@ class Recommender(BaseEstimator):
     def _score_vector(self, vector: UserVector) -> np.ndarray:
         """Scores (n_items,) of a folded-in user."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ index-level interface
+    def score_pairs(self, users: np.ndarray, items: np.ndarray, *,
+                    clip: bool = True) -> np.ndarray:
+        """Scores of (user, item) pairs given as dense codes.
+
+        Parameters
+        ----------
+        users, items : ndarray of shape (n,), int
+            Codes (positions in ``user_index_`` / ``item_index_``); -1 marks an
+            unknown id, which gets the model's fallback (see the module doc).
+        clip : bool, default=True
+            Clip to the training ``rating_scale_`` (explicit data only), as
+            :meth:`predict` does.
+
+        Returns
+        -------
+        scores : ndarray of shape (n,), float64
+        """
+        self._check_fitted()
+        scores = np.asarray(self._score_pairs(np.asarray(users, dtype=np.int64),
+                                              np.asarray(items, dtype=np.int64)),
+                            dtype=np.float64)
+        if clip and self.rating_scale_ is not None:
+            np.clip(scores, *self.rating_scale_, out=scores)
+        return scores
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        """Scores of every item for users given as codes (-1: an unknown user's fallback).
+
+        The ranking scores ``recommend`` sorts: not clipped, so the order of items
+        beyond the top of the scale is kept.
+
+        Returns
+        -------
+        scores : ndarray of shape (len(users), n_items), float32
+        """
+        self._check_fitted()
+        return np.asarray(self._score_users(np.asarray(users, dtype=np.int64)), dtype=np.float32)
+
+    def score_vector(self, vector: UserVector) -> np.ndarray:
+        """Scores of every item for a user placed by :meth:`fold_in` / :meth:`fold_in_codes`.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_items,), float32
+        """
+        self._check_fitted()
+        return np.asarray(self._score_vector(vector), dtype=np.float32)
+
+    def item_side(self) -> ItemSide | None:
+        """The item half of a dot-product score, or None when the score is not one.
+
+        A top-k index (exact or approximate) may score users itself from this and
+        :meth:`user_side`; a model that returns None must be scored through
+        :meth:`score_users`.
+        """
+        return None
+
+    def user_side(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The user half of a dot-product score: ``(vectors, offsets)`` of known user codes.
+
+        Returns
+        -------
+        vectors : ndarray of shape (len(users), n_factors), float32
+        offsets : ndarray of shape (len(users),), float32
+            What the user adds to every item's score (bias, time drift, ...).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not score by a dot product")
+
+    def fold_in_codes(self, items: np.ndarray, values: np.ndarray) -> UserVector:
+        """:meth:`fold_in` for a history given as item codes and values (checked alike)."""
+        self._check_fitted()
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        values = self._check_values(_as_number_array(values, "ratings"), "ratings of the history")
+        if len(items) != len(values):
+            raise DataError(f"got {len(items)} items but {len(values)} ratings")
+        if len(items) and (items.min() < 0 or items.max() >= self.n_items_):
+            raise DataError(f"item codes must lie in [0, {self.n_items_})")
+        if len(np.unique(items)) != len(items):
+            raise DataError("the history repeats an item; give each item once")
+        with single_thread():
+            return self._fold_in(items, values)
+
+    def history(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """What the model holds of known user ``user`` (a code): item codes and their values.
+
+        Returns views of ``seen_``; the values are ratings, or weights for
+        implicit feedback.
+        """
+        seen = self.seen_
+        start, end = seen.indptr[user], seen.indptr[user + 1]
+        return seen.indices[start:end], seen.data[start:end]
+
+    def item_popularity(self) -> np.ndarray:
+        """How many users interacted with each item in the data the model holds.
+
+        Returns
+        -------
+        counts : ndarray of shape (n_items,), float32
+        """
+        self._check_fitted()
+        return np.bincount(self.seen_.indices, minlength=self.n_items_).astype(np.float32)
 
     # ------------------------------------------------------------------ inference
     def predict(self, users: Any, items: Any, *, unknown: str = "fallback",
@@ -276,9 +377,7 @@ class Recommender(BaseEstimator):
             raise ParameterError(f"got {len(users)} users but {len(items)} items to pair")
         u = self._indices(users, self.user_index_, "user", unknown)
         i = self._indices(items, self.item_index_, "item", unknown)
-        scores = np.asarray(self._score_pairs(u, i), dtype=np.float64)
-        if clip and self.rating_scale_ is not None:
-            np.clip(scores, *self.rating_scale_, out=scores)
+        scores = self.score_pairs(u, i, clip=clip)
         if unknown == "nan":
             scores[(u < 0) | (i < 0)] = np.nan
         return scores
@@ -317,12 +416,31 @@ class Recommender(BaseEstimator):
         if items is not None:
             candidates = self._indices(items, self.item_index_, "item", unknown)
             candidates = np.unique(candidates[candidates >= 0])
-        idx, val = self._recommend_codes(u, n, exclude_seen, candidates)
+        idx, val = self.recommend_codes(u, n, exclude_seen=exclude_seen, candidates=candidates)
         return self._to_raw(idx, self.item_index_), val
 
-    def _recommend_codes(self, users: np.ndarray, n: int, exclude_seen: bool = True,
-                         candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`recommend` on dense indices: (item indices, scores), -1 / NaN padded."""
+    def recommend_codes(self, users: np.ndarray, n: int, *, exclude_seen: bool = True,
+                        candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`recommend` on dense codes.
+
+        Parameters
+        ----------
+        users : ndarray of shape (n_users,), int
+            User codes; -1 is ranked by the fallback and excludes nothing.
+        n : int
+        exclude_seen : bool, default=True
+        candidates : ndarray of item codes, default=None
+            Rank only these items (sorted, distinct).
+
+        Returns
+        -------
+        codes : ndarray of shape (n_users, min(n, n_candidates)), int64
+            Item codes, best first; -1 where fewer items are eligible.
+        scores : ndarray of the same shape, float32
+            Their ranking scores (:meth:`score_users`); NaN in the padding.
+        """
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
         width = min(n, self.n_items_ if candidates is None else len(candidates))
         out_idx = np.full((len(users), width), -1, dtype=np.int64)
         out_val = np.full((len(users), width), np.nan, dtype=np.float32)
@@ -330,11 +448,11 @@ class Recommender(BaseEstimator):
             return out_idx, out_val
         for start in range(0, len(users), _RECOMMEND_BATCH):
             batch = users[start:start + _RECOMMEND_BATCH]
-            scores = np.ascontiguousarray(self._score_users(batch), dtype=np.float32)
+            scores = self.score_users(batch)
             indptr, indices = self._exclusions(batch, exclude_seen)
             if candidates is not None:
                 scores, indptr, indices = _restrict(scores, indptr, indices, candidates)
-            idx, val = _top_n(scores, indptr, indices, width)
+            idx, val = top_n_rows(scores, width, indptr, indices)
             if candidates is not None:
                 idx = np.where(idx >= 0, candidates[np.maximum(idx, 0)], -1)
             out_idx[start:start + len(batch)] = idx
@@ -386,16 +504,13 @@ class Recommender(BaseEstimator):
             raise ParameterError(f"unknown must be 'ignore' or 'raise', got {unknown!r}")
         items = _as_id_array(items)
         if ratings is None:
-            if not self.is_implicit_ and self._needs_ratings:
-                raise DataError(f"{type(self).__name__} was fitted on ratings; pass ratings= "
-                                f"for the history")
+            self._check_can_skip_ratings("ratings= for the history")
             values = np.ones(len(items), dtype=np.float64)
         else:
-            values = np.asarray(ratings, dtype=np.float64).reshape(-1)
+            values = _as_number_array(ratings, "ratings")
             if len(values) != len(items):
                 raise DataError(f"got {len(items)} items but {len(values)} ratings")
-            if not np.isfinite(values).all():
-                raise DataError("NaN or infinite values in the ratings of the history")
+            self._check_values(values, "ratings of the history")
         codes = self._indices(items, self.item_index_, "item",
                               "raise" if unknown == "raise" else "fallback")
         known = codes >= 0
@@ -423,11 +538,11 @@ class Recommender(BaseEstimator):
         codes, values = self._history(items, ratings, "ignore")
         with single_thread():
             vector = self._fold_in(codes, values)
-        scores = self._score_vector(vector).astype(np.float32)
+        scores = self.score_vector(vector)
         width = min(n, self.n_items_)
         excluded = np.sort(codes).astype(np.int32) if exclude_seen else np.zeros(0, np.int32)
-        idx, val = _top_n(scores.reshape(1, -1), np.array([0, len(excluded)], dtype=np.int64),
-                          excluded, width)
+        idx, val = top_n_rows(scores.reshape(1, -1), width,
+                              np.array([0, len(excluded)], dtype=np.int64), excluded)
         return self._to_raw(idx, self.item_index_)[0], val[0]
 
     def similar_items(self, items: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -438,205 +553,17 @@ class Recommender(BaseEstimator):
         """The ``n`` users most similar to each given user (cosine of user factors)."""
         raise NotImplementedError(f"{type(self).__name__} has no user vectors to compare")
 
-    # ------------------------------------------------------------------ changing the model
-    #: Per-user / per-item state arrays (first axis: users / items) that grow with new ids.
-    _user_arrays: ClassVar[tuple[str, ...]] = ()
-    _item_arrays: ClassVar[tuple[str, ...]] = ()
-
-    def update_users(self, users: Any, histories: Any) -> Recommender:
-        """(Re)compute users' vectors from their whole histories; unseen ids are added.
-
-        Each user is placed by the model's fold-in (the method of
-        :meth:`fold_in`) with the items fixed, and their history replaces
-        what the model had for them, so ``recommend(..., exclude_seen=True)``
-        excludes exactly the new history. Items the model does not know are
-        ignored (add them with :meth:`add_items`). Nothing else changes: a
-        service calls this on every new rating.
-
-        Parameters
-        ----------
-        users : array-like of shape (n,)
-            Raw user ids, each once.
-        histories : sequence of length n
-            Per user, the whole history: an ``(items, ratings)`` pair, a mapping
-            ``{item: rating}``, or just the items (implicit data).
-
-        Returns
-        -------
-        self
-        """
-        self._check_fitted()
-        users = _as_id_array(users)
-        rows = self._parse_histories(users, histories, "users")
-        if len(self.user_index_) and len(users):
-            self.user_index_.coerce(users)  # a string id for an integer index is an error
-        self._add_rows("user", users)
-        codes = self.user_index_.get_indexer(users)
-        with single_thread():
-            for code, (items, values) in zip(codes, rows, strict=True):
-                self._set_user(int(code), self._fold_in(items, values))
-        self._set_seen(_replace_rows(self.seen_, codes, rows))
-        self._after_user_update(codes)
-        return self
-
-    def add_items(self, items: Any, histories: Any = None) -> Recommender:
-        """Add items the model has never seen, placed from their first interactions.
-
-        Each item is solved with the users fixed (the mirror of :meth:`fold_in`:
-        a ridge solve on the user vectors, or the model's own half-step where
-        its objective is symmetric). An item with no history starts at the
-        model's baseline (zero factors and bias) until the next fit.
-
-        Parameters
-        ----------
-        items : array-like of shape (n,)
-            Raw ids of new items; an id the model knows is an error.
-        histories : sequence of length n, default=None
-            Per item, ``(users, ratings)``, a mapping ``{user: rating}``, or just
-            the users. Unknown users are ignored.
-
-        Returns
-        -------
-        self
-        """
-        self._check_fitted()
-        items = _as_id_array(items)
-        known = self.item_index_.get_indexer(items) >= 0 if len(self.item_index_) else \
-            np.zeros(len(items), bool)
-        if known.any():
-            raise DataError(f"items {items[known][:10].tolist()} are already in the model; "
-                            f"use update_users or partial_fit to add their ratings")
-        if histories is None:
-            histories = [((), ())] * len(items)
-        columns = self._parse_histories(items, histories, "items")
-        if len(self.item_index_) and len(items):
-            self.item_index_.coerce(items)
-        self._add_rows("item", items)
-        codes = self.item_index_.get_indexer(items)
-        with single_thread():
-            for code, (users, values) in zip(codes, columns, strict=True):
-                self._set_item(int(code), self._fold_in_item(users, values))
-        by_item = _replace_rows(self.seen_.T.tocsr(), codes, columns)
-        self._set_seen(by_item.T.tocsr())
-        return self
-
-    def _parse_histories(self, ids: np.ndarray, histories: Any,
-                         what: str) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Each history as (codes, values) of the other side, checked like fold-in's."""
-        if len(np.unique(ids)) != len(ids):
-            raise DataError(f"the {what} repeat an id; give each once with its whole history")
-        if isinstance(histories, (str, bytes)) or not hasattr(histories, "__len__"):
-            raise DataError(f"histories must be a sequence with one history per id, "
-                            f"got {type(histories).__name__}")
-        if len(histories) != len(ids):
-            raise DataError(f"got {len(ids)} {what} but {len(histories)} histories")
-        other = self.user_index_ if what == "items" else self.item_index_
-        rows = []
-        for history in histories:
-            keys, ratings = _split_history(history)
-            if what == "items":
-                codes, values = self._other_history(keys, ratings, other)
-            else:
-                codes, values = self._history(keys, ratings, "ignore")
-            scale = getattr(self, "rating_scale_", None)
-            if scale is not None and len(values) and (
-                    values.min() < scale[0] or values.max() > scale[1]):
-                raise DataError(f"ratings must lie in the training scale [{scale[0]:g}, "
-                                f"{scale[1]:g}]; got values in [{values.min():g}, "
-                                f"{values.max():g}]")
-            rows.append((codes.astype(np.int64), values))
-        return rows
-
-    def _other_history(self, users: Any, ratings: Any,
-                       index: IdIndex) -> tuple[np.ndarray, np.ndarray]:
-        # An item's first interactions, read like a user's history with the roles swapped.
-        users = _as_id_array(users)
-        if ratings is None:
-            if not self.is_implicit_ and self._needs_ratings:
-                raise DataError(f"{type(self).__name__} was fitted on ratings; pass ratings "
-                                f"with the users")
-            values = np.ones(len(users))
-        else:
-            values = np.asarray(ratings, dtype=np.float64).reshape(-1)
-            if len(values) != len(users):
-                raise DataError(f"got {len(users)} users but {len(values)} ratings")
-            if not np.isfinite(values).all():
-                raise DataError("NaN or infinite values in the ratings of the history")
-        codes = index.get_indexer(users) if len(users) else np.zeros(0, np.int64)
-        keep = codes >= 0
-        if len(np.unique(codes[keep])) != keep.sum():
-            raise DataError("the history repeats a user; give each user once")
-        return codes[keep], values[keep]
-
-    def _add_rows(self, side: str, raw: np.ndarray) -> None:
-        """Extend the id map of ``side`` with ``raw``'s new ids and grow its state arrays."""
-        index = self.user_index_ if side == "user" else self.item_index_
-        grown = index.extend(raw)
-        added = len(grown) - len(index)
-        if added == 0:
-            return
-        names = ("user_factors_", "user_bias_", *self._user_arrays) if side == "user" else \
-            ("item_factors_", "item_bias_", *self._item_arrays)
-        for name in dict.fromkeys(names):
-            array = getattr(self, name, None)
-            if isinstance(array, np.ndarray) and array.ndim >= 1:
-                pad = np.zeros((added, *array.shape[1:]), dtype=array.dtype)
-                setattr(self, name, np.concatenate([array, pad]))
-        n_users = len(grown) if side == "user" else len(self.user_index_)
-        n_items = len(grown) if side == "item" else len(self.item_index_)
-        seen = self.seen_.tocsr()
-        indptr = np.concatenate([seen.indptr, np.full(n_users - seen.shape[0], seen.indptr[-1])])
-        self.seen_ = type(seen)((seen.data, seen.indices, indptr), shape=(n_users, n_items))
-        if side == "user":
-            self.user_index_ = grown
-        else:
-            self.item_index_ = grown
-            if self.item_titles_ is not None:
-                extra = grown.ids[len(index):].astype(str)
-                self.item_titles_ = np.concatenate([self.item_titles_.astype(str), extra])
-
-    #: State arrays with one entry per stored interaction, in ``seen_``'s CSR order
-    #: (e.g. each rating's time); kept aligned when ``seen_`` is rewritten.
-    _entry_arrays: ClassVar[tuple[str, ...]] = ("rating_times_",)
-
-    def _set_seen(self, seen: Any) -> None:
-        """Replace ``seen_``, carrying the per-interaction arrays over by (user, item)."""
-        old = self.seen_
-        for name in self._entry_arrays:
-            values = getattr(self, name, None)
-            if isinstance(values, np.ndarray) and len(values) == old.nnz:
-                setattr(self, name, _carry_entries(old, seen, values,
-                                                   self._new_entry_value(name)))
-        self.seen_ = seen
-
-    def _new_entry_value(self, name: str) -> Any:
-        """What a new interaction gets in the per-interaction array ``name``."""
-        return getattr(self, "time_newest_", 0) if name == "rating_times_" else 0
-
-    def _after_user_update(self, codes: np.ndarray) -> None:
-        """Called once the users ``codes`` have new vectors and new seen rows."""
-
-    def _set_user(self, code: int, vector: UserVector) -> None:
-        """Store a user's new vector (models without user state keep nothing)."""
-
-    def _set_item(self, code: int, vector: UserVector) -> None:
-        """Store a new item's vector (models without item state keep nothing)."""
-
-    def _fold_in_item(self, users: np.ndarray, values: np.ndarray) -> UserVector:
-        """An item's vector from its first interactions with the users fixed."""
-        return UserVector(np.zeros(0, np.float32), 0.0)
-
     # ------------------------------------------------------------------ persistence
     def save(self, path: Any) -> None:
         """Write the fitted model to ``path`` (``.zip``, else a directory); see :func:`matfact.load`."""
-        from matfact.io import save_model
+        from matfact.models.persistence import save_model
 
         save_model(self, path)
 
     @classmethod
     def load(cls, path: Any) -> Recommender:
         """Read a model written by :meth:`save`; it must be of this class (or a subclass)."""
-        from matfact.io import load_model
+        from matfact.models.persistence import load_model
 
         model = load_model(path)
         if not isinstance(model, cls):
@@ -653,35 +580,6 @@ class Recommender(BaseEstimator):
             raise ValueError("item titles do not match the item ids")
 
 
-def _top_n(scores: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
-           n: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`~matfact._kernels.topk.topk_rows`, with one row done in NumPy.
-
-    A single row (the serving case) is cheaper without a parallel region, and
-    avoids numba's threads contending with BLAS threads still spinning after
-    the matrix product that made the scores.
-    """
-    if scores.shape[0] != 1:
-        return topk_rows(scores, indptr, indices, n)
-    row = scores[0].astype(np.float32, copy=True)
-    row[indices[indptr[0]:indptr[1]]] = -np.inf
-    row[np.isnan(row)] = -np.inf
-    idx = np.full((1, n), -1, dtype=np.int64)
-    val = np.full((1, n), np.nan, dtype=np.float32)
-    eligible = int(np.count_nonzero(row > -np.inf))
-    m = min(n, eligible)
-    if m == 0:
-        return idx, val
-    threshold = -np.partition(-row, m - 1)[m - 1]
-    above = np.flatnonzero(row > threshold)
-    ties = np.flatnonzero(row == threshold)[: m - len(above)]  # lower index wins a tie
-    chosen = np.concatenate([above, ties])
-    chosen = chosen[np.lexsort((chosen, -row[chosen]))]
-    idx[0, :m] = chosen
-    val[0, :m] = row[chosen]
-    return idx, val
-
-
 def _restrict(scores, indptr, indices, candidates):
     """Keep only candidate columns; remap the exclusion lists to candidate positions."""
     position = np.full(scores.shape[1], -1, dtype=np.int64)
@@ -693,75 +591,6 @@ def _restrict(scores, indptr, indices, candidates):
     np.cumsum(np.bincount(rows, minlength=len(indptr) - 1), out=new_indptr[1:])
     return (np.ascontiguousarray(scores[:, candidates]), new_indptr,
             mapped[keep].astype(np.int32))
-
-
-def _split_history(history: Any) -> tuple[Any, Any]:
-    """``(keys, values)`` of one history: a pair, a mapping, or keys alone."""
-    if isinstance(history, dict):
-        return list(history.keys()), list(history.values())
-    if isinstance(history, tuple) and len(history) == 2:
-        return history
-    return history, None
-
-
-def _carry_entries(old: Any, new: Any, values: np.ndarray, fill: Any) -> np.ndarray:
-    """``values`` (aligned with ``old``'s CSR entries) re-aligned to ``new``'s; new pairs → fill."""
-    old, new = old.tocoo(), new.tocoo()  # COO of a CSR keeps the CSR order
-    width = max(old.shape[1], new.shape[1], 1)
-    old_keys = old.row.astype(np.int64) * width + old.col
-    new_keys = new.row.astype(np.int64) * width + new.col
-    order = np.argsort(old_keys, kind="stable")
-    where = np.searchsorted(old_keys[order], new_keys)
-    where = np.minimum(where, max(len(order) - 1, 0))
-    found = (len(order) > 0) & (old_keys[order][where] == new_keys) if len(order) else \
-        np.zeros(len(new_keys), bool)
-    out = np.full(len(new_keys), fill, dtype=values.dtype)
-    out[found] = values[order[where[found]]]
-    return out
-
-
-def _replace_rows(matrix: Any, codes: np.ndarray,
-                  rows: list[tuple[np.ndarray, np.ndarray]]) -> Any:
-    """``matrix`` (CSR) with rows ``codes`` replaced by the given (columns, values).
-
-    The untouched stretches between replaced rows are copied as whole slices, so
-    rewriting one user of a large matrix costs a memory copy, not a pass of
-    per-entry masks (the service does this on every rating).
-    """
-    csr = matrix.tocsr()
-    counts = np.diff(csr.indptr)
-    index_parts, data_parts = [], []
-    done = 0
-    for position in np.argsort(codes, kind="stable"):
-        code = int(codes[position])
-        columns, values = rows[position]
-        order = np.argsort(columns, kind="stable")
-        index_parts += [csr.indices[done:csr.indptr[code]],
-                        np.asarray(columns, dtype=csr.indices.dtype)[order]]
-        data_parts += [csr.data[done:csr.indptr[code]],
-                       np.asarray(values, dtype=csr.data.dtype)[order]]
-        counts[code] = len(columns)
-        done = csr.indptr[code + 1]
-    index_parts.append(csr.indices[done:])
-    data_parts.append(csr.data[done:])
-    indptr = np.zeros(csr.shape[0] + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    return type(csr)((np.concatenate(data_parts), np.concatenate(index_parts), indptr),
-                     shape=csr.shape)
-
-
-def _store_row(factors: np.ndarray | None, bias: np.ndarray | None, code: int,
-               vector: UserVector) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Write one row's factors and bias (copying arrays that are read-only, once)."""
-    if factors is not None and factors.shape[1]:
-        if not factors.flags.writeable:
-            factors = factors.copy()
-        factors[code] = vector.factors
-    if bias is not None:
-        if not bias.flags.writeable:
-            bias = bias.copy()
-        bias[code] = vector.bias
-    return factors, bias
 
 
 class FactorModel(Recommender):
@@ -804,17 +633,48 @@ class FactorModel(Recommender):
             )
         return scores
 
+    #: Whether the score is ``item_side().base + user_side().offsets + p_u · q_i``; a
+    #: subclass whose ``_score_users`` adds anything else sets this to False.
+    _dot_product_scores: ClassVar[bool] = True
+
+    def item_side(self) -> ItemSide | None:
+        if not self._dot_product_scores:
+            return None
+        self._check_fitted()
+        factors = self.item_factors_ if self._has_factors() else None
+        return ItemSide(np.ascontiguousarray(self._item_base(), dtype=np.float32),
+                        None if factors is None else
+                        np.ascontiguousarray(factors, dtype=np.float32))
+
+    def user_side(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        users = np.asarray(users, dtype=np.int64)
+        offsets = (np.zeros(len(users), np.float32) if self.user_bias_ is None
+                   else self.user_bias_[users].astype(np.float32))
+        k = self.item_factors_.shape[1] if self._has_factors() else 0
+        vectors = (self.user_factors_[users].astype(np.float32, copy=False) if k
+                   else np.zeros((len(users), 0), np.float32))
+        return vectors, offsets
+
     def _score_users(self, users: np.ndarray) -> np.ndarray:
-        scores = np.repeat(self._item_base()[None, :], len(users), axis=0)
+        # The one formula: base_i + offset_u + p_u · q_i (unknown users: the base).
+        base = self._item_base().astype(np.float32, copy=False)
         known = users >= 0
-        if self.user_bias_ is not None:
-            scores[known] += self.user_bias_[users[known], None]
-        if self._has_factors() and known.any():
-            scores[known] += self.user_factors_[users[known]] @ self.item_factors_.T
+        if known.all() and self._has_factors():
+            # The common case, without a gather and scatter of the whole score block.
+            vectors, offsets = self.user_side(users)
+            scores = vectors @ self.item_factors_.T
+            scores += base[None, :]
+            scores += offsets[:, None]
+            return scores
+        scores = np.repeat(base[None, :], len(users), axis=0)
+        if known.any():
+            vectors, offsets = self.user_side(users[known])
+            scores[known] += offsets[:, None]
+            if self._has_factors():
+                scores[known] += vectors @ self.item_factors_.T
         if self.item_bias_ is None and not known.all():
             # Without item biases the baseline is flat: rank unknown users by popularity.
-            popularity = np.bincount(self.seen_.indices, minlength=self.n_items_)
-            scores[~known] = popularity.astype(np.float32)
+            scores[~known] = self.item_popularity()
         return scores
 
     def _score_vector(self, vector: UserVector) -> np.ndarray:
@@ -903,7 +763,7 @@ class FactorModel(Recommender):
             batch = codes[start:start + _RECOMMEND_BATCH]
             scores = np.ascontiguousarray(unit[batch] @ unit.T, dtype=np.float32)
             indptr = np.arange(len(batch) + 1, dtype=np.int64)  # exclude the item itself
-            idx, val = _top_n(scores, indptr, batch.astype(np.int32), width)
+            idx, val = top_n_rows(scores, width, indptr, batch.astype(np.int32))
             out_idx[start:start + len(batch)] = idx
             out_val[start:start + len(batch)] = val
         return self._to_raw(out_idx, index), out_val

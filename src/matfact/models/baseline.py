@@ -7,8 +7,8 @@ from typing import ClassVar
 import numpy as np
 from tqdm.auto import tqdm
 
+from matfact._params import BOOLEAN, Interval
 from matfact.data.interactions import Interactions
-from matfact.models._params import BOOLEAN, Interval
 from matfact.models.base import FactorModel, Recommender, UserVector
 
 __all__ = ["Baseline", "Popularity"]

@@ -18,14 +18,9 @@ import scipy.sparse as sp
 from scipy.stats import wishart
 
 from matfact._kernels import bayesian as kernels
+from matfact._kernels._common import predict_pairs
 from matfact._kernels.als import solve_rows
-from matfact._kernels.sgd import predict_pairs
-from matfact._threads import numba_threads
-from matfact.data.features import FeatureEncoder
-from matfact.data.interactions import Interactions
-from matfact.exceptions import DataError, ParameterError
-from matfact.models._iterative import IterativeModel
-from matfact.models._params import (
+from matfact._params import (
     BOOLEAN,
     N_THREADS,
     RANDOM_STATE,
@@ -34,6 +29,11 @@ from matfact.models._params import (
     Options,
     check_random_state,
 )
+from matfact._threads import numba_threads
+from matfact.data.features import FeatureEncoder
+from matfact.data.interactions import Interactions
+from matfact.exceptions import DataError, ParameterError
+from matfact.models._iterative import IterativeModel
 from matfact.models.base import UserVector
 
 __all__ = ["BayesianMF", "ML100K_BINS"]
@@ -648,6 +648,28 @@ class BayesianMF(IterativeModel):
         self.user_prior_mean_ = np.stack([h[0] for h in kept["hyper"]]).astype(np.float32)
         self.user_prior_precision_ = np.stack([h[1] for h in kept["hyper"]]).astype(np.float32)
 
+
+    # Each item's bias in every kept sample grows with the items (fold-in subtracts it).
+    _item_arrays: ClassVar[tuple[str, ...]] = ("item_bias_samples_",)
+
+    def _set_item(self, code: int, vector: UserVector) -> None:
+        super()._set_item(code, vector)
+        samples = getattr(self, "item_bias_samples_", None)
+        if samples is not None:
+            if not samples.flags.writeable:
+                samples = self.item_bias_samples_ = samples.copy()
+            samples[code] = vector.bias
+
+    def _add_rows(self, side: str, raw: np.ndarray) -> None:
+        n_items = self.n_items_
+        super()._add_rows(side, raw)
+        columns = getattr(self, "user_columns_", None)
+        if side == "item" and columns is not None and \
+                columns.shape[0] == self.n_user_features_ + n_items:
+            # The user-side design has a column per item (implicit feedback): a new item
+            # starts with no side information, a zero row.
+            pad = np.zeros((self.n_items_ - n_items, columns.shape[1]), columns.dtype)
+            self.user_columns_ = np.concatenate([columns, pad])
 
     def _validate_state(self) -> None:
         super()._validate_state()

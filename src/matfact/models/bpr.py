@@ -8,11 +8,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from matfact._kernels.bpr import bpr_epoch, bpr_fold_in
+from matfact._params import N_THREADS, RANDOM_STATE, Interval, check_random_state
 from matfact._threads import numba_threads
 from matfact.data.interactions import Interactions
 from matfact.models._iterative import IterativeModel
 from matfact.models._layout import blocked_ratings
-from matfact.models._params import N_THREADS, RANDOM_STATE, Interval, check_random_state
 from matfact.models.base import UserVector
 
 __all__ = ["BPR"]

@@ -19,12 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from matfact._kernels.hybrid import bpr_epoch, compose, squared_epoch, warp_epoch
-from matfact._threads import numba_threads
-from matfact.data.features import FeatureEncoder
-from matfact.data.interactions import Interactions
-from matfact.exceptions import DataError, ParameterError
-from matfact.models._iterative import IterativeModel
-from matfact.models._params import (
+from matfact._params import (
     BOOLEAN,
     N_THREADS,
     RANDOM_STATE,
@@ -34,7 +29,14 @@ from matfact.models._params import (
     check_n,
     check_random_state,
 )
-from matfact.models.base import UserVector, _as_id_array, _top_n
+from matfact._threads import numba_threads
+from matfact.data.features import FeatureEncoder
+from matfact.data.interactions import Interactions
+from matfact.exceptions import DataError, ParameterError
+from matfact.models._iterative import IterativeModel
+from matfact.models._updates import _as_id_array
+from matfact.models.base import UserVector
+from matfact.models.ranking import top_n_rows
 
 __all__ = ["HybridMF"]
 
@@ -473,9 +475,11 @@ class HybridMF(IterativeModel):
         """
         if features is not None:
             features = self._check_features_frame(features, "features")
-        super().add_items(items, histories)
-        if features is not None:
-            self._place_by_features("item", _as_id_array(items), features)
+        with self._transaction(user_rows=np.zeros(0, np.int64)):
+            super().add_items(items, histories)
+            if features is not None:
+                self._place_by_features(
+                    "item", self.item_index_.parse(_as_id_array(items), "item"), features)
         return self
 
     def add_users(self, users: Any, features: pd.DataFrame) -> HybridMF:
@@ -496,18 +500,16 @@ class HybridMF(IterativeModel):
         """
         self._check_fitted()
         features = self._check_features_frame(features, "features")
-        users = _as_id_array(users)
-        known = self.user_index_.get_indexer(users) >= 0 if len(self.user_index_) else \
-            np.zeros(len(users), bool)
+        users = self.user_index_.parse(_as_id_array(users), "user")
+        known = self.user_index_.get_indexer(users) >= 0
         if known.any():
             raise DataError(f"users {users[known][:10].tolist()} are already in the model; "
                             f"use update_users to change them")
         if len(np.unique(users)) != len(users):
             raise DataError("the users repeat an id; give each once")
-        if len(self.user_index_) and len(users):
-            self.user_index_.coerce(users)
-        self._add_rows("user", users)
-        self._place_by_features("user", users, features)
+        with self._transaction(user_rows=np.zeros(0, np.int64)):
+            self._add_rows("user", users)
+            self._place_by_features("user", users, features)
         return self
 
     def user_vectors_for_features(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -562,8 +564,7 @@ class HybridMF(IterativeModel):
         idx = np.full((len(scores), width), -1, np.int64)
         val = np.full((len(scores), width), np.nan, np.float32)
         if width and len(scores):
-            idx, val = _top_n(np.ascontiguousarray(scores), np.zeros(len(scores) + 1, np.int64),
-                              np.zeros(0, np.int32), width)
+            idx, val = top_n_rows(scores, width)
         return self._to_raw(idx, self.item_index_), val
 
     # ------------------------------------------------------------------ fold-in

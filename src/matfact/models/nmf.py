@@ -42,13 +42,8 @@ from matfact._kernels.nmf import (
     masked_cd_rows,
     masked_mu_rows,
 )
-from matfact._threads import numba_threads
-from matfact.data.interactions import Interactions
-from matfact.exceptions import ConvergenceWarning, DataError, NotFittedError, ParameterError
-from matfact.models._iterative import IterativeModel
-from matfact.models._linalg import dot64, gram64
-from matfact.models._matrix import MatrixProducts, as_matrix, csr_parts
-from matfact.models._params import (
+from matfact._linalg import dot64, gram64
+from matfact._params import (
     N_THREADS,
     RANDOM_STATE,
     Instance,
@@ -56,6 +51,11 @@ from matfact.models._params import (
     Options,
     validate_params,
 )
+from matfact._threads import numba_threads
+from matfact.data.interactions import Interactions
+from matfact.exceptions import ConvergenceWarning, DataError, NotFittedError, ParameterError
+from matfact.models._iterative import IterativeModel
+from matfact.models._matrix import MatrixProducts, as_matrix, csr_parts
 from matfact.models.base import UserVector
 
 __all__ = ["NMF"]

@@ -8,7 +8,9 @@ Both minimize the regularized squared error over the observed ratings,
     + \lambda_b (b_u^2 + b_i^2),
 
 by stochastic gradient descent; the kernels and their update rules are in
-:mod:`matfact._kernels.sgd`.
+:mod:`matfact._kernels.sgd`. The time options (``time_decay``, ``time_bins``)
+keep their state and scoring terms in :class:`matfact.models._time.TimeAwareBiases`,
+which both models inherit; this module trains them.
 """
 
 from __future__ import annotations
@@ -21,13 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from matfact._kernels.sgd import sgd_epoch, sgd_time_epoch, svdpp_epoch, svdpp_time_epoch
-from matfact._threads import numba_threads, resolve_n_threads, single_thread
-from matfact.data.interactions import Interactions
-from matfact.exceptions import DataError, DivergenceError, ParameterError
-from matfact.models import _time
-from matfact.models._iterative import IterativeModel
-from matfact.models._layout import blocked_ratings
-from matfact.models._params import (
+from matfact._params import (
     BOOLEAN,
     N_THREADS,
     RANDOM_STATE,
@@ -35,6 +31,13 @@ from matfact.models._params import (
     Options,
     check_random_state,
 )
+from matfact._threads import numba_threads, resolve_n_threads, single_thread
+from matfact.data.interactions import Interactions
+from matfact.exceptions import DataError, DivergenceError, ParameterError
+from matfact.models._iterative import IterativeModel
+from matfact.models._layout import blocked_ratings
+from matfact.models._time import TimeAwareBiases
+from matfact.models._updates import all_or_nothing
 from matfact.models.base import UserVector
 
 __all__ = ["BiasedMF", "SVDPlusPlus"]
@@ -96,14 +99,18 @@ def _kernel_arrays(order: np.ndarray, user_codes: np.ndarray, item_codes: np.nda
     return users, items, values, sample_weights
 
 
-class _SGDModel(IterativeModel):
-    """Shared epoch loop: schedule, validation, early stopping, callback, divergence."""
+class _SGDModel(TimeAwareBiases, IterativeModel):
+    """The SGD parts BiasedMF and SVD++ share: schedule, epochs, ridge fold-in, partial_fit steps.
+
+    The iteration loop around the epochs (loss history, validation, early stopping,
+    callback, divergence) is :class:`~matfact.models._iterative.IterativeModel`'s. The
+    time-aware state of ``time_decay`` / ``time_bins`` (decayed weights, time-bin item
+    biases, user drift, ``predict(times=...)``, its growth in ``partial_fit``) is
+    :class:`~matfact.models._time.TimeAwareBiases`', a mixin listed first so that its
+    scoring overrides wrap :class:`~matfact.models.base.FactorModel`'s.
+    """
 
     _accepts: ClassVar[tuple[str, ...]] = ("explicit",)
-    # Time-aware biases keep per-user and per-item state that grows with new ids.
-    _user_arrays: ClassVar[tuple[str, ...]] = ("user_drift_", "user_last_time_",
-                                               "user_mean_day_")
-    _item_arrays: ClassVar[tuple[str, ...]] = ("item_bin_bias_",)
     _common_constraints: ClassVar[dict] = {
         "n_factors": [Interval(int, 1, None)],
         "max_iter": [Interval(int, 1, None)],
@@ -158,169 +165,6 @@ class _SGDModel(IterativeModel):
         bias = float(solution[k]) if use_bias else 0.0
         return UserVector(solution[:k].astype(np.float32), bias)
 
-    # ------------------------------------------------------------------ time
-    time_bins: int | None = None
-    time_decay: float | None = None
-
-    def _uses_time(self) -> bool:
-        return self.time_decay is not None or self.time_bins is not None
-
-    def _has_time_bias(self) -> bool:
-        return getattr(self, "item_bin_bias_", None) is not None
-
-    def _time_option(self) -> str:
-        return "time_decay" if self.time_decay is not None else "time_bins"
-
-    def _start_time_state(self, data: Interactions) -> np.ndarray | None:
-        """Record the training times (when a time option is on); return them, or None.
-
-        Fitted state: ``time_newest_`` (Unix seconds), ``rating_times_`` (each
-        training rating's time, in ``seen_``'s CSR order, for ``partial_fit``)
-        and, with ``time_bins``, the bins' origin and width, each user's mean
-        rating day :math:`t_u`, the drift scale, and zero-initialized
-        ``item_bin_bias_`` (n_items, time_bins) and ``user_drift_`` (n_users,).
-        """
-        if not self._uses_time():
-            return None
-        times = _time.require_timestamps(data, type(self).__name__, self._time_option())
-        self.time_newest_ = int(times.max())
-        self.rating_times_ = _time.csr_times(data.user_codes, data.item_codes, times,
-                                             data.n_items)
-        if self.time_bins is not None:
-            origin = int(times.min())
-            self.time_origin_ = origin
-            # One second more than the span, so the newest rating falls in the last bin.
-            self.time_bin_width_ = float(self.time_newest_ - origin + 1) / self.time_bins
-            self.user_mean_day_ = _time.user_mean_days(data.user_codes, times, data.n_users)
-            self.user_last_time_ = _time.user_last_times(data.user_codes, times, data.n_users)
-            raw = _time.drift(times, self.user_mean_day_[data.user_codes], 1.0)
-            scale = float(np.abs(raw, dtype=np.float64).mean())
-            self.drift_scale_ = scale if scale > 0 else 1.0
-            self.item_bin_bias_ = np.zeros((data.n_items, self.time_bins), np.float32)
-            self.user_drift_ = np.zeros(data.n_users, np.float32)
-        return times
-
-    def _time_features(self, user_codes: np.ndarray,
-                       times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(Bin(t), dev_u(t)/scale) of ratings or queries; users and times aligned."""
-        bins = _time.time_bin(times, self.time_origin_, self.time_bin_width_,
-                              self.item_bin_bias_.shape[1])
-        devs = _time.drift(times, self.user_mean_day_[user_codes], self.drift_scale_)
-        return bins, devs
-
-    def _decayed_weights(self, weights: np.ndarray | None, times: np.ndarray | None,
-                         now: int) -> np.ndarray | None:
-        """Sample weights times the time decay (when ``time_decay`` is set)."""
-        if self.time_decay is None:
-            return weights
-        decay = _time.decay_weights(times, self.time_decay, now)
-        return decay if weights is None else (decay * weights).astype(np.float32)
-
-    def _time_terms(self, users: np.ndarray, items: np.ndarray,
-                    times: np.ndarray | None) -> np.ndarray:
-        r""":math:`\alpha_u \text{dev}_u(t) + b_{i,\text{Bin}(t)}` of index pairs (0 where unknown).
-
-        ``times=None`` is "now": the item's bias in the newest bin, and the
-        user's drift at their own latest rating, since extrapolating
-        :math:`\text{dev}_u` beyond the user's ratings is a guess the data
-        does not support.
-        """
-        terms = np.zeros(len(users), dtype=np.float64)
-        ku, ki = users >= 0, items >= 0
-        item_times = (np.full(len(items), self.time_newest_, dtype=np.int64) if times is None
-                      else times)
-        bins = _time.time_bin(item_times, self.time_origin_, self.time_bin_width_,
-                              self.item_bin_bias_.shape[1])
-        terms[ki] += self.item_bin_bias_[items[ki], bins[ki]]
-        user_times = self.user_last_time_[users[ku]] if times is None else times[ku]
-        devs = _time.drift(user_times, self.user_mean_day_[users[ku]], self.drift_scale_)
-        terms[ku] += self.user_drift_[users[ku]] * devs.astype(np.float64)
-        return terms
-
-    def predict(self, users: Any, items: Any, *, times: Any = None, unknown: str = "fallback",
-                clip: bool = True) -> np.ndarray:
-        """Predicted ratings of (user, item) pairs given as raw ids.
-
-        Parameters
-        ----------
-        users, items : array-like of shape (n,) or scalars
-            Raw ids, paired element-wise.
-        times : array-like of shape (n,) or scalar, default=None
-            When each rating would be given (Unix seconds or datetimes), for
-            models fitted with ``time_bins``: the item bias of that time's bin
-            (the last bin for times after training) and the user's drift at
-            that time. None means "now": the newest bin, and each user's drift
-            at their latest training rating.
-        unknown : {"fallback", "raise", "nan"}, default="fallback"
-        clip : bool, default=True
-
-        Returns
-        -------
-        scores : ndarray of shape (n,), float64
-        """
-        self._check_fitted()
-        if times is None:
-            return super().predict(users, items, unknown=unknown, clip=clip)
-        if not self._has_time_bias():
-            raise ParameterError(f"{type(self).__name__}: times= applies to models fitted "
-                                 f"with time_bins; this one has time_bins=None")
-        # Scores "now", then swap in the time terms at the given times (no state is kept
-        # between the two, so concurrent calls cannot mix their times).
-        scores = super().predict(users, items, unknown=unknown, clip=False)
-        u = self._indices(users, self.user_index_, "user", "fallback")
-        i = self._indices(items, self.item_index_, "item", "fallback")
-        at = _time.as_times(times, len(u))
-        scores += self._time_terms(u, i, at) - self._time_terms(u, i, None)
-        if clip and self.rating_scale_ is not None:
-            np.clip(scores, *self.rating_scale_, out=scores)
-        return scores
-
-    def _score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        scores = super()._score_pairs(users, items)
-        if self._has_time_bias():
-            scores += self._time_terms(users, items, None)
-        return scores
-
-    def _now_bin_bias(self, items: np.ndarray) -> np.ndarray | float:
-        r""":math:`b_{i,\text{Bin}(now)}` of ``items`` (0 without time bins)."""
-        if not self._has_time_bias():
-            return 0.0
-        now = _time.time_bin(np.array([self.time_newest_]), self.time_origin_,
-                             self.time_bin_width_, self.item_bin_bias_.shape[1])[0]
-        return self.item_bin_bias_[items, now]
-
-    def _item_base(self) -> np.ndarray:
-        base = super()._item_base()
-        if self._has_time_bias():
-            base += self._now_bin_bias(np.arange(self.n_items_))
-        return base
-
-    def _score_users(self, users: np.ndarray) -> np.ndarray:
-        scores = super()._score_users(users)
-        if self._has_time_bias():
-            known = users >= 0
-            devs = _time.drift(self.user_last_time_[users[known]],
-                               self.user_mean_day_[users[known]], self.drift_scale_)
-            scores[known] += (self.user_drift_[users[known]] * devs)[:, None]
-        return scores
-
-    def _time_state_arrays(self) -> list[str]:
-        return ["item_bin_bias_", "user_drift_"] if self._has_time_bias() else []
-
-    def _validate_state(self) -> None:
-        super()._validate_state()
-        times = getattr(self, "rating_times_", None)
-        if times is not None and times.shape != (self.seen_.nnz,):
-            raise ValueError("rating_times_ does not match the seen matrix")
-        if self._has_time_bias():
-            if self.item_bin_bias_.ndim != 2 or len(self.item_bin_bias_) != self.n_items_:
-                raise ValueError("item_bin_bias_ must have one row per item")
-            if self.user_drift_.shape != (self.n_users_,):
-                raise ValueError("user_drift_ must have one value per user")
-            if (self.user_mean_day_.shape != (self.n_users_,)
-                    or self.user_last_time_.shape != (self.n_users_,)):
-                raise ValueError("user_mean_day_ and user_last_time_ need one value per user")
-
     # ------------------------------------------------------------------ partial_fit
     def _partial_rng(self, n_ratings: int) -> np.random.Generator:
         """A generator for ``partial_fit``, seeded by ``random_state`` and the model's size."""
@@ -328,29 +172,6 @@ class _SGDModel(IterativeModel):
         if seed is None or isinstance(seed, np.random.Generator):
             return np.random.default_rng(None)
         return np.random.default_rng([seed, self.n_users_, self.n_items_, n_ratings])
-
-    def _merge_with_times(self, interactions: Interactions) -> tuple[Interactions, int, int,
-                                                                     Interactions]:
-        """:func:`matfact.models._time.merge_with_times` for this model."""
-        return _time.merge_with_times(self, interactions, self._time_option())
-
-    def _grow_time_state(self, merged_users: np.ndarray) -> None:
-        """Rows for new users and items, columns for new bins, fresh user mean days."""
-        if not self._has_time_bias():
-            return
-        n_users, n_items = self.n_users_, self.n_items_
-        n_bins = max(self.item_bin_bias_.shape[1],
-                     int((self.time_newest_ - self.time_origin_) // self.time_bin_width_) + 1)
-        grown = np.zeros((n_items, n_bins), np.float32)
-        old = self.item_bin_bias_
-        grown[:old.shape[0], :old.shape[1]] = old
-        self.item_bin_bias_ = grown
-        drift = np.zeros(n_users, np.float32)
-        drift[:len(self.user_drift_)] = self.user_drift_
-        self.user_drift_ = drift
-        # t_u moves as a user rates more: recompute it from every rating kept.
-        self.user_mean_day_ = _time.user_mean_days(merged_users, self.rating_times_, n_users)
-        self.user_last_time_ = _time.user_last_times(merged_users, self.rating_times_, n_users)
 
     def _grow_factors(self, rng: np.random.Generator, n_users: int, n_items: int) -> None:
         """New users and items start like in ``fit``: small random factors, zero biases."""
@@ -637,6 +458,7 @@ class BiasedMF(_SGDModel):
     def _state_arrays(self) -> list[str]:
         return super()._state_arrays() + self._time_state_arrays()
 
+    @all_or_nothing
     def partial_fit(self, interactions: Interactions, *, max_iter: int | None = None,
                     sample_old: float = 0.0, progress: bool = False) -> BiasedMF:
         r"""Add new ratings (new users and items too) and refine without starting over.
@@ -896,6 +718,7 @@ class SVDPlusPlus(_SGDModel):
                            self.user_bias_, self.item_bias_, self.global_mean_, lr, self.reg,
                            self.reg_bias, self.reg_implicit)
 
+    @all_or_nothing
     def partial_fit(self, interactions: Interactions, *, max_iter: int | None = None,
                     progress: bool = False) -> SVDPlusPlus:
         r"""Add new ratings (new users and items too) and refine without starting over.

@@ -17,11 +17,7 @@ import scipy.linalg
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
-from matfact._threads import numba_threads
-from matfact.data.interactions import Interactions
-from matfact.exceptions import DataError, NotFittedError, ParameterError
-from matfact.models._matrix import MatrixProducts, as_matrix, csr_parts, sparse_times
-from matfact.models._params import (
+from matfact._params import (
     BOOLEAN,
     N_THREADS,
     RANDOM_STATE,
@@ -30,6 +26,10 @@ from matfact.models._params import (
     check_random_state,
     validate_params,
 )
+from matfact._threads import numba_threads
+from matfact.data.interactions import Interactions
+from matfact.exceptions import DataError, NotFittedError, ParameterError
+from matfact.models._matrix import MatrixProducts, as_matrix, csr_parts, sparse_times
 from matfact.models.base import FactorModel, UserVector
 
 __all__ = ["TruncatedSVD", "PureSVD"]

@@ -398,7 +398,8 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
         batch = [Rating(r.user, r.item, float(r.rating),
                         None if r.timestamp is None else float(r.timestamp))
                  for r in body.ratings]
-        state["service"].check_ratings(batch)
+        # The model checks the batch before it is logged: the log holds only what it accepted.
+        batch = state["service"].check_ratings(batch)
         # Acknowledge only once committed: the group commit resolves this future.
         await asyncio.wrap_future(store.append_async(batch))
         changes = state["service"].apply(batch)

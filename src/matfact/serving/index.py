@@ -1,11 +1,10 @@
-"""Exact top-k for the service: one matrix–vector product per user, seen items masked.
+"""Exact top-k for the service: the model's scores of one user, seen items masked.
 
-The item side (``μ + b_i`` and the item factors, float32, contiguous) is taken
-from the model once and refreshed when items are added; the user side is read
-from the model at each call, so a user just updated by
-:meth:`~matfact.models.base.Recommender.update_users` is scored with the new
-vector. Ranking is a partition of the scores followed by a sort of the top
-``n`` only: O(n_items) per request.
+Scores come from the model's public interface
+(:meth:`~matfact.models.base.Recommender.score_users`, the formula ``recommend``
+uses), read at each call, so a user just updated by
+:meth:`~matfact.models.base.Recommender.apply_ratings` is scored with the new
+vector; ranking is the one top-n of :mod:`matfact.models.ranking`.
 
 :meth:`TopKIndex.precompute` ranks the catalogue for every known user in
 batches (one matrix product per batch instead of one matrix–vector product per
@@ -23,56 +22,32 @@ from typing import Any
 
 import numpy as np
 
-from matfact.models.base import FactorModel, UserVector
+from matfact.models.base import UserVector
+from matfact.models.ranking import top_n, top_n_rows
 
-__all__ = ["TopKIndex", "top_n", "DEPTH"]
+__all__ = ["TopKIndex", "DEPTH"]
 
 #: How many items :meth:`TopKIndex.precompute` keeps per user.
 DEPTH = 100
 
 
-def top_n(scores: np.ndarray, n: int, excluded: np.ndarray | None = None) -> np.ndarray:
-    """Indices of the ``n`` highest scores, best first, skipping ``excluded`` indices.
-
-    Ties keep the lower index first (a stable sort on the candidates).
-    """
-    scores = np.asarray(scores, dtype=np.float32)
-    if excluded is not None and len(excluded):
-        scores = scores.copy()
-        scores[excluded] = -np.inf
-    available = len(scores) - (0 if excluded is None else len(np.unique(excluded)))
-    n = max(0, min(n, available))
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    if n < len(scores):
-        # Everything tied with the n-th best is a candidate, so ties resolve by index.
-        kth = -np.partition(-scores, n - 1)[n - 1]
-        candidates = np.flatnonzero(scores >= kth)
-    else:
-        candidates = np.arange(len(scores))
-    # Sort the candidates by score, then by index, so equal scores rank the lower index first.
-    order = np.lexsort((candidates, -scores[candidates]))
-    return candidates[order][:n]
-
-
-def _batch_top(scores: np.ndarray, depth: int) -> list:
-    """Per row, ``(codes, scores)`` of the top ``depth`` as :func:`top_n` orders them.
+def _batch_top(scores: np.ndarray, seen_indptr: np.ndarray, seen_indices: np.ndarray,
+               depth: int) -> list:
+    """Per row, ``(codes, scores)`` of the top ``depth`` unseen items, or None.
 
     A row whose ``depth``-th score is tied with the next one (or that has fewer
-    than ``depth`` finite scores) gets ``None``: its list is computed on demand.
+    than ``depth`` eligible items) gets ``None``: a kept list must be exactly
+    what a full ranking gives for every ``n ≤ depth``, so that row is ranked on
+    demand.
     """
     if depth <= 0:
         return [None] * len(scores)
-    part = np.argpartition(-scores, depth, axis=1)[:, :depth + 1] if depth < scores.shape[1] \
-        else np.argsort(-scores, axis=1)
-    values = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -values), axis=-1)
-    part = np.take_along_axis(part, order, axis=1)
-    values = np.take_along_axis(values, order, axis=1)
+    idx, val = top_n_rows(scores, depth + 1, seen_indptr, seen_indices)
     out = []
-    for codes, vals in zip(part, values, strict=True):
-        exact = np.isfinite(vals[depth - 1]) and (len(vals) == depth or vals[depth] < vals[depth - 1])
-        out.append((codes[:depth].astype(np.int64), vals[:depth].copy()) if exact else None)
+    for codes, values in zip(idx, val, strict=True):
+        exact = codes[depth - 1] >= 0 and np.isfinite(values[depth - 1]) and (
+            codes[depth] < 0 or values[depth] < values[depth - 1])
+        out.append((codes[:depth].copy(), values[:depth].copy()) if exact else None)
     return out
 
 
@@ -99,15 +74,7 @@ class TopKIndex:
             # Every kept list may now miss a new item: start over.
             self._generation += 1
             self._cache.clear()
-        self._factor_model = isinstance(model, FactorModel) and \
-            type(model)._score_vector is FactorModel._score_vector
-        if self._factor_model:
-            self._base = np.ascontiguousarray(model._item_base(), dtype=np.float32)
-            factors = model.item_factors_
-            self._items = None if factors is None or factors.shape[1] == 0 else \
-                np.ascontiguousarray(factors, dtype=np.float32)
-        popularity = np.diff(model.seen_.tocsc().indptr).astype(np.float32)
-        self.popularity = popularity
+        self.popularity = model.item_popularity()
 
     @property
     def n_items(self) -> int:
@@ -119,24 +86,15 @@ class TopKIndex:
         return len(self._cache)
 
     def user_scores(self, code: int) -> np.ndarray:
-        """Scores of every item for the known user ``code`` (as ``predict`` without clipping)."""
-        model = self.model
-        if not self._factor_model:
-            return np.asarray(model._score_users(np.array([code]))[0], dtype=np.float32)
-        scores = self._base.copy()
-        if model.user_bias_ is not None:
-            scores += np.float32(model.user_bias_[code])
-        if self._items is not None:
-            scores += self._items @ model.user_factors_[code].astype(np.float32, copy=False)
-        return scores
+        """Scores of every item for the known user ``code`` (the model's ranking scores)."""
+        return self.model.score_users(np.array([code]))[0]
 
     def vector_scores(self, vector: UserVector) -> np.ndarray:
         """Scores of every item for a folded-in user."""
-        return np.asarray(self.model._score_vector(vector), dtype=np.float32)
+        return self.model.score_vector(vector)
 
     def seen(self, code: int) -> np.ndarray:
-        seen = self.model.seen_
-        return seen.indices[seen.indptr[code]:seen.indptr[code + 1]]
+        return self.model.history(code)[0]
 
     def recommend(self, code: int, n: int, exclude_seen: bool = True) -> tuple[np.ndarray,
                                                                               np.ndarray]:
@@ -145,9 +103,7 @@ class TopKIndex:
             kept = self._cache.get(code)
             if kept is not None:
                 return kept[0][:n], kept[1][:n]
-        scores = self.user_scores(code)
-        best = top_n(scores, n, self.seen(code) if exclude_seen else None)
-        return best, scores[best]
+        return top_n(self.user_scores(code), n, self.seen(code) if exclude_seen else None)
 
     # ------------------------------------------------------------------ kept lists
     def invalidate(self, codes: Any) -> None:
@@ -188,11 +144,9 @@ class TopKIndex:
                 stamps = self._stamps[codes].copy() if codes[-1] < len(self._stamps) else None
             if stamps is None:
                 break
-            scores = self._batch_scores(codes)
+            scores = model.score_users(codes)
             seen = model.seen_[codes[0]:codes[-1] + 1]
-            rows = np.repeat(np.arange(len(codes)), np.diff(seen.indptr))
-            scores[rows, seen.indices] = -np.inf
-            lists = _batch_top(scores, depth)
+            lists = _batch_top(scores, seen.indptr, seen.indices, depth)
             with self._lock:
                 if generation != self._generation:
                     break
@@ -202,18 +156,6 @@ class TopKIndex:
                         kept += 1
         return kept
 
-    def _batch_scores(self, codes: np.ndarray) -> np.ndarray:
-        model = self.model
-        if not self._factor_model:
-            return np.array(model._score_users(codes), dtype=np.float32)
-        scores = np.repeat(self._base[None, :], len(codes), axis=0)
-        if model.user_bias_ is not None:
-            scores += model.user_bias_[codes, None].astype(np.float32)
-        if self._items is not None:
-            scores += model.user_factors_[codes].astype(np.float32) @ self._items.T
-        return scores
-
     def popular(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The fallback for an unknown user: the ``n`` items most users interacted with."""
-        best = top_n(self.popularity, n)
-        return best, self.popularity[best]
+        return top_n(self.popularity, n)

@@ -4,6 +4,12 @@
 and turns requests into arrays and back. It is what :mod:`matfact.serving.app` calls,
 and is tested on its own. Every method runs on one thread (the server's event loop),
 so a query never sees a half-applied rating.
+
+It keeps no rule of its own: ids are read by the model's
+:class:`~matfact.data.interactions.IdIndex` (an id that cannot be one of the model's
+is unknown), scores and the rating-scale check come from the model, and a batch of
+ratings is checked by the model (:meth:`~matfact.models.base.Recommender.apply_ratings`
+with ``dry_run=True``) before it is logged, then applied by the same method.
 """
 
 from __future__ import annotations
@@ -12,23 +18,22 @@ import concurrent.futures
 import ctypes
 import gc
 import hashlib
-import math
 import os
 import queue
 import sys
 import threading
 import traceback
 import weakref
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from matfact.data.interactions import IdIndex
 from matfact.exceptions import DataError, UnknownIdError
-from matfact.serving.index import TopKIndex, top_n
+from matfact.models.base import RatingBatch
+from matfact.models.ranking import top_n
+from matfact.serving.index import TopKIndex
 from matfact.serving.store import Rating, RatingStore
 
 __all__ = ["ModelService", "MAX_N"]
@@ -133,18 +138,6 @@ def _released() -> None:
     _worker.submit(release_memory)
 
 
-def _as_model_id(raw: Any, index: IdIndex) -> Any:
-    """A client's id in the model's id type (path parameters arrive as text)."""
-    if index.kind == "int":
-        if isinstance(raw, str):
-            text = raw.strip()
-            if text.lstrip("-").isdigit():
-                return int(text)
-            return None  # a text id cannot be in an integer vocabulary
-        return raw
-    return str(raw)
-
-
 class ModelService:
     """A loaded model, its top-k index and what the service needs around them.
 
@@ -160,9 +153,6 @@ class ModelService:
         self.version = version
         self.index = TopKIndex(model)
         self.applied_seq = 0  # the last log entry folded into this model
-        # Raw id as the client sent it → code (ids are never removed, so codes stay right).
-        self._user_codes: dict[Any, int] = {}
-        self._item_codes: dict[Any, int] = {}
         self._warming: concurrent.futures.Future | None = None
         self._stop: threading.Event | None = None
         # After a hot swap, the replaced service's memory goes back to the system.
@@ -171,57 +161,19 @@ class ModelService:
     @classmethod
     def from_file(cls, path: Any, sequence: int = 0) -> ModelService:
         """Load ``path`` (never unpickles; see :func:`matfact.load`)."""
-        from matfact.io import load_model
+        from matfact.models.persistence import load_model
 
         path = Path(path)
         return cls(load_model(path), f"{sequence}-{_file_digest(path)}")
 
     # ------------------------------------------------------------------ ids
     def user_code(self, raw: Any) -> int:
-        code = self._user_codes.get(raw)
-        if code is not None:
-            return code
-        model_id = _as_model_id(raw, self.model.user_index_)
-        if model_id is None:
-            return -1
-        code = int(self.model.user_index_.get_indexer(np.array([model_id]))[0])
-        if code >= 0:
-            self._user_codes[raw] = code
-        return code
+        """The model's code of a client's user id, or -1 (:meth:`IdIndex.code`)."""
+        return self.model.user_index_.code(raw)
 
     def item_code(self, raw: Any) -> int:
-        code = self._item_codes.get(raw)
-        if code is not None:
-            return code
-        model_id = _as_model_id(raw, self.model.item_index_)
-        if model_id is None:
-            return -1
-        code = int(self.model.item_index_.get_indexer(np.array([model_id]))[0])
-        if code >= 0:
-            self._item_codes[raw] = code
-        return code
-
-    @staticmethod
-    def _codes(raws: Sequence[Any], index: IdIndex, known: dict[Any, int]) -> np.ndarray:
-        """Codes of many raw ids: remembered ones from ``known``, the rest in one lookup."""
-        out = np.full(len(raws), -1, dtype=np.int64)
-        missing, ids = [], []
-        for n, raw in enumerate(raws):
-            code = known.get(raw)
-            if code is not None:
-                out[n] = code
-                continue
-            model_id = _as_model_id(raw, index)
-            if model_id is not None:
-                missing.append(n)
-                ids.append(model_id)
-        if ids:
-            found = index.get_indexer(np.array(ids))
-            for n, code in zip(missing, found.tolist(), strict=True):
-                if code >= 0:
-                    out[n] = code
-                    known[raws[n]] = code
-        return out
+        """The model's code of a client's item id, or -1 (:meth:`IdIndex.code`)."""
+        return self.model.item_index_.code(raw)
 
     def _items_out(self, codes: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
         ids = self.model.item_index_.ids[codes]
@@ -250,105 +202,54 @@ class ModelService:
         ids, scores = self.model.similar_items(self.model.item_index_.ids[code:code + 1], n=n)
         ids, scores = ids[0], scores[0]
         keep = ~np.isnan(scores)
-        codes = self.model.item_index_.get_indexer(ids[keep])
+        codes = self.model.item_index_.get_indexer(ids[keep])  # back to codes, for titles
         return {"item": item, **self._items_out(codes, scores[keep]),
                 "model_version": self.version}
 
     def predict(self, users: Sequence[Any], items: Sequence[Any]) -> dict[str, Any]:
         if len(users) != len(items):
             raise DataError(f"got {len(users)} users but {len(items)} items")
-        user_codes = self._codes(users, self.model.user_index_, self._user_codes)
-        item_codes = self._codes(items, self.model.item_index_, self._item_codes)
-        scores = self.model._score_pairs(user_codes, item_codes)
-        scale = getattr(self.model, "rating_scale_", None)
-        if scale is not None:
-            scores = np.clip(scores, *scale)
+        user_codes = self.model.user_index_.get_indexer(list(users))
+        item_codes = self.model.item_index_.get_indexer(list(items))
+        scores = self.model.score_pairs(user_codes, item_codes)
         fallback = (user_codes < 0) | (item_codes < 0)
         return {"predictions": [round(float(s), 6) for s in scores],
                 "fallback": fallback.tolist(), "model_version": self.version}
 
     def recommend_for_history(self, items: Sequence[Any], ratings: Sequence[float] | None,
                               n: int) -> dict[str, Any]:
-        codes = [self.item_code(i) for i in items]
-        known = [raw for raw, code in zip(items, codes, strict=True) if code >= 0]
-        values = None
-        if ratings is not None:
-            if len(ratings) != len(items):
-                raise DataError(f"got {len(items)} items but {len(ratings)} ratings")
-            values = [r for r, code in zip(ratings, codes, strict=True) if code >= 0]
-            self._check_values(values)
-        raw = self.model.item_index_.ids[[c for c in codes if c >= 0]]
-        vector = self.model.fold_in(raw, values)
-        scores = self.index.vector_scores(vector)
-        seen = np.array([c for c in codes if c >= 0], dtype=np.int64)
-        best = top_n(scores, n, seen)
-        unknown = [raw for raw, code in zip(items, codes, strict=True) if code < 0]
-        return {**self._items_out(best, scores[best]), "used": len(known),
+        codes = self.model.item_index_.get_indexer(list(items)) if len(items) else \
+            np.zeros(0, np.int64)
+        # The model checks the history (values, scale) as its fold_in always does.
+        vector = self.model.fold_in(list(items), ratings)
+        best, scores = top_n(self.index.vector_scores(vector), n, codes[codes >= 0])
+        unknown = [raw for raw, code in zip(items, codes.tolist(), strict=True) if code < 0]
+        return {**self._items_out(best, scores), "used": int((codes >= 0).sum()),
                 "unknown_items": unknown, "model_version": self.version}
 
     # ------------------------------------------------------------------ live ratings
-    def _check_values(self, values: Iterable[float]) -> None:
-        scale = getattr(self.model, "rating_scale_", None)
-        for value in values:
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise DataError(f"rating {value!r} is not a finite number")
-            if scale is not None and not scale[0] <= value <= scale[1]:
-                raise DataError(f"rating {value:g} is outside the model's scale "
-                                f"[{scale[0]:g}, {scale[1]:g}]")
-            if scale is None and value <= 0:
-                raise DataError(f"implicit feedback must be > 0, got {value:g}")
+    def check_ratings(self, ratings: Sequence[Rating]) -> list[Rating]:
+        """The batch as the model would accept it, or :class:`DataError`; nothing changes.
 
-    def check_ratings(self, ratings: Sequence[Rating]) -> None:
-        """Refuse a batch before it is logged: bad values, ids of the wrong type."""
-        self._check_values(r.rating for r in ratings)
-        for r in ratings:
-            for raw, index, what in ((r.user, self.model.user_index_, "user"),
-                                     (r.item, self.model.item_index_, "item")):
-                if isinstance(raw, bool) or not isinstance(raw, (int, str)):
-                    raise DataError(f"{what} ids must be integers or strings, got {raw!r}")
-                if index.kind == "int" and isinstance(raw, str):
-                    raise DataError(f"this model's {what} ids are integers; got {raw!r}")
+        Returns the ratings with ids in the model's types (``"42"`` → 42 for integer
+        ids): what the log records, so a replay meets exactly what was accepted.
+        """
+        batch = self.model.apply_ratings(*_columns(ratings), dry_run=True)
+        return _ratings(batch)
 
     def apply(self, ratings: Sequence[Rating]) -> dict[str, list]:
-        """Fold logged ratings into the model: new items placed, each user recomputed.
+        """Fold logged ratings into the model (all or nothing; see ``apply_ratings``).
 
-        A user's history is what the model had for them with these ratings on top
-        (the latest rating of an item wins), so applying the same ratings twice
-        changes nothing the second time.
+        New items are placed, then each user is recomputed from what the model
+        had for them with these ratings on top (the latest rating of an item
+        wins), so applying the same ratings twice changes nothing the second time.
         """
-        model = self.model
-        latest: dict[Any, dict[Any, float]] = defaultdict(dict)
-        for r in ratings:
-            latest[r.user][r.item] = float(r.rating)
-        new_items = sorted({item for history in latest.values() for item in history
-                            if self.item_code(item) < 0}, key=str)
-        if new_items:
-            # Place new items from the ratings of users the model knows.
-            placements = []
-            for item in new_items:
-                users = [u for u, history in latest.items() if item in history
-                         and self.user_code(u) >= 0]
-                placements.append((users, [latest[u][item] for u in users]))
-            model.add_items(new_items, placements)
-        new_users = [u for u in latest if self.user_code(u) < 0]
-        histories = []
-        for user, history in latest.items():
-            code = self.user_code(user)
-            merged: dict[Any, float] = {}
-            if code >= 0:
-                seen = model.seen_
-                start, end = seen.indptr[code], seen.indptr[code + 1]
-                old_items = model.item_index_.ids[seen.indices[start:end]]
-                merged.update(zip(old_items.tolist(), seen.data[start:end].tolist(),
-                                  strict=True))
-            merged.update(history)
-            histories.append((list(merged), list(merged.values())))
-        model.update_users(list(latest), histories)
-        self.index.invalidate([self.user_code(user) for user in latest])
-        if new_items:
+        batch = self.model.apply_ratings(*_columns(ratings))
+        self.index.invalidate(self.model.user_index_.get_indexer(np.unique(batch.users)))
+        if len(batch.new_items):
             self.index.refresh()
             self.warm()
-        return {"new_users": new_users, "new_items": new_items}
+        return {"new_users": batch.new_users.tolist(), "new_items": batch.new_items.tolist()}
 
     def warm(self, background: bool = True) -> None:
         """Rank the catalogue for every user ahead of requests (:meth:`TopKIndex.precompute`).
@@ -393,3 +294,17 @@ class ModelService:
         if not 1 <= n <= MAX_N:
             raise DataError(f"n must be between 1 and {MAX_N}, got {n}")
         return n
+
+
+def _columns(ratings: Sequence[Rating]) -> tuple[list, list, list, list]:
+    """Users, items, ratings and times (None where a rating has none) of a batch."""
+    times = [r.timestamp for r in ratings]
+    return ([r.user for r in ratings], [r.item for r in ratings],
+            [r.rating for r in ratings], times)
+
+
+def _ratings(batch: RatingBatch) -> list[Rating]:
+    times = [None] * len(batch.users) if batch.times is None else \
+        [None if t != t else t for t in batch.times.tolist()]  # NaN: no time given
+    return [Rating(u, i, r, t) for u, i, r, t in zip(
+        batch.users.tolist(), batch.items.tolist(), batch.ratings.tolist(), times, strict=True)]

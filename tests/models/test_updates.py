@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import matfact
-from matfact.models.base import _replace_rows
+from matfact.models._updates import _replace_rows
 from tests.models.contract import planted_interactions
 
 

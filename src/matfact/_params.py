@@ -15,7 +15,7 @@ import numpy as np
 from matfact.exceptions import ParameterError
 
 __all__ = ["Interval", "Options", "Instance", "validate_params", "check_random_state",
-           "check_n", "check_n_threads"]
+           "check_n", "check_n_threads", "check_fraction"]
 
 
 #: The largest unbounded integer parameter accepted (n_factors, max_iter, ...): beyond it
@@ -138,3 +138,11 @@ def check_n_threads(n_threads: int | None) -> int:
     if n_threads is None:
         return int(numba.config.NUMBA_NUM_THREADS)
     return int(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+
+
+def check_fraction(value: object, name: str) -> float:
+    """``value`` as a float strictly between 0 and 1 (a held-out share), else ParameterError."""
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)
+            or not 0.0 < float(value) < 1.0):
+        raise ParameterError(f"{name} must be a float in the open interval (0, 1), got {value!r}")
+    return float(value)

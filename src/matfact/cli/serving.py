@@ -1,0 +1,152 @@
+"""``matfact serve`` and ``matfact retrain``, with the glue to the rating log.
+
+``serve`` runs :func:`matfact.serving.app.create_app` under uvicorn;
+``retrain`` refits (or ``--partial``: refines) a model file from ``--data``
+plus the ratings logged by :class:`matfact.serving.store.RatingStore`, and
+records the log position in the file so a reload replays only what is newer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from matfact.cli.data import read_data
+from matfact.cli.models import build_model, fit_model, is_model_file
+from matfact.cli.output import Output
+from matfact.exceptions import UsageError
+
+__all__ = ["cmd_retrain", "cmd_serve"]
+
+
+def cmd_serve(args: argparse.Namespace, out: Output) -> int:
+    model_path = Path(args.model).expanduser()
+    if not is_model_file(str(model_path)):
+        raise UsageError(f"--model {model_path} is not a model file; write one with "
+                         f"'matfact train ... --out {model_path}'")
+    try:
+        import uvicorn
+
+        from matfact.serving.app import create_app
+    except ImportError as exc:
+        raise UsageError(f"serving needs the 'serve' extra: pip install 'matfact[serve]' "
+                         f"({exc})") from None
+    from threadpoolctl import threadpool_limits
+
+    # One request is scored at a time on the event loop: a BLAS pool would only spin
+    # against the other threads (measured: 374 instead of ~2,000 scored requests/s).
+    threadpool_limits(limits=1, user_api="blas")
+    app = create_app(model_path, args.db, api_key_file=args.api_key_file,
+                     require_key=args.require_key)
+    service = app.state.services["service"]
+    out.result(f"Serving {type(service.model).__name__} ({service.model.n_users_:,} users x "
+               f"{service.model.n_items_:,} items, version {service.version}) on "
+               f"http://{args.host}:{args.port} (API docs at /docs, page at /)")
+    options: dict[str, Any] = {"log_level": "warning", "access_log": False}
+    for option, module in (("loop", "uvloop"), ("http", "httptools")):
+        try:
+            __import__(module)
+            options[option] = module
+        except ImportError:  # pragma: no cover - the serve extra installs both
+            pass
+    uvicorn.run(app, host=args.host, port=args.port, **options)
+    return 0
+
+
+def _log_interactions(ratings: list, implicit: bool) -> Any:
+    import numpy as np
+
+    from matfact import Interactions
+
+    users = np.array([r.user for r in ratings], dtype=object)
+    items = np.array([r.item for r in ratings], dtype=object)
+    values = np.array([r.rating for r in ratings], dtype=np.float64)
+    if implicit:
+        return Interactions.from_arrays(users, items, weights=values, duplicates="last")
+    return Interactions.from_arrays(users, items, values, duplicates="last")
+
+
+def cmd_retrain(args: argparse.Namespace, out: Output) -> int:
+    import matfact
+    from matfact.serving.store import RatingStore
+
+    target = Path(args.model).expanduser()
+    previous = matfact.load(target) if is_model_file(str(target)) else None
+    with RatingStore(args.db) as store:
+        # --partial refines with what the file has not seen yet; a refit takes the whole log.
+        after = store.logged_through(previous) if args.partial else 0
+        entries = list(store.entries(after))
+        position = store.position(*entries[-1]) if entries else store.position(0, None)
+    logged = [rating for _, rating in entries]
+    if args.partial:
+        if previous is None or not hasattr(previous, "partial_fit"):
+            raise UsageError("--partial needs an existing model file of a model with "
+                             "partial_fit (ALS, ImplicitALS, BiasedMF, SVDPlusPlus)")
+        if not logged:
+            out.result("No ratings logged since the model file was made: nothing to add; "
+                       "the model is unchanged")
+            return 0
+        start = time.perf_counter()
+        previous.partial_fit(_log_interactions(logged, previous.is_implicit_))
+        previous.rating_log_ = position
+        previous.save(target)
+        out.result(f"Refined {type(previous).__name__} with {len(logged):,} logged ratings "
+                   f"(partial_fit) in {time.perf_counter() - start:.2f} s; saved {target}")
+        return 0
+    if args.data is None:
+        raise UsageError("--data is needed for a full refit (or use --partial)")
+    data = read_data(args, args.data, out)
+    model = (matfact.clone(previous) if previous is not None and args.model_name is None
+             else build_model(args.model_name or "biased_mf", {}))
+    if logged:
+        data = _with_log(data, logged)
+    if data.item_titles() is None and previous is not None and previous.item_titles_ is not None:
+        data = _with_titles(data, previous)
+    seconds = fit_model(model, data, out)
+    model.rating_log_ = position
+    model.save(target)  # written beside, then renamed over the old file
+    out.result(f"Refitted {type(model).__name__} on {data.nnz:,} interactions "
+               f"({len(logged):,} from the log) in {seconds:.2f} s; saved {target}")
+    return 0
+
+
+def _with_titles(data: Any, previous: Any) -> Any:
+    """``data`` with the previous model's item titles (a ratings file carries none)."""
+    import pandas as pd
+
+    from matfact import Interactions
+
+    titles = pd.DataFrame({"title": previous.item_titles_}, index=previous.item_index_.ids)
+    kind = {"weights": data.values} if data.is_implicit else {"ratings": data.values}
+    return Interactions.from_arrays(data.users, data.items, timestamps=data.timestamps,
+                                    user_features=data.user_features, item_features=titles,
+                                    rating_scale=data.rating_scale, **kind)
+
+
+def _with_log(data: Any, logged: list) -> Any:
+    """``data`` plus the logged ratings (a logged rating replaces the data's for that pair)."""
+    import numpy as np
+
+    from matfact import Interactions
+
+    # Every logged rating in log order, repeats included, so the timestamps below line up;
+    # from_arrays(duplicates="last") keeps the latest of each pair (a repeated pair in the
+    # log once made the lengths differ: found by benchmarks/soak.py).
+    users = np.concatenate([data.users.astype(object),
+                            np.array([r.user for r in logged], dtype=object)])
+    items = np.concatenate([data.items.astype(object),
+                            np.array([r.item for r in logged], dtype=object)])
+    values = np.concatenate([data.values, np.array([r.rating for r in logged], np.float64)])
+    stamps = None
+    if data.timestamps is not None:
+        latest = float(np.max(data.timestamps))
+        stamps = np.concatenate([data.timestamps,
+                                 [r.timestamp if r.timestamp is not None else latest
+                                  for r in logged]])
+    kind = {"weights": values} if data.is_implicit else {"ratings": values}
+    return Interactions.from_arrays(users, items, timestamps=stamps, duplicates="last",
+                                    user_features=data.user_features,
+                                    item_features=data.item_features,
+                                    rating_scale=data.rating_scale, **kind)

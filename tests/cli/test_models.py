@@ -1,0 +1,174 @@
+"""``train``, ``evaluate``, ``recommend`` and ``--param`` (cli/models.py)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import matfact
+from matfact import cli
+from matfact.cli import UsageError, main, parse_params, read_interactions
+from matfact.exceptions import MatfactWarning, ParameterError
+from tests.cli.helpers import (
+    assert_one_error_line,
+    first_recommendation,
+    run,
+)
+
+
+# ------------------------------------------------------------------------------ --param
+def test_parse_params_reads_json_else_text():
+    assert parse_params(["a=1", "b=0.5", "c=true", "d=null", "e=svd", "f=[1, 2]", "g=False",
+                         "h= 3 ", "i=1e-3", "j=NaN"]) == {
+        "a": 1, "b": 0.5, "c": True, "d": None, "e": "svd", "f": [1, 2], "g": False,
+        "h": 3, "i": 0.001, "j": "NaN"}
+    assert parse_params(None) == {}
+    assert parse_params(["path=a=b"]) == {"path": "a=b"}
+
+
+@pytest.mark.parametrize("pairs", [["noequals"], ["=1"], ["1x=2"], ["a=1", "a=2"]])
+def test_parse_params_rejects_malformed_pairs(pairs):
+    with pytest.raises(UsageError):
+        parse_params(pairs)
+
+
+def test_parse_params_never_evaluates_code(tmp_path):
+    marker = tmp_path / "pwned"
+    value = parse_params([f"x=__import__('pathlib').Path({str(marker)!r}).touch()"])["x"]
+    assert isinstance(value, str)
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------ train/recommend
+@pytest.mark.parametrize("layout", ["comma_csv", "tab_headerless"])
+def test_train_then_recommend_matches_the_model(capsys, tmp_path, request, layout):
+    source = request.getfixturevalue(layout)
+    target = tmp_path / "model.zip"
+    code, out, err = run(capsys, "train", "--data", source, "--model", "Baseline", "--out",
+                         target, "--param", "reg_user=5", "--param", "max_iter=3")
+    assert code == 0, err
+    assert str(target) in out and " s" in out
+    model = matfact.load(target)
+    assert model.reg_user == 5 and model.max_iter == 3
+
+    code, out, err = run(capsys, "recommend", "--model", target, "--user", "7", "-n", "5")
+    assert code == 0, err
+    ids, scores = model.recommend([7], n=5)
+    assert first_recommendation(out) == str(ids[0, 0])
+    assert out.count("\n") >= 7  # heading, header, rule and five rows
+
+
+def test_recommend_several_users_json_and_include_seen(capsys, tmp_path, comma_csv):
+    target = tmp_path / "pop"
+    assert main(["-q", "train", "--data", str(comma_csv), "--model", "popularity",
+                 "--out", str(target)]) == 0
+    capsys.readouterr()
+    code, out, _ = run(capsys, "recommend", "--model", target, "--user", "1", "--user", "2",
+                       "-n", "3", "--include-seen", "--json")
+    assert code == 0
+    report = json.loads(out)
+    model = matfact.load(target)
+    ids, _ = model.recommend([1, 2], n=3, exclude_seen=False)
+    assert [[row["item"] for row in entry["items"]] for entry in report] == ids.tolist()
+    assert [entry["user"] for entry in report] == [1, 2]
+
+
+def test_recommend_unknown_user_uses_the_fallback_or_fails_with_strict(capsys, tmp_path,
+                                                                      comma_csv):
+    target = tmp_path / "m.zip"
+    assert main(["-q", "train", "--data", str(comma_csv), "--out", str(target)]) == 0
+    capsys.readouterr()
+    code, out, _ = run(capsys, "recommend", "--model", target, "--user", "nobody")
+    assert code == 0
+    assert "fallback" in out
+    code, out, err = run(capsys, "recommend", "--model", target, "--user", "nobody", "--strict")
+    assert code == 1
+    assert_one_error_line(err)
+    assert "nobody" in err
+
+
+def test_recommend_shows_titles(capsys, tmp_path):
+    model = matfact.Popularity().fit(matfact.Interactions.from_arrays(
+        [1, 1, 2], [10, 20, 10], item_features=pd.DataFrame({"title": ["Ten", "Twenty"]},
+                                                            index=[10, 20])), progress=False)
+    model.item_titles_ = np.asarray(model.item_titles_, dtype=str)
+    target = tmp_path / "titled.zip"
+    model.save(target)
+    code, out, _ = run(capsys, "recommend", "--model", target, "--user", "2")
+    assert code == 0
+    assert "title" in out and "Twenty" in out
+
+
+# ------------------------------------------------------------------------------ evaluate
+def test_evaluate_with_a_model_name(capsys, comma_csv):
+    code, out, err = run(capsys, "-q", "evaluate", "--data", comma_csv, "--model", "baseline",
+                         "--split", "random", "--seed", "3", "--test-size", "0.25", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    train, test = matfact.train_test_split(read_interactions(comma_csv), test_size=0.25,
+                                           strategy="random", random_state=3)
+    model = matfact.Baseline().fit(train, progress=False)
+    expected = matfact.evaluate(model, test)
+    assert report["metrics"]["rmse"] == pytest.approx(expected["rmse"])
+    assert report["metrics"]["mae"] == pytest.approx(expected["mae"])
+    assert set(report["metrics"]) == {"rmse", "mae", "ndcg@10", "precision@10"}
+    assert report["split"] == {"strategy": "random", "test_size": 0.25, "seed": 3}
+
+
+def test_evaluate_table_and_metric_choice(capsys, comma_csv):
+    code, out, _ = run(capsys, "evaluate", "--data", comma_csv, "--model", "popularity",
+                       "--split", "per_user", "--metrics", "ndcg@5,recall", "-k", "7")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[1].split() == ["metric", "value"]
+    assert [line.split()[0] for line in lines[3:]] == ["ndcg@5", "recall@7"]
+
+
+def test_evaluate_with_a_model_file(capsys, tmp_path, frame):
+    train_part, test_part = frame.iloc[:400], frame.iloc[400:]
+    train_csv, test_csv = tmp_path / "train.csv", tmp_path / "test.csv"
+    train_part.to_csv(train_csv, index=False)
+    test_part.to_csv(test_csv, index=False)
+    target = tmp_path / "m.zip"
+    assert main(["-q", "train", "--data", str(train_csv), "--out", str(target)]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "-q", "evaluate", "--model", target, "--test", test_csv,
+                         "--metrics", "rmse,mae,ndcg@10", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    expected = matfact.evaluate(matfact.load(target), read_interactions(test_csv))
+    assert report["metrics"]["rmse"] == pytest.approx(expected["rmse"])
+    assert report["fit_time_s"] is None
+    assert report["model_file"] == str(target)
+
+
+def test_evaluate_saved_model_on_its_own_data_warns_in_one_line(capsys, tmp_path, comma_csv):
+    target = tmp_path / "m.zip"
+    assert main(["-q", "train", "--data", str(comma_csv), "--out", str(target)]) == 0
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", MatfactWarning)
+        code, out, err = run(capsys, "evaluate", "--model", target, "--data", comma_csv)
+    assert code == 0
+    assert any(line.startswith("matfact: warning:") and "training data" in line
+               for line in err.splitlines())
+    assert "ndcg@10" in out
+
+
+def test_model_names_come_from_the_registry(monkeypatch):
+    from matfact.models.base import MODEL_REGISTRY
+
+    class Fancy_Model(matfact.Popularity):  # noqa: N801 - checks name normalisation
+        pass
+
+    monkeypatch.setitem(MODEL_REGISTRY, "FancyModel", Fancy_Model)
+    assert cli.models.model_class("fancy-model") is Fancy_Model
+    assert cli.models.model_class("POPULARITY") is matfact.Popularity
+    with pytest.raises(UsageError, match="fancymodel"):
+        cli.models.model_class("nope")
+    with pytest.raises(ParameterError):
+        cli.models.build_model("baseline", {"tol": -1.0})
