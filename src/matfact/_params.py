@@ -15,7 +15,7 @@ import numpy as np
 from matfact.exceptions import ParameterError
 
 __all__ = ["Interval", "Options", "Instance", "validate_params", "check_random_state",
-           "check_n", "check_n_threads", "check_fraction"]
+           "check_n", "check_n_threads", "check_fraction", "check_item_count", "check_seed"]
 
 
 #: The largest unbounded integer parameter accepted (n_factors, max_iter, ...): beyond it
@@ -146,3 +146,22 @@ def check_fraction(value: object, name: str) -> float:
             or not 0.0 < float(value) < 1.0):
         raise ParameterError(f"{name} must be a float in the open interval (0, 1), got {value!r}")
     return float(value)
+
+
+def check_item_count(value: Any, name: str, n_items: int) -> int:
+    """``value`` as an integer in [1, n_items] (how many of a model's items), else ParameterError."""
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer))
+            or not 1 <= value <= n_items):
+        raise ParameterError(f"{name} must be an integer in [1, {n_items}] (the model knows "
+                             f"{n_items} items); got {value!r}")
+    return int(value)
+
+
+def check_seed(random_state: Any) -> int | None:
+    """``random_state`` as an int ≥ 0 or None (a seed that must be reproducible), else ParameterError."""
+    if random_state is None:
+        return None
+    if (isinstance(random_state, (bool, np.bool_))
+            or not isinstance(random_state, (numbers.Integral, np.integer)) or random_state < 0):
+        raise ParameterError(f"random_state must be an int ≥ 0 or None; got {random_state!r}")
+    return int(random_state)

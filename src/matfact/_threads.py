@@ -10,10 +10,12 @@ import contextlib
 import os
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import numba
 
-__all__ = ["numba_threads", "resolve_n_threads", "single_thread", "available_cores"]
+__all__ = ["numba_threads", "resolve_n_threads", "single_thread", "available_cores",
+           "blas_single_thread"]
 
 
 #: Below this much work per parallel step (about one multiply-add each unit),
@@ -108,3 +110,14 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         numba.set_num_threads(previous)
+
+
+def blas_single_thread() -> Any:
+    """BLAS held to one thread for the duration (restored afterwards), as numba kernels are.
+
+    For loops of many tiny solves and products, where waking BLAS threads costs more
+    than the work.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")

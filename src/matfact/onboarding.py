@@ -73,13 +73,13 @@ recommender systems using decision trees. *WSDM '11*, 595–604.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Iterator
 from itertools import islice
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from matfact._params import check_item_count, check_seed
 from matfact.exceptions import NotFittedError, ParameterError
 
 __all__ = ["STRATEGIES", "UserPrior", "item_order", "select_items", "user_prior"]
@@ -116,30 +116,6 @@ def _check_strategy(strategy: Any) -> str:
         raise ParameterError(f"strategy must be one of {', '.join(map(repr, STRATEGIES))}; "
                              f"got {strategy!r}")
     return strategy
-
-
-def _check_count(value: Any, name: str, high: int) -> int:
-    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer))
-            or not 1 <= value <= high):
-        raise ParameterError(f"{name} must be an integer in [1, {high}] (the model knows {high} "
-                             f"items); got {value!r}")
-    return int(value)
-
-
-def _check_seed(random_state: Any) -> int | None:
-    if random_state is None:
-        return None
-    if (isinstance(random_state, (bool, np.bool_))
-            or not isinstance(random_state, (numbers.Integral, np.integer)) or random_state < 0):
-        raise ParameterError(f"random_state must be an int ≥ 0 or None; got {random_state!r}")
-    return int(random_state)
-
-
-def _blas_single_thread() -> Any:
-    """BLAS held to one thread for the duration (restored afterwards), as numba kernels do."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 # ------------------------------------------------------------------------------ statistics
@@ -344,8 +320,10 @@ def select_items(model: Any, n: int = 10, strategy: str = "popularity", *,
     """
     _check_model(model)
     strategy = _check_strategy(strategy)
-    n = _check_count(n, "n", model.n_items_)
-    with _blas_single_thread():
+    n = check_item_count(n, "n", model.n_items_)
+    from matfact._threads import blas_single_thread  # (numba: loaded on use)
+
+    with blas_single_thread():
         order = item_order(model, strategy, random_state=random_state)
         codes = np.fromiter(islice(order, n), dtype=np.int64, count=n)
     return model.item_index_.ids[codes]
@@ -397,7 +375,7 @@ def item_order(model: Any, strategy: str = "popularity", *,
     _check_model(model)
     strategy = _check_strategy(strategy)
     if strategy == "random":
-        seed = _check_seed(random_state)
+        seed = check_seed(random_state)
         return iter(np.random.default_rng(seed).permutation(model.n_items_).tolist())
     if strategy == "factor_coverage":
         _check_factors(model)

@@ -38,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from matfact._params import check_fraction, check_n
+from matfact._params import check_fraction, check_item_count, check_n, check_seed
+from matfact._threads import blas_single_thread
 from matfact.data.interactions import Interactions
 from matfact.evaluation.metrics import ndcg_at_k
 from matfact.evaluation.split import Split, train_test_split
@@ -56,30 +57,6 @@ _FIRST_LENGTH = 256  # first list length tried; grows ×4 until every user's ans
 
 
 # ------------------------------------------------------------------------------ validation
-def _check_count(value: Any, name: str, high: int) -> int:
-    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer))
-            or not 1 <= value <= high):
-        raise ParameterError(f"{name} must be an integer in [1, {high}] (the model knows {high} "
-                             f"items); got {value!r}")
-    return int(value)
-
-
-def _check_seed(random_state: Any) -> int | None:
-    if random_state is None:
-        return None
-    if (isinstance(random_state, (bool, np.bool_))
-            or not isinstance(random_state, (numbers.Integral, np.integer)) or random_state < 0):
-        raise ParameterError(f"random_state must be an int ≥ 0 or None; got {random_state!r}")
-    return int(random_state)
-
-
-def _blas_single_thread() -> Any:
-    """BLAS held to one thread for the duration (restored afterwards), as numba kernels do."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 # ------------------------------------------------------------------------------ result
 @dataclass(frozen=True)
 class OnboardingResult:
@@ -364,10 +341,10 @@ def simulate_onboarding(model: Any, test_users: Any, n_answers: Any = (5, 10, 20
     if not counts:
         raise ParameterError(f"n_answers must be an int or a non-empty list of ints; "
                              f"got {n_answers!r}")
-    counts = sorted({_check_count(n, "each n_answers", n_items) for n in counts})
-    cap = n_items if max_asked is None else _check_count(max_asked, "max_asked", n_items)
+    counts = sorted({check_item_count(n, "each n_answers", n_items) for n in counts})
+    cap = n_items if max_asked is None else check_item_count(max_asked, "max_asked", n_items)
     k = check_n(k, "k")
-    seed = _check_seed(random_state)
+    seed = check_seed(random_state)
     eval_size = check_fraction(eval_size, "eval_size")
     if fold_in not in ("model", "posterior"):
         raise ParameterError(f"fold_in must be 'model' or 'posterior'; got {fold_in!r}")
@@ -419,7 +396,7 @@ def simulate_onboarding(model: Any, test_users: Any, n_answers: Any = (5, 10, 20
     rng = np.random.default_rng(seed)
     # Hundreds of tiny solves and products: BLAS threads waking for each cost far more
     # than the work (measured on 2 busy cores: 26 s against 1.4 s on one thread).
-    with _blas_single_thread():
+    with blas_single_thread():
         for name in strategies:
             rank = None
             if name != "random":

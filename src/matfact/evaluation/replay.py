@@ -36,7 +36,7 @@ __all__ = ["replay", "ReplayResult", "STRATEGIES"]
 #: The update strategies :func:`replay` compares.
 STRATEGIES = ("partial_fit", "refit", "none")
 
-_COLORS = {"partial_fit": "#0072B2", "refit": "#E69F00", "none": "#7F7F7F"}
+_STRATEGY_SLOTS = {"partial_fit": 0, "refit": 1, "none": 6}  # places in plots.MODEL_COLORS
 
 
 @dataclass(frozen=True)
@@ -99,13 +99,13 @@ class ReplayResult:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        from matfact.plots import save_figure
+        from matfact.plots import DPI, GRID, MODEL_COLORS, save_figure
 
         frame = self.frame
         ndcg = next(c for c in frame.columns if c.startswith("ndcg@"))
         panels = [("rmse", "RMSE (lower is better)"), (ndcg, f"{ndcg.upper()} (higher is better)"),
                   ("update_seconds", "update time per period (s)")]
-        fig = Figure(figsize=(9.0, 7.6), dpi=150, layout="constrained", facecolor="white")
+        fig = Figure(figsize=(9.0, 7.6), dpi=DPI, layout="constrained", facecolor="white")
         FigureCanvasAgg(fig)
         axes = fig.subplots(3, 1, sharex=True)
         for ax, (column, label) in zip(axes, panels, strict=True):
@@ -113,9 +113,11 @@ class ReplayResult:
                 if column == "update_seconds" and strategy == "none":
                     continue
                 ax.plot(rows["period_start"], rows[column], marker="o", markersize=2.5,
-                        linewidth=1.1, label=strategy, color=_COLORS.get(strategy))
+                        linewidth=1.1, label=strategy,
+                        color=MODEL_COLORS[_STRATEGY_SLOTS[strategy]] if strategy in _STRATEGY_SLOTS
+                        else None)
             ax.set_ylabel(label, fontsize=8.5)
-            ax.grid(color="#E4E4E4", linewidth=0.8)
+            ax.grid(color=GRID, linewidth=0.8)
             ax.set_axisbelow(True)
             for side in ("top", "right"):
                 ax.spines[side].set_visible(False)
