@@ -10,6 +10,7 @@ from __future__ import annotations
 import numbers
 import os
 import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,10 +20,52 @@ import scipy.sparse as sp
 
 from matfact.exceptions import DataError, ParameterError
 
-__all__ = ["IdIndex", "Interactions"]
+__all__ = ["IdIndex", "Interactions", "MAX_ID_LENGTH", "max_id_length"]
 
 _DUPLICATE_POLICIES = ("error", "last", "sum", "mean")
 _MAX_SHOWN = 5
+
+#: The longest id (in characters) matfact accepts anywhere: data files, HTTP requests,
+#: model files. Ids are stored as fixed-width text, so one long id would make every id
+#: that wide; the environment variable ``MATFACT_MAX_ID_LENGTH`` sets another bound.
+MAX_ID_LENGTH = 256
+
+
+def max_id_length() -> int:
+    """The id length bound in force: ``MATFACT_MAX_ID_LENGTH`` if set (≥ 1), else 256."""
+    text = os.environ.get("MATFACT_MAX_ID_LENGTH", "").strip()
+    if text.isdigit() and 1 <= int(text) <= 1_000_000:
+        return int(text)
+    return MAX_ID_LENGTH
+
+
+def _text_id(value: str, limit: int) -> str | None:
+    """A string id as matfact keeps it, or None if it cannot be one.
+
+    The one rule for text ids: at most ``limit`` characters, valid Unicode (no lone
+    surrogates, which no UTF-8 file, database or JSON answer can hold), no NUL, and
+    in Unicode normal form NFC, so the same text typed two ways is one id.
+    """
+    if len(value) > limit or "\x00" in value:
+        return None
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    value = unicodedata.normalize("NFC", value)
+    return value if len(value) <= limit else None
+
+
+def _shown(values: Any) -> list:
+    """Ids for an error message: a few, each cut short (an attacker's id may be huge)."""
+    out = []
+    for value in list(values)[:_MAX_SHOWN]:
+        if isinstance(value, str) and len(value) > 40:
+            value = f"{value[:20]}…({len(value):,} characters)"
+        out.append(value)
+    return out
 
 
 def _frozen(array: np.ndarray | None) -> np.ndarray | None:
@@ -54,12 +97,42 @@ def _as_object_array(values: Any) -> np.ndarray:
 
 
 def _check_strings(array: np.ndarray, what: str) -> np.ndarray:
-    # numpy's fixed-width strings drop trailing NULs, which would merge distinct ids;
-    # only Python strings (object arrays) can still carry them at this point.
-    if array.dtype.kind == "O" and array.size and pd.Series(array, copy=False).str.contains(
-            "\x00", regex=False).any():
-        raise DataError(f"{what} ids contain NUL characters")
-    return array.astype(str)
+    """String ids by :func:`_text_id`'s rule, as a fixed-width array, or DataError.
+
+    The length is checked before the fixed-width array is made: one id of a
+    million characters would otherwise make every id four megabytes wide.
+    """
+    limit = max_id_length()
+    if array.size == 0:
+        return array.astype(str)
+    if array.dtype.kind == "O":
+        texts = pd.Series(array, copy=False)
+        too_long = (texts.str.len() > limit).to_numpy()
+        if too_long.any():
+            raise DataError(f"{what} ids longer than {limit} characters in "
+                            f"{_positions(too_long)}")
+        # numpy's fixed-width strings drop trailing NULs, which would merge distinct ids;
+        # only Python strings (object arrays) can still carry them at this point.
+        if texts.str.contains("\x00", regex=False).any():
+            raise DataError(f"{what} ids contain NUL characters")
+        array = array.astype(str)
+    elif array.dtype.itemsize // 4 > limit:
+        too_long = np.char.str_len(array) > limit
+        if too_long.any():
+            raise DataError(f"{what} ids longer than {limit} characters in "
+                            f"{_positions(too_long)}")
+        array = array.astype(f"<U{max(limit, 1)}")
+    array = np.ascontiguousarray(array)
+    if array.view(np.uint32).max(initial=0) < 128:
+        return array  # ASCII: already in normal form, no surrogates
+    uniques, inverse = np.unique(array, return_inverse=True)
+    kept = [_text_id(value, limit) for value in uniques.tolist()]
+    bad = np.array([value is None for value in kept])
+    if bad.any():
+        raise DataError(f"{what} ids that are not valid Unicode text (a lone surrogate?) or "
+                        f"that grow past {limit} characters in normal form NFC: "
+                        f"{_shown(uniques[bad].tolist())}")
+    return np.array(kept, dtype=str)[inverse.reshape(-1)]
 
 
 def normalize_ids(values: Any, what: str) -> np.ndarray:
@@ -171,6 +244,8 @@ def _parse_int(text: str) -> int | None:
     Stricter than ``int()``, which also takes other scripts' digits, ``_``
     separators and thousands of digits (slowly): those are not ids.
     """
+    if len(text) > 64:
+        return None
     text = text.strip(" \t\r\n")
     if not _INT_TEXT.fullmatch(text):
         return None
@@ -270,11 +345,19 @@ class IdIndex:
                  else np.asarray(raw, dtype=object)).reshape(-1)
         valid = np.ones(len(array), dtype=bool)
         if self.kind == "str":
+            limit = max_id_length()
             out = np.empty(len(array), dtype=object)
             for pos, value in enumerate(array):
-                if isinstance(value, (bool, np.bool_)) or value is None:
+                if isinstance(value, (str, np.str_)):
+                    value = _text_id(str(value), limit)
+                elif isinstance(value, (int, np.integer)) and not isinstance(
+                        value, (bool, np.bool_)):
+                    value = str(int(value))
+                else:
+                    value = None
+                if value is None:
                     valid[pos], value = False, ""
-                out[pos] = str(value)
+                out[pos] = value
             return out.astype(str) if len(out) else np.empty(0, dtype="<U1"), valid
         out = np.zeros(len(array), dtype=np.int64)
         for pos, value in enumerate(array):
@@ -316,8 +399,10 @@ class IdIndex:
                  else np.asarray(raw, dtype=object)).reshape(-1)
         values, valid = self._coerce(array)
         if not valid.all():
-            bad = array[~valid][:_MAX_SHOWN].tolist()
-            kind = "integers" if self.kind == "int" else "strings or integers"
+            bad = _shown(array[~valid].tolist())
+            kind = ("integers (ASCII digits within int64)" if self.kind == "int" else
+                    f"strings of valid Unicode text of at most {max_id_length()} characters, "
+                    f"or integers")
             raise DataError(f"{what} ids must be {kind} for this model; got {bad}")
         return values if self.kind == "int" else values.astype(str)
 
@@ -329,7 +414,7 @@ class IdIndex:
         """
         kind = type(raw)
         if kind is str and self.kind == "str":
-            value = raw
+            value = _text_id(raw, max_id_length())
         elif kind is str:
             value = _parse_int(raw)
         elif kind is int and self.kind == "int":
@@ -369,9 +454,14 @@ class IdIndex:
             array = array.reshape(1)
         if array.size == 0:
             return np.empty(0, dtype=np.int64)
+        if array.size <= 16 and array.ndim == 1 and array.dtype.kind in "iuU":
+            return np.array([self.code(x) for x in array.tolist()], dtype=np.int64)
         if array.dtype.kind == "i" and self.kind == "int":
             return self._lookup.get_indexer(array.astype(np.int64, copy=False)).astype(np.int64)
-        if array.dtype.kind == "U" and self.kind == "str":
+        if array.dtype.kind == "U" and self.kind == "str" and \
+                array.dtype.itemsize // 4 <= max_id_length() and \
+                np.ascontiguousarray(array).view(np.uint32).max(initial=0) < 128:
+            # ASCII text within the length bound is already an id as the index keeps it.
             return self._lookup.get_indexer(array).astype(np.int64)
         values, valid = self._coerce(array)
         codes = np.full(len(values), -1, dtype=np.int64)
@@ -403,62 +493,147 @@ class IdIndex:
         return IdIndex(np.concatenate([self._ids, new]))
 
 
+#: The largest timestamp magnitude accepted, in Unix seconds: 10000-01-01T00:00:00Z.
+#: Beyond it a value is no date (often milliseconds, or an attacker's 1e999), and it
+#: would overflow the datetime arithmetic of time-aware models and splits.
+MAX_TIMESTAMP = 253_402_300_800
+
+
+def _not_numbers(array: np.ndarray) -> np.ndarray:
+    """Mask of the elements that ``float()`` cannot read (None, text that is no number)."""
+
+    def refused(value: Any) -> bool:
+        try:
+            float(value)
+        except (TypeError, ValueError, OverflowError):
+            return True
+        return False
+
+    return np.frompyfunc(refused, 1, 1)(array).astype(bool)
+
+
+def _shown_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}…({len(text):,} characters)"
+
+
+def _as_numbers(array: np.ndarray, what: str, where: Any, expected: str) -> np.ndarray:
+    """``array`` as float64, or a DataError naming the first rows that hold no number."""
+    try:
+        return array.astype(np.float64)
+    except (TypeError, ValueError, OverflowError):
+        bad = _not_numbers(array)
+        if not bad.any():  # pragma: no cover - every element alone converts
+            raise DataError(f"{what} must be {expected}, got dtype {array.dtype}") from None
+        first = array[int(np.argmax(bad))]
+        raise DataError(f"{what} must be {expected}, got {_shown_value(first)} in "
+                        f"{where(bad)} (dtype {array.dtype})") from None
+
+
 def _check_values(values: Any, n: int, what: str, *, positive: bool = False,
-                  nonnegative: bool = False) -> np.ndarray:
+                  nonnegative: bool = False, where: Any = _positions) -> np.ndarray:
     array = np.asarray(values)
     if array.shape != (n,):
         raise DataError(f"{what} must have shape ({n},) like the ids, got {array.shape}")
     if array.dtype.kind not in "iuf":
-        try:
-            array = array.astype(np.float64)
-        except (TypeError, ValueError):
-            raise DataError(f"{what} must be numbers, got dtype {array.dtype}") from None
+        array = _as_numbers(array, what, where, "numbers")
     array = array.astype(np.float64, copy=False)
     bad = ~np.isfinite(array)
     if bad.any():
-        raise DataError(f"NaN or infinite {what} in {_positions(bad)}; drop or fill them first")
+        raise DataError(f"NaN or infinite {what} in {where(bad)}; drop or fill them first")
     too_big = np.abs(array) > np.finfo(np.float32).max
     if too_big.any():
-        raise DataError(f"{what} beyond the float32 range in {_positions(too_big)}")
+        raise DataError(f"{what} beyond the float32 range in {where(too_big)}")
     if positive:
         # Compare in float32, the stored precision: 1e-50 > 0 but becomes 0.
         array = np.where(array.astype(np.float32) > 0, array, 0.0)
     if positive and (array <= 0).any():
         raise DataError(
-            f"{what} must be > 0 for implicit data; {_positions(array <= 0)} are ≤ 0 "
+            f"{what} must be > 0 for implicit data; {where(array <= 0)} are ≤ 0 "
             f"(drop non-interactions instead of giving them weight 0)"
         )
     if nonnegative and (array < 0).any():
-        raise DataError(f"{what} must be ≥ 0; {_positions(array < 0)} are negative")
+        raise DataError(f"{what} must be ≥ 0; {where(array < 0)} are negative")
     return array
 
 
-def _check_timestamps(values: Any, n: int) -> np.ndarray:
-    series = pd.Series(values) if not isinstance(values, pd.Series) else values
+def _check_timestamps(values: Any, n: int, where: Any = _positions) -> np.ndarray:
+    """Timestamps as int64 Unix seconds: finite, within ±:data:`MAX_TIMESTAMP`, or DataError."""
+    try:
+        series = values if isinstance(values, pd.Series) else pd.Series(values)
+    except (TypeError, ValueError) as err:  # 2-D, ragged, dates beyond what pandas holds
+        raise DataError(f"timestamps must be {n} numbers or datetimes: {err}") from None
     if len(series) != n:
         raise DataError(f"timestamps must have shape ({n},) like the ids, got ({len(series)},)")
-    if series.isna().any():
-        raise DataError(f"missing timestamps in {_positions(series.isna().to_numpy())}")
+    missing = series.isna().to_numpy()
+    if missing.any():
+        raise DataError(f"missing timestamps in {where(missing)}")
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         if getattr(series.dt, "tz", None) is not None:
             series = series.dt.tz_convert("UTC").dt.tz_localize(None)
-        return (series.to_numpy().astype("datetime64[s]").astype(np.int64))
-    array = series.to_numpy()
-    if array.dtype.kind not in "iuf":
-        raise DataError(
-            f"timestamps must be numbers (e.g. Unix seconds) or datetimes, got dtype {array.dtype}"
-        )
-    if array.dtype.kind == "u" and array.size and array.max() > np.iinfo(np.int64).max:
-        raise DataError("timestamps beyond the int64 range")
-    if array.dtype.kind in "iu":
-        return array.astype(np.int64)
-    array = array.astype(np.float64)
-    if not np.isfinite(array).all():
-        raise DataError(f"infinite timestamps in {_positions(~np.isfinite(array))}")
-    out_of_range = np.abs(array) >= 2.0**63
-    if out_of_range.any():
-        raise DataError(f"timestamps beyond the int64 range in {_positions(out_of_range)}")
-    return np.round(array).astype(np.int64)
+        array = series.to_numpy().astype("datetime64[s]").astype(np.int64)
+    else:
+        array = series.to_numpy()
+        if array.dtype.kind in "OUS":  # numbers as Python objects, or text (never a time)
+            bad = np.frompyfunc(lambda value: isinstance(value, (bool, np.bool_)) or not
+                                isinstance(value, numbers.Real), 1, 1)(array).astype(bool)
+            if bad.any():
+                raise DataError(f"timestamps must be numbers (Unix seconds) or datetimes, got "
+                                f"{_shown_value(array[int(np.argmax(bad))])} in {where(bad)}")
+            array = _as_numbers(array, "timestamps", where, "numbers (Unix seconds)")
+        elif array.dtype.kind not in "iuf":
+            raise DataError(f"timestamps must be numbers (Unix seconds) or datetimes, got "
+                            f"dtype {array.dtype}")
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array)
+        if bad.any():
+            raise DataError(f"NaN or infinite timestamps in {where(bad)}")
+    beyond = (array > MAX_TIMESTAMP) | (array < -MAX_TIMESTAMP)
+    if beyond.any():
+        raise DataError(f"timestamps beyond the year 10000 (more than {MAX_TIMESTAMP:,} "
+                        f"seconds from 1970) in {where(beyond)}; timestamps are Unix "
+                        f"seconds (milliseconds? divide them by 1000)")
+    if array.dtype.kind == "f":
+        return np.round(array).astype(np.int64)
+    return array.astype(np.int64)
+
+
+def _file_rows(table: Any) -> Any:
+    """A ``where`` for error messages that names rows by their line in the file read."""
+
+    def where(mask: np.ndarray) -> str:
+        rows = np.flatnonzero(mask)
+        try:
+            lines = table.lines(rows[:_MAX_SHOWN])
+        except DataError:  # pragma: no cover - the file changed since it was read
+            return _positions(mask)
+        shown = ", ".join(str(line) for line in lines)
+        more = f" and {len(rows) - _MAX_SHOWN} more" if len(rows) > _MAX_SHOWN else ""
+        return (f"{len(rows)} row(s) (line{'s' if len(rows) > 1 else ''} {shown}{more} "
+                f"of {table.path})")
+
+    return where
+
+
+def _check_file_ids(series: pd.Series, what: str, where: Any) -> None:
+    """Missing and over-long ids of a column read from a file, named by file line.
+
+    Run before :func:`normalize_ids`, which would name positions, and before any
+    fixed-width array of the ids is made.
+    """
+    missing = series.isna().to_numpy()
+    if missing.any():
+        raise DataError(f"missing {what} ids in {where(missing)}")
+    if series.dtype.kind in "iufb":
+        return
+    try:
+        lengths = series.str.len().to_numpy(dtype=np.float64, na_value=0.0)
+    except (AttributeError, TypeError):  # not text: normalize_ids says what it is
+        return
+    limit = max_id_length()
+    too_long = lengths > limit
+    if too_long.any():
+        raise DataError(f"{what} ids longer than {limit} characters in {where(too_long)}")
 
 
 def _check_features(features: Any, what: str) -> pd.DataFrame | None:
@@ -563,6 +738,16 @@ class Interactions:
         -------
         Interactions
         """
+        return cls._from_arrays(users, items, ratings, weights=weights, timestamps=timestamps,
+                                duplicates=duplicates, user_features=user_features,
+                                item_features=item_features, rating_scale=rating_scale)
+
+    @classmethod
+    def _from_arrays(cls, users: Any, items: Any, ratings: Any = None, *, weights: Any = None,
+                     timestamps: Any = None, duplicates: str = "error", user_features=None,
+                     item_features=None, rating_scale=None,
+                     where: Any = _positions) -> Interactions:
+        """:meth:`from_arrays`, naming bad rows by ``where(mask)`` (file lines for a file)."""
         if duplicates not in _DUPLICATE_POLICIES:
             raise ParameterError(
                 f"duplicates must be one of {_DUPLICATE_POLICIES}, got {duplicates!r}"
@@ -576,18 +761,18 @@ class Interactions:
             raise DataError("no interactions: the data is empty")
         implicit = ratings is None
         if not implicit:
-            ratings = _check_values(ratings, n, "ratings")
+            ratings = _check_values(ratings, n, "ratings", where=where)
         if weights is not None:
             weights = _check_values(weights, n, "weights", positive=implicit,
-                                    nonnegative=not implicit)
+                                    nonnegative=not implicit, where=where)
         if timestamps is not None:
-            timestamps = _check_timestamps(timestamps, n)
+            timestamps = _check_timestamps(timestamps, n, where)
         if rating_scale is not None:
             rating_scale = _check_rating_scale(rating_scale, implicit)
             outside = (ratings < rating_scale[0]) | (ratings > rating_scale[1])
             if outside.any():
                 raise DataError(f"ratings outside rating_scale={rating_scale} in "
-                                f"{_positions(outside)}")
+                                f"{where(outside)}")
 
         user_index, user_codes = IdIndex.from_values(users, "user")
         item_index, item_codes = IdIndex.from_values(items, "item")
@@ -666,32 +851,60 @@ class Interactions:
                  timestamp: str | int | None = None, *, sep: str = ",",
                  header: int | None | str = "infer", names: Iterable[str] | None = None,
                  encoding: str = "utf-8", comment: str | None = None, duplicates: str = "error",
+                 extra_fields: str = "error", max_field_size: int | None = None,
                  user_features=None, item_features=None, rating_scale=None) -> Interactions:
         """Read a delimited text file (pandas' C parser, no Python loop over rows).
 
-        Columns are named by header name, or by position (ints) when
-        ``header=None``. ``.gz``, ``.bz2`` and ``.xz`` files are decompressed.
-        Other parameters as in :meth:`from_pandas` and :func:`pandas.read_csv`;
-        the reading is :func:`matfact.data.readers.read_delimited`'s.
+        Columns are named by header name, or by 0-based position. ``.gz``,
+        ``.bz2`` and ``.xz`` files are decompressed, and a UTF-8 byte-order mark
+        is skipped. The file is checked line by line before it is parsed
+        (:func:`matfact.data.readers.scan_delimited`), and every error about its
+        contents names the file line (1-based, counting the header). Other
+        parameters as in :meth:`from_pandas` and :func:`pandas.read_csv`.
+
+        Parameters
+        ----------
+        extra_fields : {"error", "drop"}, default="error"
+            What a line with more fields than the header is: an error, or read
+            with its extra fields dropped. A line with fewer is always an error.
+        max_field_size : int, default=None
+            The most characters of one field; by default
+            :data:`matfact.data.readers.MAX_FIELD_SIZE` (1 MiB). Ids are
+            bounded further, by :func:`max_id_length` (256 characters).
 
         Raises
         ------
         FileNotFoundError
             If ``path`` does not exist.
         DataError
-            If the file cannot be parsed or decoded, or its contents are invalid.
+            If the file cannot be parsed or decoded, lacks a column (the message
+            names it and the file's columns), has a field or an id too long, a
+            line with too many or too few fields, or invalid contents.
         """
         from matfact.data import readers
 
         path = readers.check_file(path)
-        columns = list(dict.fromkeys(c for c in (user, item, rating, weight, timestamp)
-                                     if c is not None))
-        frame = readers.read_delimited(path, sep=sep, header=header,
-                                       names=None if names is None else list(names),
-                                       usecols=columns, encoding=encoding, comment=comment)
-        return cls.from_pandas(frame, user, item, rating, weight, timestamp,
-                               duplicates=duplicates, user_features=user_features,
-                               item_features=item_features, rating_scale=rating_scale)
+        table = readers.scan_delimited(
+            path, sep=sep, header=header, names=names, encoding=encoding, comment=comment,
+            extra_fields=extra_fields,
+            max_field_size=readers.MAX_FIELD_SIZE if max_field_size is None else max_field_size)
+        roles = {"user": user, "item": item, "rating": rating, "weight": weight,
+                 "timestamp": timestamp}
+        columns = {role: table.column(spec, option=f"{role}=")
+                   for role, spec in roles.items() if spec is not None}
+        frame = readers.read_delimited(path, usecols=list(columns.values()), table=table)
+        # Rows are named by file line when pandas read the lines the scan counted.
+        where = _file_rows(table) if len(frame) == table.n_records else _positions
+        users, items = frame[columns["user"]], frame[columns["item"]]
+        _check_file_ids(users, "user", where)
+        _check_file_ids(items, "item", where)
+        return cls._from_arrays(
+            users, items, frame[columns["rating"]].to_numpy() if rating is not None else None,
+            weights=frame[columns["weight"]].to_numpy() if weight is not None else None,
+            timestamps=frame[columns["timestamp"]] if timestamp is not None else None,
+            duplicates=duplicates, user_features=user_features, item_features=item_features,
+            rating_scale=rating_scale, where=where,
+        )
 
     @classmethod
     def from_parquet(cls, path: str | os.PathLike, user: str = "user", item: str = "item",
