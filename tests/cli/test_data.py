@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+
 import numpy as np
 import pytest
 
 from matfact.cli import UsageError, read_interactions
+from matfact.exceptions import DataError
+from tests.cli.helpers import assert_one_error_line, run
 
 
 # ------------------------------------------------------------------------------ reading data
@@ -73,3 +77,50 @@ def test_read_interactions_unknown_layout_says_what_to_pass(tmp_path):
     path.write_text("a,b,c\n1,2,3\n")
     with pytest.raises(UsageError, match="--user-col"):
         read_interactions(path)
+
+
+# ------------------------------------------------------------------------------ issue 19
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".csv.gz"])
+@pytest.mark.parametrize("columns", [(), ("--user-col", "userId")])
+def test_train_reads_a_file_that_starts_with_a_bom(capsys, tmp_path, frame, suffix, columns):
+    # Regression (issue 19): "\ufeffuserId" matched no column, even with --user-col.
+    path = tmp_path / f"bom{suffix}"
+    text = frame.to_csv(index=False, sep="\t" if suffix == ".tsv" else ",")
+    raw = b"\xef\xbb\xbf" + text.encode("utf-8")
+    path.write_bytes(gzip.compress(raw) if suffix.endswith(".gz") else raw)
+    data = read_interactions(path, **({"user_col": "userId"} if columns else {}))
+    assert data.nnz == len(frame) and data.users.tolist() == frame["userId"].tolist()
+    code, _, err = run(capsys, "-q", "train", "--data", path, *columns, "--model", "baseline",
+                       "--out", tmp_path / "m.zip")
+    assert code == 0, err
+
+
+def test_extra_fields_are_an_error_unless_dropped(capsys, tmp_path, frame):
+    path = tmp_path / "extra.csv"
+    lines = frame.to_csv(index=False).splitlines()
+    lines[5] += ",oops"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"extra.csv, line 6 has 5 field\(s\) but the header "
+                                        r"\(line 1\) has 4.*--extra-fields drop"):
+        read_interactions(path)
+    code, _, err = run(capsys, "-q", "train", "--data", path, "--model", "baseline",
+                       "--out", tmp_path / "m.zip")
+    assert code != 0 and "line 6" in err and "--extra-fields drop" in err
+    assert_one_error_line(err)
+    code, _, err = run(capsys, "-q", "train", "--data", path, "--extra-fields", "drop",
+                       "--model", "baseline", "--out", tmp_path / "m.zip")
+    assert code == 0, err
+    assert read_interactions(path, extra_fields="drop").nnz == len(frame)
+
+
+def test_hostile_files_are_one_line_errors(capsys, tmp_path):
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(f"c{i}" for i in range(20_000)) + "\n")
+    code, _, err = run(capsys, "-q", "train", "--data", wide, "--out", tmp_path / "m.zip")
+    assert code != 0 and "20,000 fields, more than the limit of 10,000" in err
+    assert_one_error_line(err)
+    long_field = tmp_path / "long.csv"
+    long_field.write_text("user,item\n1,2\n3," + "x" * (1 << 21) + "\n")
+    code, _, err = run(capsys, "-q", "train", "--data", long_field, "--out", tmp_path / "m.zip")
+    assert code != 0 and "line 3: a field is longer than 1,048,576 characters" in err
+    assert_one_error_line(err)

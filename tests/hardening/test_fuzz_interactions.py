@@ -3,13 +3,20 @@
 Garbage and mixed-type ids (huge, negative, NaN, None, bytes, bools), NaN/inf and
 text ratings, mismatched lengths, empty input, duplicate pairs under each policy,
 bad timestamps and rating scales; CSV files of random text in random encodings
-(and wrong ``encoding=`` names); DataFrames with mixed columns; sparse and dense
-matrices with NaN/inf and empty rows. Whatever comes back must be consistent.
+(and wrong ``encoding=`` names); hostile delimited files (issue 19: long fields and
+ids, extra and missing fields, byte-order marks, broken quotes, stray line ends,
+extreme timestamps, compressed); DataFrames with mixed columns; sparse and dense
+matrices with NaN/inf and empty rows. Whatever comes back must be consistent, and
+an error about a file's contents names a line the file has.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -19,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from matfact import Interactions
+from matfact.data.interactions import MAX_TIMESTAMP, max_id_length
 from tests.hardening._cases import check, profiles
 
 #: hypothesis examples per test, per profile.
@@ -53,7 +61,10 @@ values = st.one_of(st.none(), st.lists(st.floats(-1e40, 1e40), max_size=40),
                    st.lists(st.integers(1, 5), max_size=40).map(np.asarray))
 timestamps = st.one_of(st.none(), st.lists(st.integers(-(2**65), 2**65), max_size=40),
                        st.lists(one_value, max_size=40),
-                       st.lists(st.datetimes(), max_size=40))
+                       st.lists(st.datetimes(), max_size=40),
+                       st.lists(st.sampled_from([0, 1.6e9, MAX_TIMESTAMP, MAX_TIMESTAMP + 1,
+                                                 -MAX_TIMESTAMP - 0.5, 1e999, -1e999, 1.7e12,
+                                                 float("nan"), 1e300]), max_size=10))
 policy = st.sampled_from(["error", "last", "sum", "mean", "first", None, 3])
 scale = st.one_of(st.none(), st.tuples(st.floats(allow_nan=True), st.floats(allow_nan=True)),
                   st.tuples(st.integers(-2, 6), st.integers(-2, 6)), st.just("1-5"),
@@ -68,6 +79,11 @@ def consistent(data: Interactions) -> None:
     assert 0 <= data.item_codes.min() and data.item_codes.max() < data.n_items
     if data.ratings is not None:
         assert np.isfinite(data.ratings).all()
+    if data.timestamps is not None:  # finite Unix seconds within the year 10000 (issue 19)
+        assert np.abs(data.timestamps).max() <= MAX_TIMESTAMP
+    for ids in (data.user_ids, data.item_ids):
+        if ids.dtype.kind == "U":
+            assert ids.dtype.itemsize // 4 <= max_id_length()
     keys = data.user_codes.astype(np.int64) * data.n_items + data.item_codes
     assert len(np.unique(keys)) == data.nnz, "duplicate pairs survived"
 
@@ -160,6 +176,82 @@ def test_from_csv_gives_data_or_a_matfact_error(profile, tmp_path):
         data, _ = check("interactions", lambda: Interactions.from_csv(path, **kwargs))
         if data is not None:
             consistent(data)
+
+    run()
+
+
+#: Cells of hostile files: long ones (against small and default limits), broken quotes,
+#: stray line ends, separators of other dialects, extreme timestamps.
+hostile_cell = st.one_of(
+    cell.map(str), st.integers(1, 5).map(str),
+    st.sampled_from(["1e999", "-inf", "nan", "253402300801", "1.7e12", "9" * 40, '"', '"a,b"',
+                     '"a\nb"', '""', 'x"y', "a\rb", "\t", ";", "#", " ", "\ufeff", "\x00"]),
+    st.integers(0, 400).map(lambda n: "y" * n),
+)
+
+
+@st.composite
+def hostile_files(draw) -> tuple[str, bytes, dict]:
+    """A hostile delimited file: its name (suffix), its bytes, and from_csv's arguments."""
+    sep = draw(st.sampled_from([",", "\t", ";"]))
+    width = draw(st.integers(2, 4))
+    header = ["user", "item", "rating", "timestamp"][:width]
+    lines = [sep.join(header)] if draw(st.booleans()) else []
+    for _ in range(draw(st.integers(0, 12))):
+        n = width + draw(st.sampled_from([0] * 12 + [1, -1, 3]))  # some extra, some missing
+        row = [str(draw(st.integers(0, 5))), str(draw(st.integers(0, 5)))][:max(n, 0)]
+        row += [draw(hostile_cell) for _ in range(max(n - 2, 0))]
+        if draw(st.integers(0, 6)) == 0:
+            row[0:1] = [draw(hostile_cell)]  # an odd id: long, quoted, empty
+        lines.append(sep.join(row))
+        if draw(st.integers(0, 5)) == 0:
+            lines.append(draw(st.sampled_from(["", "  ", "#comment", sep * width])))
+    ending = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    text = ending.join(lines) + draw(st.sampled_from(["", ending]))
+    raw = (b"\xef\xbb\xbf" if draw(st.booleans()) else b"") + text.encode("utf-8", "replace")
+    suffix = draw(st.sampled_from([".csv", ".csv", ".csv", ".tsv", ".csv.gz", ".csv.bz2",
+                                   ".csv.xz"]))
+    for end, pack in ((".gz", gzip.compress), (".bz2", bz2.compress), (".xz", lzma.compress)):
+        if suffix.endswith(end):
+            raw = pack(raw)
+    kwargs = {"sep": sep, "extra_fields": draw(st.sampled_from(["error", "drop"])),
+              "max_field_size": draw(st.sampled_from([None, 64, 1000])),
+              "comment": draw(st.sampled_from([None, None, "#"])),
+              "duplicates": "last"}
+    if not lines or not lines[0].startswith("user") or draw(st.integers(0, 5)) == 0:
+        kwargs.update(header=None, user=0, item=1)
+    if width > 2:
+        kwargs["rating"] = "rating" if "user" not in kwargs else 2
+    if width > 3:
+        kwargs["timestamp"] = "timestamp" if "user" not in kwargs else 3
+    return suffix, raw, kwargs
+
+
+def _decompressed(suffix: str, raw: bytes) -> bytes:
+    for end, opener in ((".gz", gzip.decompress), (".bz2", bz2.decompress),
+                        (".xz", lzma.decompress)):
+        if suffix.endswith(end):
+            return opener(raw)
+    return raw
+
+
+@pytest.mark.parametrize("profile", profiles())
+def test_hostile_files_give_data_or_an_error_naming_a_line(profile, tmp_path):
+    # Issue 19: fields and ids too long, extra fields, BOMs, broken quotes, 1e999 timestamps.
+    @fuzz_settings(profile)
+    @given(file=hostile_files())
+    def run(file):
+        suffix, raw, kwargs = file
+        path = tmp_path / f"hostile{suffix}"
+        path.write_bytes(raw)
+        data, error = check("interactions", lambda: Interactions.from_csv(path, **kwargs))
+        if data is not None:
+            consistent(data)
+            return
+        named = re.search(r"lines? (\d+)", str(error))
+        if named:
+            text = _decompressed(suffix, raw).decode("utf-8", "replace")
+            assert 1 <= int(named.group(1)) <= len(text.splitlines()) + 1, str(error)
 
     run()
 

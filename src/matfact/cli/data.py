@@ -42,7 +42,7 @@ def read_interactions(path_or_name: str | os.PathLike, *, sep: str | None = None
                       timestamp_col: str | None = None, weight_col: str | None = None,
                       implicit: bool = False, data_home: str | os.PathLike | None = None,
                       encoding: str = "utf-8", duplicates: str = "error",
-                      download: bool = True) -> Any:
+                      extra_fields: str = "error", download: bool = True) -> Any:
     """Load interactions from a dataset name or a CSV/TSV/Parquet file, guessing its layout.
 
     Parameters
@@ -74,6 +74,9 @@ def read_interactions(path_or_name: str | os.PathLike, *, sep: str | None = None
         Encoding of a text file.
     duplicates : {"error", "last", "sum", "mean"}, default="error"
         What to do with repeated (user, item) pairs in a file.
+    extra_fields : {"error", "drop"}, default="error"
+        What a line of a text file with more fields than the header is: an
+        error naming the line, or read with its extra fields dropped.
     download : bool, default=True
         Whether a missing MovieLens dataset may be downloaded.
 
@@ -129,7 +132,7 @@ def read_interactions(path_or_name: str | os.PathLike, *, sep: str | None = None
         return Interactions.from_csv(
             path, roles["user"], roles["item"], roles["rating"], roles["weight"],
             roles["timestamp"], sep=layout.sep, header=0 if layout.header else None,
-            encoding=encoding, duplicates=duplicates,
+            encoding=encoding, duplicates=duplicates, extra_fields=extra_fields,
         )
     except DataError as err:
         raise _naming(err, path) from None
@@ -206,7 +209,7 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
         "user_col": args.user_col, "item_col": args.item_col, "rating_col": args.rating_col,
         "timestamp_col": args.timestamp_col, "weight_col": args.weight_col,
         "implicit": args.implicit, "data_home": args.data_home, "encoding": args.encoding,
-        "duplicates": args.duplicates,
+        "duplicates": args.duplicates, "extra_fields": getattr(args, "extra_fields", "error"),
     }
 
 

@@ -56,6 +56,9 @@ def _add_data_options(parser: argparse.ArgumentParser, *, required: bool = True,
     group.add_argument("--encoding", default="utf-8", help="text encoding (default: utf-8)")
     group.add_argument("--duplicates", default="error", choices=("error", "last", "sum", "mean"),
                        help="what to do with repeated (user, item) pairs (default: error)")
+    group.add_argument("--extra-fields", default="error", choices=("error", "drop"),
+                       help="what a line with more fields than the header is: an error "
+                            "naming the line (default), or read with them dropped")
     group.add_argument("--data-home", metavar="DIR",
                        help="directory searched first for datasets (then $MATFACT_DATA, then "
                             "the cache)")

@@ -513,7 +513,7 @@ def _not_numbers(array: np.ndarray) -> np.ndarray:
 
 
 def _shown_value(value: Any) -> str:
-    text = repr(value)
+    text = repr(value.item() if isinstance(value, np.generic) else value)
     return text if len(text) <= 40 else f"{text[:30]}…({len(text):,} characters)"
 
 
@@ -575,8 +575,10 @@ def _check_timestamps(values: Any, n: int, where: Any = _positions) -> np.ndarra
     else:
         array = series.to_numpy()
         if array.dtype.kind in "OUS":  # numbers as Python objects, or text (never a time)
-            bad = np.frompyfunc(lambda value: isinstance(value, (bool, np.bool_)) or not
-                                isinstance(value, numbers.Real), 1, 1)(array).astype(bool)
+            bad = _not_numbers(array)  # first what is no number at all, then any text
+            if not bad.any():
+                bad = np.frompyfunc(lambda value: isinstance(value, (bool, np.bool_)) or not
+                                    isinstance(value, numbers.Real), 1, 1)(array).astype(bool)
             if bad.any():
                 raise DataError(f"timestamps must be numbers (Unix seconds) or datetimes, got "
                                 f"{_shown_value(array[int(np.argmax(bad))])} in {where(bad)}")

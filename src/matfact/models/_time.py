@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from matfact.data.interactions import Interactions
+from matfact.data.interactions import MAX_TIMESTAMP, Interactions
 from matfact.exceptions import DataError, ParameterError
 
 __all__ = ["SECONDS_PER_DAY", "DRIFT_BETA", "decay_weights", "require_timestamps",
@@ -197,8 +197,9 @@ def as_times(times: Any, n: int) -> np.ndarray:
         values = series.to_numpy().astype("datetime64[s]").astype(np.int64)
     else:
         values = series.to_numpy(dtype=np.float64)
-        if not np.isfinite(values).all():
-            raise DataError("times must be finite")
+        if not np.isfinite(values).all() or (np.abs(values) > MAX_TIMESTAMP).any():
+            raise DataError(f"times must be finite Unix seconds within ±{MAX_TIMESTAMP:,} "
+                            f"(the year 10000)")
         values = np.round(values).astype(np.int64)
     if len(values) == 1:
         return np.full(n, values[0], dtype=np.int64)

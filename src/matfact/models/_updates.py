@@ -26,13 +26,11 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from matfact._threads import single_thread
-from matfact.data.interactions import IdIndex, Interactions
+from matfact.data.interactions import MAX_TIMESTAMP, IdIndex, Interactions
 from matfact.exceptions import DataError, ParameterError
 
 __all__ = ["ModelUpdates", "RatingBatch", "UserVector", "all_or_nothing"]
 
-#: Timestamps accepted with a rating: Unix seconds before the year 10000.
-MAX_TIMESTAMP = 253_402_300_800
 
 
 class UserVector(NamedTuple):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from collections.abc import Sequence
@@ -105,28 +104,25 @@ def _read_table(path: Path, encoding: str) -> _Table:
 
 
 def _read_jsonl(path: Path, encoding: str) -> _Table:
-    from matfact.data.readers import encoding_error, open_text
+    from matfact.data.readers import iter_lines
 
     records: list[dict[str, Any]] = []
     lines: list[int] = []
-    try:
-        with open_text(path, encoding) as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError as err:
-                    raise DataError(f"{path}, line {number}: not valid JSON ({err})") from None
-                if not isinstance(record, dict):
-                    raise DataError(f"{path}, line {number}: expected a JSON object per line, "
-                                    f"got {type(record).__name__}")
-                records.append(record)
-                lines.append(number)
-    except UnicodeDecodeError as err:
-        raise encoding_error(path, encoding, err) from None
-    except (EOFError, gzip.BadGzipFile) as err:
-        raise DataError(f"cannot read {path}: {err}") from None
+    # iter_lines bounds memory (line length, decompressed size), skips a byte-order mark
+    # and turns decoding errors and broken .gz files into DataErrors naming the file.
+    for number, line in iter_lines(path, encoding):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError) as err:  # RecursionError: [[[[... nested deep
+            raise DataError(f"{path}, line {number}: not valid JSON "
+                            f"({type(err).__name__}: {str(err)[:200]})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}, line {number}: expected a JSON object per line, "
+                            f"got {type(record).__name__}")
+        records.append(record)
+        lines.append(number)
     if not records:
         raise DataError(f"{path} holds no JSON records: no documents")
     names: dict[str, None] = {}  # every field of any record, in order of appearance
@@ -187,8 +183,8 @@ def _read_folder(path: Path, encoding: str) -> Corpus:
     texts = []
     for file in files:
         try:
-            texts.append(file.read_text(encoding=encoding))
-        except UnicodeDecodeError as err:
+            texts.append(file.read_text(encoding=encoding).removeprefix("\ufeff"))
+        except UnicodeError as err:
             raise encoding_error(file, encoding, err) from None
     ids = np.array([r.with_suffix("").as_posix() for r in relative], dtype=str)
     labels = np.array([r.parts[0] for r in relative], dtype=str) if nested else None
