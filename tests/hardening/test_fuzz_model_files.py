@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import zipfile
 
@@ -280,7 +281,8 @@ def test_path_traversal_names_and_symlinks_are_refused(saved, tmp_path):
     path.write_bytes(make_zip(members))
     with pytest.raises(ModelFormatError, match="refusing array name"):
         matfact.load(path)
-    # A directory model whose array is a symlink to a file elsewhere: its checksum fails.
+    # A directory model whose array is a symlink to a file elsewhere: refused by its
+    # header (another dtype and shape) or its checksum.
     good = tmp_path / "good.zip"
     good.write_bytes(saved["BiasedMF"])
     directory = tmp_path / "model_dir"
@@ -288,7 +290,7 @@ def test_path_traversal_names_and_symlinks_are_refused(saved, tmp_path):
     target = directory / "arrays" / "user_factors_.npy"
     target.unlink()
     target.symlink_to(secret)
-    with pytest.raises(ModelFormatError, match="checksum"):
+    with pytest.raises(ModelFormatError, match="checksum|wrong dtype or shape"):
         matfact.load(directory)
 
 
@@ -349,3 +351,191 @@ def test_regression_a_save_removes_temporaries_of_killed_saves(saved, tmp_path, 
     assert not stale_file.exists() and not stale_dir.exists()
     assert live.exists() and other.exists()
     matfact.load(path)
+
+
+# ---------------------------------------------------------------------- issue 19, point 5
+# Each crafted file of the issue, built from a real saved model with the helpers of the
+# crafted corpus (tests/hardening/test_model_file_corpus.py runs ≥ 1,000 of them).
+def _crafted(saved, name: str = "BiasedMF"):
+    from tests.hardening._model_file_corpus import Model
+
+    return Model(name, saved[name])
+
+
+def _refused(model_or_blob, tmp_path, match: str) -> ModelFormatError:
+    path = tmp_path / "crafted.zip"
+    path.write_bytes(model_or_blob if isinstance(model_or_blob, bytes) else model_or_blob.pack())
+    with pytest.raises(ModelFormatError, match=match) as info:
+        matfact.load(path)
+    return info.value
+
+
+def test_regression_issue_19_a_member_declaring_a_gibibyte_is_refused_before_reading(
+        saved, tmp_path):
+    # Issue 19: ~1 MB of deflated zeros declaring 1 GiB made matfact.load peak at 2.3 GiB.
+    from tests.hardening._model_file_corpus import bomb
+
+    model = _crafted(saved)
+    rows = model.meta["arrays"]["user_factors_"]["shape"]
+    entry, sha = bomb("arrays/user_factors_.npy", "<f4", (2**27, 2))
+    model.put(entry)
+    assert entry.size > 2**30 and len(entry.data) < 2 * 2**20
+    untouched = model.pack()  # meta.json still declares the real shape: the entry disagrees
+    _refused(untouched, tmp_path, "holds 1,073,741,952 bytes")
+    model.meta["arrays"]["user_factors_"] = {"dtype": "<f4", "shape": [2**27, 2], "sha256": sha}
+    _refused(model, tmp_path, rf"dimension 0 must be {rows[0]}")
+
+
+def test_regression_issue_19_declared_shapes_must_agree_with_the_model(saved, tmp_path):
+    # 2**37 elements (the MemoryError of the issue), an id map longer than the ratings
+    # matrix, factors wider than n_factors: all refused from meta.json alone.
+    for name, shape, match in (("user_bias_", [2**37], "dimension 0 must be"),
+                               ("user_index_", [2**37], "seen_ declares shape"),
+                               ("item_factors_", [9, 2**20], "dimension 1 must be between"),
+                               ("seen_.data", [2**37], "must be equal")):
+        model = _crafted(saved)
+        model.meta["arrays"][name]["shape"] = shape
+        _refused(model, tmp_path, match)
+
+
+def test_regression_issue_19_meta_json_cannot_recurse_or_convert_huge_numbers(saved, tmp_path):
+    model = _crafted(saved)
+    deep = "[" * 200_000 + "]" * 200_000
+    text = json.dumps(model.meta).replace('"n_iter_": 3', f'"n_iter_": {deep}', 1)
+    _refused(model.pack(text.encode()), tmp_path, "nested deeper than 64 levels")
+    model = _crafted(saved)
+    text = json.dumps(model.meta).replace('"n_iter_": 3', '"n_iter_": ' + "9" * 5001, 1)
+    _refused(model.pack(text.encode()), tmp_path, "integer of 5,001 digits")
+    for literal in ("NaN", "Infinity", "1e999"):
+        text = json.dumps(model.meta).replace('"n_iter_": 3', f'"n_iter_": {literal}', 1)
+        _refused(model.pack(text.encode()), tmp_path, "not JSON|out of range")
+    text = json.dumps(model.meta).replace('"n_iter_": 3', '"n_iter_": 3, "n_iter_": 4', 1)
+    _refused(model.pack(text.encode()), tmp_path, "repeats a key")
+
+
+def test_regression_issue_19_the_encryption_flag_is_refused(saved, tmp_path):
+    from dataclasses import replace
+
+    from tests.hardening._model_file_corpus import write_zip
+
+    model = _crafted(saved)
+    model.pack()
+    model.entries = [replace(e, flags=1) if e.name == "arrays/item_bias_.npy" else e
+                     for e in model.entries]
+    _refused(write_zip(model.entries), tmp_path, "encrypted")
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_regression_issue_19_non_finite_values_are_refused(saved, tmp_path, value):
+    for name in ("user_factors_", "item_bias_", "seen_.data"):
+        model = _crafted(saved)
+        array = model.array(name).copy()
+        array.reshape(-1)[0] = value
+        model.set_array(name, array)
+        _refused(model, tmp_path, f"array {name}: holds NaN or infinite")
+
+
+@pytest.mark.parametrize("dtype", ["<f2", "|b1", "<c8", "<f8", ">f4", "|u1"])
+def test_regression_issue_19_dtypes_the_class_never_writes_are_refused(saved, tmp_path, dtype):
+    model = _crafted(saved)
+    model.set_array("user_factors_", model.array("user_factors_").astype(dtype))
+    _refused(model, tmp_path, f"has dtype '{re.escape(np.dtype(dtype).str)}'")
+
+
+@pytest.mark.parametrize("scale, match", [([5.0, 1.0], "inverted"),
+                                          ([1.0, None], "two finite numbers"),
+                                          ([1.0], "two finite numbers")])
+def test_regression_issue_19_a_reversed_rating_scale_is_refused(saved, tmp_path, scale, match):
+    model = _crafted(saved)
+    model.meta["state"]["rating_scale_"] = scale
+    _refused(model, tmp_path, match)
+    model = _crafted(saved)
+    model.meta["state"]["global_mean_"] = None
+    _refused(model, tmp_path, "global_mean_ must be a finite number")
+
+
+def test_regression_issue_19_ids_longer_than_the_limit_are_refused(saved, tmp_path):
+    from matfact.data.interactions import MAX_ID_LENGTH
+
+    model = _crafted(saved)
+    ids = [str(x) for x in model.array("item_index_")]
+    ids[0] = "x" * (MAX_ID_LENGTH + 1)
+    model.set_array("item_index_", np.array(ids))
+    _refused(model, tmp_path, f"ids are at most {MAX_ID_LENGTH} characters")
+
+
+def test_regression_issue_19_a_consistent_model_scaled_around_bombs_is_refused(saved,
+                                                                               tmp_path):
+    # Every user array grown to 2**21 users, consistently, out of deflated zeros: no
+    # shape disagrees, but the file would expand more than 32 times.
+    from tests.hardening._model_file_corpus import bomb
+
+    model = _crafted(saved)
+    n = 2**21
+    for name in ("user_index_", "seen_.indptr", "user_factors_", "user_bias_"):
+        spec = model.meta["arrays"][name]
+        shape = [n + (name == "seen_.indptr"), *spec["shape"][1:]]
+        entry, sha = bomb(f"arrays/{name}.npy", spec["dtype"], tuple(shape))
+        model.put(entry)
+        model.meta["arrays"][name] = {"dtype": spec["dtype"], "shape": shape, "sha256": sha}
+    model.meta["kinds"]["seen_"]["shape"][0] = n
+    _refused(model, tmp_path, "decompression bomb")
+
+
+def test_regression_issue_19_streams_stop_at_the_declared_size(saved, tmp_path):
+    from dataclasses import replace
+
+    from tests.hardening._model_file_corpus import deflated
+
+    model = _crafted(saved)
+    content = model.member("arrays/user_bias_.npy")
+    entry = deflated("arrays/user_bias_.npy", content)
+    model.put(replace(entry, data=entry.data[:len(entry.data) // 2]))  # a stream cut short
+    _refused(model, tmp_path, "user_bias_ is (truncated|damaged|unreadable)")
+    model = _crafted(saved)
+    model.put(deflated("arrays/user_bias_.npy", content + bytes(10**6)))  # longer than declared
+    _refused(model, tmp_path, "holds 1,0")
+
+
+def test_regression_issue_19_duplicate_members_are_refused(saved, tmp_path):
+    from tests.hardening._model_file_corpus import stored, write_zip
+
+    model = _crafted(saved)
+    model.pack()
+    model.entries.append(stored("meta.json", b"{}"))
+    _refused(write_zip(model.entries), tmp_path, "two members named 'meta.json'")
+
+
+def test_regression_issue_19_a_recompressed_model_still_loads(saved, tmp_path):
+    # The bounds are about what a file declares, not how it is stored: a model re-zipped
+    # with deflate (a zip tool's default) loads like the stored one.
+    from tests.hardening._model_file_corpus import deflated, write_zip
+
+    for name in ("BiasedMF", "ALS", "BayesianMF"):
+        model = _crafted(saved, name)
+        model.pack()
+        path = tmp_path / f"{name}.zip"
+        path.write_bytes(write_zip([deflated(e.name, e.data) for e in model.entries]))
+        matfact.load(path)
+
+
+@pytest.mark.parametrize("error", [RecursionError("deep"), MemoryError(), OverflowError("big"),
+                                   UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"),
+                                   RuntimeError("File is encrypted"), OSError(5, "I/O error"),
+                                   zipfile.BadZipFile("bad"), IndexError("index 1682")])
+def test_regression_issue_19_every_failure_is_a_model_format_error(saved, tmp_path,
+                                                                   monkeypatch, error):
+    path = tmp_path / "model.zip"
+    path.write_bytes(saved["BiasedMF"])
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(mio, "_read_array", fail)
+    with pytest.raises(ModelFormatError) as info:
+        matfact.load(path)
+    assert info.value.__cause__ is error or type(error).__name__ in str(info.value)
+    monkeypatch.undo()
+    monkeypatch.setattr(mio.zipfile.ZipFile, "open", fail)
+    with pytest.raises(ModelFormatError):
+        matfact.load(path)

@@ -673,6 +673,10 @@ class BayesianMF(IterativeModel):
 
     def _validate_state(self) -> None:
         super()._validate_state()
+        samples = getattr(self, "item_bias_samples_", None)
+        if samples is not None and samples.shape != (self.n_items_, self.n_kept_):
+            raise ValueError(f"item_bias_samples_ has shape {samples.shape}, expected "
+                             f"({self.n_items_}, {self.n_kept_})")
         columns = getattr(self, "user_columns_", None)
         if columns is not None:
             if columns.ndim != 2 or columns.shape[1] != self.n_kept_ * (self.n_factors + 1):
