@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,8 +29,10 @@ def free_port() -> int:
 class Server:
     """``matfact serve`` as a subprocess; ``start`` waits for ``/health``."""
 
-    def __init__(self, model: Path, db: Path, *, key: str | None = API_KEY) -> None:
+    def __init__(self, model: Path, db: Path | str, *, key: str | None = API_KEY,
+                 args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         self.model, self.db, self.key = model, db, key
+        self.args, self.env = tuple(args), dict(env or {})
         self.port = free_port()
         self.process: subprocess.Popen | None = None
 
@@ -40,17 +44,23 @@ class Server:
         env = {k: v for k, v in os.environ.items() if k != "MATFACT_API_KEY"}
         if self.key is not None:
             env["MATFACT_API_KEY"] = self.key
+        env.update(self.env)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "matfact", "-q", "serve", "--model", str(self.model),
-             "--db", str(self.db), "--port", str(self.port)],
+             "--db", str(self.db), "--port", str(self.port), *self.args],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # Drained all along: a server that logs a lot must never block on a full pipe.
+        self._lines: collections.deque[str] = collections.deque(maxlen=2000)
+        self._drain = threading.Thread(target=self._read_output, args=(self.process,),
+                                       daemon=True)
+        self._drain.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                output = self.process.stdout.read().decode(errors="replace")
-                raise RuntimeError(f"the server exited with {self.process.returncode}: {output}")
+                raise RuntimeError(f"the server exited with {self.process.returncode}: "
+                                   f"{self.output()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.url}/health", timeout=5.0).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
@@ -64,15 +74,40 @@ class Server:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
 
-    def stop(self) -> None:
+    def stop(self) -> float:
+        """SIGTERM, then wait for the exit (kill -9 after 30 s); the seconds it took."""
+        started = time.monotonic()
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+        return time.monotonic() - started
 
-    def client(self, key: str | None = None) -> httpx.Client:
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def rss_mib(self) -> float:
+        """The server's resident memory now (``VmRSS`` of /proc/<pid>/status), in MiB."""
+        with open(f"/proc/{self.pid}/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS line")
+
+    def _read_output(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            self._lines.append(line.decode(errors="replace"))
+
+    def output(self) -> str:
+        """The last 2,000 lines the server wrote to stdout and stderr (complete once it exited)."""
+        if self.process is not None and self.process.poll() is not None:
+            self._drain.join(timeout=10)
+        return "".join(self._lines)
+
+    def client(self, key: str | bytes | None = None) -> httpx.Client:
         headers = {"X-API-Key": key} if key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
 

@@ -286,8 +286,11 @@ def test_a_refused_write_is_not_logged_and_the_server_restarts(model_copy, tmp_p
                                                             "rating": 2}]})
             assert ok.status_code == 200, ok.text
             for path in ("/users/--5/recommendations", "/users/%C2%B2/recommendations",
-                         f"/users/{'9' * 5000}/recommendations"):
+                         f"/users/{'9' * 200}/recommendations"):
                 assert client.get(path).json()["fallback"] == "popularity"
+            # Past the id length bound (issue 19): refused by the schema, not looked up.
+            long = client.get(f"/users/{'9' * 5000}/recommendations")
+            assert long.status_code == 422, long.text
     finally:
         server.kill()
     with sqlite3.connect(db) as connection:

@@ -4,6 +4,9 @@
 ``retrain`` refits (or ``--partial``: refines) a model file from ``--data``
 plus the ratings logged by :class:`matfact.serving.store.RatingStore`, and
 records the log position in the file so a reload replays only what is newer.
+A logged row the new model could not take (checked by a model's
+``apply_ratings(..., dry_run=True)``, as the server's replay does) is moved to
+the log's quarantine table instead of failing the retrain.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from matfact.cli.output import Output
 from matfact.exceptions import UsageError
 
 __all__ = ["cmd_retrain", "cmd_serve"]
+
+#: Seconds in-flight requests get after SIGTERM before they are cancelled.
+_GRACEFUL_SECONDS = 3
 
 
 def cmd_serve(args: argparse.Namespace, out: Output) -> int:
@@ -44,7 +50,10 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
     out.result(f"Serving {type(service.model).__name__} ({service.model.n_users_:,} users x "
                f"{service.model.n_items_:,} items, version {service.version}) on "
                f"http://{args.host}:{args.port} (API docs at /docs, page at /)")
-    options: dict[str, Any] = {"log_level": "warning", "access_log": False}
+    # SIGTERM: stop taking connections, give in-flight requests a few seconds, then
+    # commit what the rating log has queued (acknowledged ratings already are).
+    options: dict[str, Any] = {"log_level": "warning", "access_log": False,
+                               "timeout_graceful_shutdown": _GRACEFUL_SECONDS}
     for option, module in (("loop", "uvloop"), ("http", "httptools")):
         try:
             __import__(module)
@@ -74,16 +83,30 @@ def cmd_retrain(args: argparse.Namespace, out: Output) -> int:
 
     target = Path(args.model).expanduser()
     previous = matfact.load(target) if is_model_file(str(target)) else None
+    if args.partial and (previous is None or not hasattr(previous, "partial_fit")):
+        raise UsageError("--partial needs an existing model file of a model with "
+                         "partial_fit (ALS, ImplicitALS, BiasedMF, SVDPlusPlus)")
+    if not args.partial and args.data is None:
+        raise UsageError("--data is needed for a full refit (or use --partial)")
+    data = None if args.partial else read_data(args, args.data, out)
     with RatingStore(args.db) as store:
         # --partial refines with what the file has not seen yet; a refit takes the whole log.
         after = store.logged_through(previous) if args.partial else 0
-        entries = list(store.entries(after))
-        position = store.position(*entries[-1]) if entries else store.position(0, None)
-    logged = [rating for _, rating in entries]
+        unreadable: list = []
+        entries = list(store.entries(after, unreadable))
+        # The rows the model cannot take go to the quarantine, as at a server's start.
+        entries, refused = _screen(previous if args.partial else data, entries)
+        refused = unreadable + refused
+        if refused:
+            store.quarantine(refused)
+            out.info(f"{len(refused):,} logged ratings cannot be used with this model and "
+                     f"were moved to the log's quarantine table (first: seq {refused[0][0]}, "
+                     f"{refused[0][1]})")
+        # The last rating the new file takes, as the log holds it (logged_through checks it).
+        position = store.position(entries[-1][0], entries[-1][1][0]) if entries else \
+            store.position(0, None)
+    logged = [rating for _, (_, rating) in entries]
     if args.partial:
-        if previous is None or not hasattr(previous, "partial_fit"):
-            raise UsageError("--partial needs an existing model file of a model with "
-                             "partial_fit (ALS, ImplicitALS, BiasedMF, SVDPlusPlus)")
         if not logged:
             out.result("No ratings logged since the model file was made: nothing to add; "
                        "the model is unchanged")
@@ -95,9 +118,6 @@ def cmd_retrain(args: argparse.Namespace, out: Output) -> int:
         out.result(f"Refined {type(previous).__name__} with {len(logged):,} logged ratings "
                    f"(partial_fit) in {time.perf_counter() - start:.2f} s; saved {target}")
         return 0
-    if args.data is None:
-        raise UsageError("--data is needed for a full refit (or use --partial)")
-    data = read_data(args, args.data, out)
     model = (matfact.clone(previous) if previous is not None and args.model_name is None
              else build_model(args.model_name or "biased_mf", {}))
     if logged:
@@ -110,6 +130,26 @@ def cmd_retrain(args: argparse.Namespace, out: Output) -> int:
     out.result(f"Refitted {type(model).__name__} on {data.nnz:,} interactions "
                f"({len(logged):,} from the log) in {seconds:.2f} s; saved {target}")
     return 0
+
+
+def _screen(against: Any, entries: list) -> tuple[list, list]:
+    """``([(seq, (stored rating, rating as read)), ...], [(seq, reason), ...])``.
+
+    ``against`` is the model being refined, or the data of a refit: its ids and
+    rating scale are what the refitted model will have, so a stand-in fitted on
+    it in one cheap pass (``Baseline(max_iter=1)``) checks the rows by the same
+    rule (``apply_ratings(..., dry_run=True)``) the server replays them with.
+    """
+    import matfact
+    from matfact.serving.service import screen
+
+    if not entries:
+        return [], []
+    if isinstance(against, matfact.Interactions):
+        against = matfact.Baseline(max_iter=1).fit(against, progress=False)
+    stored = dict(entries)
+    accepted, refused = screen(against, entries)
+    return [(seq, (stored[seq], rating)) for seq, rating in accepted], refused
 
 
 def _with_titles(data: Any, previous: Any) -> Any:

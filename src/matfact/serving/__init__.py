@@ -6,9 +6,10 @@ FastAPI, uvicorn and prometheus-client are the ``serve`` extra
 
 from matfact.serving.index import TopKIndex
 from matfact.serving.service import ModelService
-from matfact.serving.store import Rating, RatingStore
+from matfact.serving.store import Rating, RatingLogUnavailable, RatingStore
 
-__all__ = ["ModelService", "Rating", "RatingStore", "TopKIndex", "create_app"]
+__all__ = ["ModelService", "Rating", "RatingLogUnavailable", "RatingStore", "TopKIndex",
+           "create_app"]
 
 
 def create_app(*args, **kwargs):

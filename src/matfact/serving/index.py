@@ -13,6 +13,13 @@ request, so the item matrix is read once per batch) and keeps each user's top
 slice. Updating a user drops their list (it is recomputed on demand), adding
 items drops all of them. The search is exact: a list is only kept when no tie
 crosses its cut-off, so a cached answer is always the one a full sort gives.
+
+The warm-up runs on a thread of its own while ratings change the model on the
+event loop: each batch is scored under :attr:`TopKIndex.changing`, the lock the
+service holds while it changes the model, so the warm-up never reads arrays
+caught half-way through a change (new items growing the factors and the seen
+matrix; a ``ValueError: operands could not be broadcast`` once), and a batch
+that starts after the item side changed stops the run.
 """
 
 from __future__ import annotations
@@ -62,6 +69,9 @@ class TopKIndex:
     def __init__(self, model: Any) -> None:
         self.model = model
         self._lock = threading.Lock()
+        #: Held by whoever changes the model (:meth:`ModelService.apply`) and by
+        #: :meth:`precompute` while it scores a batch: a batch never sees half a change.
+        self.changing = threading.Lock()
         self._generation = 0
         self._stamps = np.zeros(model.n_users_, dtype=np.int64)
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -132,20 +142,31 @@ class TopKIndex:
         model = self.model
         with self._lock:
             generation = self._generation
-        depth = min(DEPTH, self.n_items)
+        n_items = self.n_items
+        depth = min(DEPTH, n_items)
         kept = 0
         for start in range(0, model.n_users_, batch):
             if stop is not None and stop.is_set():
                 break
-            codes = np.arange(start, min(start + batch, model.n_users_))
-            with self._lock:
-                if generation != self._generation:
+            with self.changing:
+                # The model does not change while this block runs; a change made since
+                # the run began (new items: a new generation) ends the run, and the
+                # service starts another.
+                with self._lock:
+                    if generation != self._generation:
+                        break
+                if model.n_items_ != n_items or start >= model.n_users_:
                     break
-                stamps = self._stamps[codes].copy() if codes[-1] < len(self._stamps) else None
-            if stamps is None:
+                codes = np.arange(start, min(start + batch, model.n_users_))
+                with self._lock:
+                    stamps = self._stamps[codes].copy() if codes[-1] < len(self._stamps) \
+                        else None
+                if stamps is None:
+                    break
+                scores = model.score_users(codes)
+                seen = model.seen_[codes[0]:codes[-1] + 1]
+            if scores.shape[1] != n_items or seen.shape[1] != n_items:
                 break
-            scores = model.score_users(codes)
-            seen = model.seen_[codes[0]:codes[-1] + 1]
             lists = _batch_top(scores, seen.indptr, seen.indices, depth)
             with self._lock:
                 if generation != self._generation:

@@ -10,6 +10,11 @@ It keeps no rule of its own: ids are read by the model's
 is unknown), scores and the rating-scale check come from the model, and a batch of
 ratings is checked by the model (:meth:`~matfact.models.base.Recommender.apply_ratings`
 with ``dry_run=True``) before it is logged, then applied by the same method.
+
+Replaying the log never fails on a row: a batch the model refuses is checked
+row by row (:func:`screen`), and each row the model cannot take is moved to the
+log's quarantine table with its reason, so the service starts whatever the log
+holds.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import concurrent.futures
 import ctypes
 import gc
 import hashlib
+import logging
 import os
 import queue
 import sys
@@ -34,12 +40,13 @@ from matfact.exceptions import DataError, UnknownIdError
 from matfact.models.base import RatingBatch
 from matfact.models.ranking import top_n
 from matfact.serving.index import TopKIndex
-from matfact.serving.store import Rating, RatingStore
+from matfact.serving.store import Rating, RatingStore, _reason
 
-__all__ = ["ModelService", "MAX_N"]
+__all__ = ["ModelService", "MAX_N", "screen"]
 
 #: The longest list a request may ask for.
 MAX_N = 1000
+logger = logging.getLogger("matfact.serving")
 
 
 def _file_digest(path: Path) -> str:
@@ -153,6 +160,7 @@ class ModelService:
         self.version = version
         self.index = TopKIndex(model)
         self.applied_seq = 0  # the last log entry folded into this model
+        self.refused = 0  # logged rows this model could not take (moved to the quarantine)
         self._warming: concurrent.futures.Future | None = None
         self._stop: threading.Event | None = None
         # After a hot swap, the replaced service's memory goes back to the system.
@@ -243,12 +251,16 @@ class ModelService:
         New items are placed, then each user is recomputed from what the model
         had for them with these ratings on top (the latest rating of an item
         wins), so applying the same ratings twice changes nothing the second time.
+        The background warm-up does not read the model while it changes
+        (:attr:`TopKIndex.changing`).
         """
-        batch = self.model.apply_ratings(*_columns(ratings))
-        self.index.invalidate(self.model.user_index_.get_indexer(np.unique(batch.users)))
+        with self.index.changing:
+            batch = self.model.apply_ratings(*_columns(ratings))
+            self.index.invalidate(self.model.user_index_.get_indexer(np.unique(batch.users)))
+            if len(batch.new_items):
+                self.index.refresh()
         if len(batch.new_items):
-            self.index.refresh()
-            self.warm()
+            self.warm()  # the lists were dropped: rank again (outside the lock it waits on)
         return {"new_users": batch.new_users.tolist(), "new_items": batch.new_items.tolist()}
 
     def warm(self, background: bool = True) -> None:
@@ -281,19 +293,100 @@ class ModelService:
         recorded in the model file when the file was fitted from this same log
         (:meth:`~matfact.serving.store.RatingStore.logged_through`): a reload after a
         retrain replays only the ratings that came in since, not the whole log again.
+
+        Never fails on a row: when the model refuses the batch, each row is checked
+        on its own (``apply_ratings(..., dry_run=True)``), and the rows it cannot
+        take (or that fail to apply even alone) are moved to the log's quarantine
+        table with the reason (:meth:`~matfact.serving.store.RatingStore.quarantine`);
+        the others are applied in log order. :attr:`refused` counts them.
         """
         self.applied_seq = max(self.applied_seq, store.logged_through(self.model))
-        entries = list(store.entries(self.applied_seq))
-        if entries:
+        unreadable: list[tuple[int, str]] = []
+        entries = list(store.entries(self.applied_seq, unreadable))
+        applied, refused = self._apply_entries(entries)
+        refused = unreadable + refused
+        # The last row kept: the moved ones are gone from the log, and SQLite may give
+        # their numbers (the largest) to the next ratings, which must not be skipped.
+        gone = {seq for seq, _ in refused}
+        last = max([self.applied_seq, *(seq for seq, _ in entries if seq not in gone)])
+        if refused:
+            self.refused += len(refused)
+            logger.warning("%d logged ratings cannot be applied to this model; moving them "
+                           "to the quarantine (first: seq %d, %s)", len(refused),
+                           *refused[0])
+            try:
+                store.quarantine(refused)
+            except Exception:  # noqa: BLE001 - skipped this time; a start must not fail
+                logger.exception("could not move %d rows to the quarantine; they are "
+                                 "skipped", len(refused))
+        self.applied_seq = last
+        return applied
+
+    def _apply_entries(self, entries: list[tuple[int, Rating]]
+                       ) -> tuple[int, list[tuple[int, str]]]:
+        """Apply ``entries`` in log order; ``(how many applied, [(seq, reason), ...] refused)``."""
+        if not entries:
+            return 0, []
+        try:
             self.apply([rating for _, rating in entries])
-            self.applied_seq = entries[-1][0]
-        return len(entries)
+            return len(entries), []
+        except Exception:  # noqa: BLE001 - one of the rows: find which below
+            pass
+        accepted, refused = screen(self.model, entries)
+        return self._apply_halves(accepted, refused), refused
+
+    def _apply_halves(self, entries: list[tuple[int, Rating]],
+                      refused: list[tuple[int, str]]) -> int:
+        """Apply ``entries``, halving a chunk that fails until the failing rows are found.
+
+        Each call of :meth:`apply` is all or nothing, so a failed chunk left the
+        model as it was; a single row that fails is refused with its reason.
+        """
+        if not entries:
+            return 0
+        try:
+            self.apply([rating for _, rating in entries])
+            return len(entries)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot take a row
+            if len(entries) == 1:
+                refused.append((entries[0][0], _reason(exc)))
+                return 0
+        middle = len(entries) // 2
+        return (self._apply_halves(entries[:middle], refused)
+                + self._apply_halves(entries[middle:], refused))
 
     def n_for(self, n: int) -> int:
         """``n`` checked against :data:`MAX_N`."""
         if not 1 <= n <= MAX_N:
             raise DataError(f"n must be between 1 and {MAX_N}, got {n}")
         return n
+
+
+def screen(model: Any, entries: Sequence[tuple[int, Rating]]
+           ) -> tuple[list[tuple[int, Rating]], list[tuple[int, str]]]:
+    """Split logged ``(seq, rating)`` entries into those ``model`` can take and the others.
+
+    The model decides, through ``apply_ratings(..., dry_run=True)``: the whole batch
+    first, and row by row only when the batch is refused. Returns the accepted
+    entries (ratings as the model reads them: ``"42"`` → 42 for integer ids) and
+    ``(seq, reason)`` of each refused row, both in log order. Nothing changes.
+    """
+    if not entries:
+        return [], []
+    try:
+        batch = model.apply_ratings(*_columns([r for _, r in entries]), dry_run=True)
+        return list(zip([seq for seq, _ in entries], _ratings(batch), strict=True)), []
+    except Exception:  # noqa: BLE001 - one of the rows: find which below
+        pass
+    accepted, refused = [], []
+    for seq, rating in entries:
+        try:
+            batch = model.apply_ratings(*_columns([rating]), dry_run=True)
+        except Exception as exc:  # noqa: BLE001 - this row is refused, with the reason
+            refused.append((seq, _reason(exc)))
+            continue
+        accepted.append((seq, _ratings(batch)[0]))
+    return accepted, refused
 
 
 def _columns(ratings: Sequence[Rating]) -> tuple[list, list, list, list]:
