@@ -610,6 +610,8 @@ class FactorModel(Recommender):
 
     def _item_base(self) -> np.ndarray:
         """μ + b_i for every item (float32): the score of a user with nothing known."""
+        if self.item_bias_ is not None and self.item_bias_.dtype == np.float32:
+            return self.item_bias_ + np.float32(self.global_mean_)  # a new array, one pass
         base = np.full(self.n_items_, self.global_mean_, dtype=np.float32)
         if self.item_bias_ is not None:
             base += self.item_bias_
@@ -657,8 +659,15 @@ class FactorModel(Recommender):
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         # The one formula: base_i + offset_u + p_u · q_i (unknown users: the base).
-        base = self._item_base().astype(np.float32, copy=False)
         known = users >= 0
+        if len(users) == 1 and known[0] and self._has_factors():
+            # One user (a request): a matrix-vector product, which BLAS runs on one thread.
+            vectors, offsets = self.user_side(users)
+            scores = self.item_factors_ @ vectors[0]
+            scores += self._item_base()
+            scores += offsets[0]
+            return scores[None, :]
+        base = self._item_base().astype(np.float32, copy=False)
         if known.all() and self._has_factors():
             # The common case, without a gather and scatter of the whole score block.
             vectors, offsets = self.user_side(users)
