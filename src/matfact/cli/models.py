@@ -16,6 +16,7 @@ from typing import Any
 
 from matfact._text import format_table
 from matfact.cli.data import read_data
+from matfact.cli.names import cli_name
 from matfact.cli.output import Output, number, print_recommendations, recommendation_rows
 from matfact.exceptions import UsageError
 
@@ -90,12 +91,17 @@ def model_class(name: str) -> type:
     by_key = {_model_key(cls_name): cls for cls_name, cls in registry.items()}
     cls = by_key.get(_model_key(name))
     if cls is None:
-        known = ", ".join(sorted(n.lower() for n in registry))
+        known = ", ".join(sorted(cli_name(n) for n in registry))
         raise UsageError(f"unknown model {name!r}; choose one of: {known}")
     return cls
 
 
-def build_model(name: str, params: dict[str, Any]) -> Any:
+def build_model(name: str, params: dict[str, Any], seed: int | None = None) -> Any:
+    """The model ``name`` with ``params``; ``seed`` becomes its ``random_state`` unless given.
+
+    A command's ``--seed`` seeds the model as well as the split, so the same command
+    gives the same figures (an explicit ``--param random_state=...`` wins).
+    """
     from matfact._params import validate_params
 
     cls = model_class(name)
@@ -106,6 +112,8 @@ def build_model(name: str, params: dict[str, Any]) -> Any:
             f"{cls.__name__} has no parameter {unknown[0]!r}; its parameters are "
             f"{', '.join(valid) or '(none)'}"
         )
+    if seed is not None and "random_state" in valid and "random_state" not in params:
+        params = {**params, "random_state": seed}
     model = cls(**params)
     validate_params(model)  # fail before loading any data
     return model
@@ -269,7 +277,7 @@ def _cmd_compare(args: argparse.Namespace, out: Output) -> int:
         raise UsageError("--models is empty; give comma-separated model names")
     models: dict[str, Any] = {}
     for name in names:
-        model = build_model(name, {})  # an unknown name fails before the data is read
+        model = build_model(name, {}, args.seed)  # an unknown name fails before reading
         label = type(model).__name__
         if label in models:
             raise UsageError(f"--models names {label} twice")
@@ -324,7 +332,7 @@ def cmd_evaluate(args: argparse.Namespace, out: Output) -> int:
         model = matfact.load(Path(args.model).expanduser())
         info["model_file"] = str(args.model)
     else:
-        model = build_model(args.model, parse_params(args.param))
+        model = build_model(args.model, parse_params(args.param), args.seed)
     if args.test is not None:
         test = read_data(args, args.test, out)
         info["test"] = args.test

@@ -8,7 +8,6 @@ line raises :class:`~matfact.exceptions.UsageError` instead of exiting.
 from __future__ import annotations
 
 import argparse
-import sys
 import textwrap
 
 from matfact._version import __version__
@@ -16,6 +15,7 @@ from matfact.cli import images as images_command
 from matfact.cli import topics as topics_command
 from matfact.cli.demo import cmd_demo
 from matfact.cli.models import cmd_evaluate, cmd_recommend, cmd_train
+from matfact.cli.names import MODEL_NAMES
 from matfact.cli.output import PROG
 from matfact.cli.serving import cmd_retrain, cmd_serve
 from matfact.exceptions import UsageError
@@ -65,10 +65,7 @@ def _add_data_options(parser: argparse.ArgumentParser, *, required: bool = True,
 
 
 def _model_help() -> str:
-    # List the models only if they are already imported: help must not import them.
-    base = sys.modules.get("matfact.models.base")
-    names = sorted(n.lower() for n in getattr(base, "MODEL_REGISTRY", {}))
-    return ", ".join(names) if names else "baseline, popularity, ..."
+    return ", ".join(MODEL_NAMES)
 
 
 _EXAMPLES = {
@@ -182,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--test-size", type=float, default=0.2,
                           help="fraction held out (default: 0.2)")
     evaluate.add_argument("--seed", type=int, default=42,
-                          help="split seed, also of the k-fold split with --models (default: 42)")
+                          help="seed of the split (and of the k-fold split with --models) and "
+                               "of each model's random_state unless --param sets it; the same "
+                               "command gives the same figures (default: 42)")
     evaluate.add_argument("--metrics", metavar="LIST",
                           help="comma-separated, e.g. rmse,mae,ndcg@10,precision@10,recall@20,"
                                "map,mrr,hit_rate,coverage,auc (default: rmse,mae if the model "
