@@ -98,6 +98,12 @@ def test_kill_9_during_save_always_leaves_a_loadable_model(suffix, tmp_path):
     print(f"kill -9 during save ({suffix or 'dir'}): {outcomes}")
 
 
+def _three_ratings(rng: np.random.Generator, user: int) -> list[dict]:
+    """A write of three random ML-100K items by ``user`` (rated 1 to 5)."""
+    return [{"user": user, "item": int(item), "rating": float(rating)}
+            for item, rating in zip(rng.integers(1, 1683, 3), rng.integers(1, 6, 3), strict=True)]
+
+
 @pytest.fixture(scope="module")
 def served_model(ml100k_full, tmp_path_factory):
     path = tmp_path_factory.mktemp("ingest") / "model.zip"
@@ -120,10 +126,7 @@ def test_kill_9_during_ingest_loses_no_acknowledged_rating(served_model, tmp_pat
             with server.client(serving.API_KEY) as client:
                 batch_no = 0
                 while not stop.is_set():
-                    batch = [{"user": 100_000 + round_ * 1000 + batch_no, "item": int(item),
-                              "rating": float(rating)}
-                             for item, rating in zip(rng.integers(1, 1683, 3),
-                                                     rng.integers(1, 6, 3), strict=True)]
+                    batch = _three_ratings(rng, 100_000 + round_ * 1000 + batch_no)
                     try:
                         response = client.post("/ratings", json={"ratings": batch})
                     except Exception:  # noqa: BLE001 - the kill cuts requests off
@@ -232,10 +235,7 @@ def test_kill_9_loop_with_hostile_writes_loses_nothing_and_always_restarts(serve
                                           f"{response.text[:200]}")
                         batch_no += 1
                         continue
-                    batch = [{"user": 200_000 + round_ * 1000 + batch_no, "item": int(item),
-                              "rating": float(rating)}
-                             for item, rating in zip(rng.integers(1, 1683, 3),
-                                                     rng.integers(1, 6, 3), strict=True)]
+                    batch = _three_ratings(rng, 200_000 + round_ * 1000 + batch_no)
                     try:
                         response = client.post("/ratings", json={"ratings": batch})
                     except Exception:  # noqa: BLE001 - the kill cuts requests off

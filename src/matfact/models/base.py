@@ -660,18 +660,13 @@ class FactorModel(Recommender):
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         # The one formula: base_i + offset_u + p_u · q_i (unknown users: the base).
         known = users >= 0
-        if len(users) == 1 and known[0] and self._has_factors():
-            # One user (a request): a matrix-vector product, which BLAS runs on one thread.
-            vectors, offsets = self.user_side(users)
-            scores = self.item_factors_ @ vectors[0]
-            scores += self._item_base()
-            scores += offsets[0]
-            return scores[None, :]
         base = self._item_base().astype(np.float32, copy=False)
         if known.all() and self._has_factors():
-            # The common case, without a gather and scatter of the whole score block.
+            # The common case, without a gather and scatter of the whole score block; one
+            # user (a request) as a matrix-vector product, which BLAS runs on one thread.
             vectors, offsets = self.user_side(users)
-            scores = vectors @ self.item_factors_.T
+            scores = (self.item_factors_ @ vectors[0])[None, :] if len(users) == 1 else \
+                vectors @ self.item_factors_.T
             scores += base[None, :]
             scores += offsets[:, None]
             return scores
