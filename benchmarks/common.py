@@ -43,7 +43,7 @@ __all__ = [
 
 #: Every suite, in page order; ``benchmarks.<name>`` defines ``run(quick: bool) -> dict``.
 SUITES = ("rating", "topn", "speed", "als", "nmf", "svd", "selection", "coldstart", "hybrid",
-          "bayesian", "onboarding", "replay", "serve_load", "dask_als")
+          "bayesian", "onboarding", "replay", "serve_load", "dask_als", "implicit_defaults")
 #: The repository root (the directory holding ``benchmarks/`` and ``docs/``).
 ROOT = Path(__file__).resolve().parent.parent
 #: Default directory of the JSON results (gitignored: ``docs/benchmarks.md`` is the record).

@@ -27,6 +27,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "matfact"
 #: layer at or below their own. Root-level private modules are shared utilities.
 LAYERS = {
     "_kernels": 0, "_params": 0, "_threads": 0, "_linalg": 0, "_atomic": 0, "_text": 0,
+    "_progress": 0,
     "_version": 0, "exceptions": 0,
     "data": 1, "datasets": 1, "plots": 1,
     "models": 2, "io": 2,

@@ -236,3 +236,101 @@ def test_a_zip_announcing_an_unknown_version_is_a_format_error(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(ModelFormatError):
         matfact.load(path)
+
+
+def _npy(array):
+    import io as _io
+
+    buffer = _io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def text_model():
+    rng = np.random.default_rng(5)
+    users = np.array([f"user-{u}" for u in rng.integers(0, 40, 600)], dtype=object)
+    items = np.array([f"item-{i}" for i in rng.integers(0, 30, 600)], dtype=object)
+    items[0] = "é" + "L" * 255  # one id of the longest length, not ASCII
+    data = matfact.Interactions.from_arrays(users, items, rng.integers(1, 6, 600).astype(float),
+                                            duplicates="last")
+    return Baseline().fit(data, progress=False)
+
+
+def test_text_ids_are_saved_as_utf8_not_fixed_width(text_model, tmp_path):
+    path = tmp_path / "text.zip"
+    text_model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        meta = json.loads(archive.read("meta.json"))
+        held = archive.getinfo("arrays/item_index_.npy").file_size
+    ids = text_model.item_index_.ids
+    assert meta["arrays"]["item_index_"]["dtype"] == "|u1"
+    # The ids' UTF-8 bytes and separators, plus the .npy header: no padding to the longest.
+    payload = sum(len(x.encode()) for x in ids) + len(ids) - 1
+    assert payload < held <= payload + 128 < len(ids) * 256 * 4
+    loaded = matfact.load(path)
+    assert loaded.item_index_ == text_model.item_index_
+    assert loaded.item_index_.ids.dtype == object
+    np.testing.assert_array_equal(loaded.predict(ids[:5], ids[:5]),
+                                  text_model.predict(ids[:5], ids[:5]))
+
+
+def test_files_with_fixed_width_id_maps_still_load(text_model, tmp_path):
+    path = tmp_path / "old.zip"
+    text_model.save(path)
+    old_ids = text_model.item_index_.to_ids(np.arange(len(text_model.item_index_)))
+
+    def replace(name, data):
+        if name == "arrays/item_index_.npy":
+            return _npy(old_ids)
+        if name == "meta.json":
+            meta = json.loads(data)
+            meta["kinds"]["item_index_"] = "index"
+            spec = meta["arrays"]["item_index_"]
+            spec.update(dtype=old_ids.dtype.str, shape=[len(old_ids)],
+                        sha256=__import__("hashlib").sha256(_npy(old_ids)).hexdigest())
+            return json.dumps(meta).encode()
+        return data
+
+    _rewrite(path, replace)
+    assert matfact.load(path).item_index_ == text_model.item_index_
+
+
+def _ids_bytes(n, change):
+    ids = [f"u{j}".encode() for j in range(n)]
+    change(ids)
+    return b"\x00".join(ids)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda ids: ids.pop(), "holds 39 ids; meta.json declares 40"),
+    (lambda ids: ids.__setitem__(3, b"\xff\xfe"), "utf-8"),
+    (lambda ids: ids.__setitem__(3, b"u4"), "distinct"),
+    (lambda ids: ids.__setitem__(3, b"x" * 300), "longer than 256"),
+    (lambda ids: ids.__setitem__(3, b"\xed\xa0\x80"), "utf-8"),  # an encoded surrogate
+])
+def test_broken_text_id_maps_are_format_errors(text_model, tmp_path, change, match):
+    import hashlib
+
+    n = len(text_model.user_index_)
+    assert n == 40
+    payload = _ids_bytes(n, change)
+    count = n
+    path = tmp_path / "bad.zip"
+    text_model.save(path)
+    array = np.frombuffer(payload, dtype=np.uint8)
+
+    def replace(name, data):
+        if name == "arrays/user_index_.npy":
+            return _npy(array)
+        if name == "meta.json":
+            meta = json.loads(data)
+            meta["kinds"]["user_index_"] = {"kind": "text_index", "count": count}
+            meta["arrays"]["user_index_"].update(
+                shape=[len(array)], sha256=hashlib.sha256(_npy(array)).hexdigest())
+            return json.dumps(meta).encode()
+        return data
+
+    _rewrite(path, replace)
+    with pytest.raises(ModelFormatError, match=match):
+        matfact.load(path)

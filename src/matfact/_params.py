@@ -7,6 +7,7 @@ bad value and what would be accepted.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from matfact.exceptions import ParameterError
 
-__all__ = ["Interval", "Options", "Instance", "validate_params", "check_random_state",
+__all__ = ["HasParams", "Interval", "Options", "Instance", "validate_params", "check_random_state",
            "check_n", "check_n_threads", "check_fraction", "check_item_count", "check_seed"]
 
 
@@ -165,3 +166,86 @@ def check_seed(random_state: Any) -> int | None:
             or not isinstance(random_state, (numbers.Integral, np.integer)) or random_state < 0):
         raise ParameterError(f"random_state must be an int ≥ 0 or None; got {random_state!r}")
     return int(random_state)
+
+
+_NO_DEFAULT = inspect.Parameter.empty
+
+
+class HasParams:
+    """``get_params`` / ``set_params`` / ``repr`` from the constructor's signature.
+
+    The parameter protocol of scikit-learn's ``BaseEstimator`` (so
+    ``sklearn.base.clone``, grids and searches work on matfact models) without
+    importing scikit-learn, which alone takes about half a second: a command
+    that loads a model and answers must start in well under a second. The
+    transformers meant for scikit-learn pipelines (``NMF``, ``TruncatedSVD``)
+    also inherit ``BaseEstimator`` itself, for its tags and checks.
+    """
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """The constructor's keyword parameters, sorted (as scikit-learn lists them)."""
+        init = cls.__init__
+        if init is object.__init__:
+            return []
+        parameters = inspect.signature(init).parameters.values()
+        return sorted(p.name for p in parameters if p.name != "self"
+                      and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's parameters and their values (``deep``: nested ones as ``a__b``)."""
+        out: dict[str, Any] = {}
+        for name in self._get_param_names():
+            value = getattr(self, name)
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                out.update((f"{name}__{key}", inner)
+                           for key, inner in value.get_params(deep=True).items())
+            out[name] = value
+        return out
+
+    def set_params(self, **params: Any) -> HasParams:
+        """Set parameters by name (``a__b`` for a nested estimator's); returns ``self``.
+
+        Raises
+        ------
+        ParameterError
+            For a name the constructor does not take.
+        """
+        valid = self.get_params(deep=False)
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            name, nest, inner = key.partition("__")
+            if name not in valid:
+                raise ParameterError(f"invalid parameter {name!r} for {type(self).__name__}; "
+                                     f"it takes {sorted(valid)}")
+            if nest:
+                nested.setdefault(name, {})[inner] = value
+            else:
+                setattr(self, name, value)
+                valid[name] = value
+        for name, inner in nested.items():
+            valid[name].set_params(**inner)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in
+                    inspect.signature(type(self).__init__).parameters.values()}
+        shown = []
+        for name, value in self.get_params(deep=False).items():
+            default = defaults.get(name, _NO_DEFAULT)
+            if default is not _NO_DEFAULT and _same(value, default):
+                continue
+            shown.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+def _same(value: Any, default: Any) -> bool:
+    """Whether a parameter still holds its default (arrays and NaN compared sensibly)."""
+    if value is default:
+        return True
+    if type(value) is not type(default) or isinstance(value, np.ndarray):
+        return False
+    try:
+        return bool(value == default) or (value != value and default != default)
+    except (TypeError, ValueError):
+        return False

@@ -21,6 +21,8 @@ __all__ = [
     "ConvergenceWarning",
     "ColdStartWarning",
     "ThreadWarning",
+    "LeakageWarning",
+    "ConfidenceWarning",
 ]
 
 
@@ -92,6 +94,24 @@ class ColdStartWarning(MatfactWarning):
 
 class ThreadWarning(MatfactWarning):
     """numba's threads times BLAS's threads would exceed the cores (warned once per process)."""
+
+
+class LeakageWarning(MatfactWarning):
+    """Test pairs the model saw in training: the evaluation measures memory, not prediction.
+
+    Raised by :func:`matfact.evaluate`, :func:`matfact.evaluate_ranking` (and what calls
+    them) with the number and share of such pairs; ``matfact evaluate`` refuses to
+    evaluate them unless given ``--allow-overlap``.
+    """
+
+
+class ConfidenceWarning(MatfactWarning):
+    """Implicit weights spanning orders of magnitude under a linear confidence.
+
+    :class:`~matfact.ImplicitALS` with an explicit ``confidence="linear"`` on weights whose
+    99th percentile is 100× their 1st or more: a few heavy interactions then dominate;
+    ``confidence="auto"`` (the default) takes the log there.
+    """
 
 
 class DivergenceError(MatfactError, ArithmeticError):

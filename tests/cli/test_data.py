@@ -124,3 +124,71 @@ def test_hostile_files_are_one_line_errors(capsys, tmp_path):
     code, _, err = run(capsys, "-q", "train", "--data", long_field, "--out", tmp_path / "m.zip")
     assert code != 0 and "line 3: a field is longer than 1,048,576 characters" in err
     assert_one_error_line(err)
+
+
+# ------------------------------------------------------------------------------ issue 20 frictions
+def test_only_item_col_keeps_the_ratings_of_a_headerless_file(tab_headerless, frame):
+    # The columns not given sit where they sit when none is given (user, item, rating, ts).
+    data = read_interactions(tab_headerless, item_col="1", header=False)
+    assert not data.is_implicit
+    np.testing.assert_array_equal(data.users, frame["userId"])
+    np.testing.assert_array_equal(data.ratings, frame["rating"])
+    np.testing.assert_array_equal(data.timestamps, frame["timestamp"])
+    swapped = read_interactions(tab_headerless, user_col="1", item_col="0", header=False)
+    np.testing.assert_array_equal(swapped.users, frame["movieId"])
+    np.testing.assert_array_equal(swapped.ratings, frame["rating"])
+
+
+def test_named_columns_leaving_a_possible_rating_column_are_a_usage_error(tmp_path, capsys):
+    path = tmp_path / "r.csv"
+    path.write_text("uid,product_code,stars_given\n1,a,4\n1,b,5\n2,a,3\n")
+    with pytest.raises(UsageError, match=r"column\(s\) 'stars_given' have no role; pass "
+                                         r"--rating-col COL .* or --implicit"):
+        read_interactions(path, user_col="uid", item_col="product_code")
+    rated = read_interactions(path, user_col="uid", item_col="product_code",
+                              rating_col="stars_given")
+    assert rated.ratings.tolist() == [4.0, 5.0, 3.0]
+    assert read_interactions(path, user_col="uid", item_col="product_code",
+                             implicit=True).is_implicit
+    code, _, err = run(capsys, "train", "--data", path, "--user-col", "uid", "--item-col",
+                       "product_code", "--model", "popularity", "--out", tmp_path / "m.zip")
+    assert code == 2
+    assert_one_error_line(err)
+
+
+def test_item_features_file_gives_titles_and_features(tmp_path, comma_csv, frame, capsys):
+    items = tmp_path / "items.tsv"
+    ids = sorted(set(frame["movieId"]))
+    items.write_text("movieId\tTitle\tgenre\n"
+                     + "".join(f"{item}\tFilm {item}\t{'ab'[item % 2]}\n" for item in ids))
+    data = read_interactions(comma_csv, item_features=items)
+    assert data.item_titles().tolist() == [f"Film {item}" for item in data.item_ids]
+    assert data.item_features["genre"].loc[ids[0]] == "ab"[ids[0] % 2]
+    model = tmp_path / "m.zip"
+    assert run(capsys, "train", "--data", comma_csv, "--item-features", items, "--model",
+               "baseline", "--out", model, "-q")[0] == 0
+    code, out, _ = run(capsys, "recommend", "--model", model, "--user", "1", "-n", "3")
+    assert code == 0 and "title" in out and "Film " in out
+    with pytest.raises(UsageError, match="apply to files"):
+        read_interactions("ml-100k", item_features=items)
+
+
+def test_recommend_item_titles_from_a_headerless_file(tmp_path, comma_csv, frame, capsys):
+    model = tmp_path / "m.zip"
+    assert run(capsys, "train", "--data", comma_csv, "--model", "baseline", "--out", model,
+               "-q")[0] == 0
+    titles = tmp_path / "titles.tsv"
+    titles.write_text("".join(f"{item}\tMovie number {item}\n"
+                              for item in sorted(set(frame["movieId"]))))
+    code, out, _ = run(capsys, "recommend", "--model", model, "--user", "1", "-n", "2",
+                       "--item-titles", titles, "--json")
+    assert code == 0
+    import json
+
+    items = json.loads(out)[0]["items"]
+    assert [row["title"] for row in items] == [f"Movie number {row['item']}" for row in items]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("item,genre\n101,a\n")
+    code, _, err = run(capsys, "recommend", "--model", model, "--user", "1",
+                       "--item-titles", bad)
+    assert code == 1 and "needs a title column" in err

@@ -51,6 +51,40 @@ def test_building_the_parser_imports_nothing_heavy():
     assert result.stdout.strip() == "[]"
 
 
+def test_matfact_help_imports_no_numba_pandas_or_sklearn():
+    # Issue 20: start-up. `python -m matfact --help` runs the real entry point; what it
+    # imports is checked at exit (no timing: the modules are what cost the seconds).
+    heavy = ("numba", "pandas", "sklearn", "scipy", "matfact.models", "matfact.data")
+    code = ("import atexit, sys\n"
+            f"atexit.register(lambda: print(sorted(m for m in {heavy!r} if m in sys.modules)))\n"
+            "import runpy\nsys.argv = ['matfact', '--help']\n"
+            "runpy.run_module('matfact', run_name='__main__')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, cwd=REPO)
+    assert "usage: matfact" in result.stdout, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_recommend_from_a_model_file_imports_no_sklearn_or_other_models(tmp_path):
+    # Issue 20: `matfact recommend` loads one model and answers; scikit-learn alone
+    # took ~0.5 s of its start-up, and only NMF / TruncatedSVD need it.
+    import matfact
+
+    data = matfact.Interactions.from_arrays([1, 1, 2, 3], [1, 2, 1, 2], [4.0, 3.0, 5.0, 2.0])
+    matfact.BiasedMF(n_factors=2, max_iter=2).fit(data, progress=False).save(tmp_path / "m.zip")
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print(sorted(m for m in sys.modules if m == 'sklearn' or "
+            "m in ('matfact.models.nmf', 'matfact.models.svd', 'matfact.models.als'))))\n"
+            "import runpy\n"
+            f"sys.argv = ['matfact', 'recommend', '--model', {str(tmp_path / 'm.zip')!r}, "
+            "'--user', '1', '-n', '2']\n"
+            "runpy.run_module('matfact', run_name='__main__')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_nothing_but_python_m_matfact_imports_the_cli():
     import ast
 
@@ -156,3 +190,16 @@ def test_unexpected_errors_are_one_line_too(capsys, monkeypatch, comma_csv, tmp_
     assert code == 1
     assert_one_error_line(err)
     assert "boom" in err and "MATFACT_DEBUG" in err
+
+
+# ------------------------------------------------------------------------------ progress
+def test_progress_is_plain_lines_when_stderr_is_no_terminal(capsys, comma_csv, tmp_path):
+    # Issue 20: a log of a long run shows it advancing, without bar fragments.
+    code, _, err = run(capsys, "train", "--data", comma_csv, "--model", "biased_mf",
+                       "--param", "max_iter=3", "--out", tmp_path / "m.zip")
+    assert code == 0
+    assert "BiasedMF: iteration 1/3 (train=" in err and "BiasedMF: iteration 3/3" in err
+    assert "\r" not in err
+    code, _, err = run(capsys, "train", "--data", comma_csv, "--model", "biased_mf",
+                       "--param", "max_iter=3", "--out", tmp_path / "m.zip", "-q")
+    assert code == 0 and "iteration" not in err

@@ -165,21 +165,81 @@ def test_evaluate_with_a_model_file(capsys, tmp_path, frame):
     assert report["model_file"] == str(target)
 
 
-def test_evaluate_saved_model_on_its_own_data_warns_in_one_line(capsys, tmp_path, comma_csv):
+def test_evaluate_saved_model_on_its_own_data_is_refused(capsys, tmp_path, comma_csv):
+    """Issue 20: a model trained on all of a file, evaluated on a split of the same file,
+    reported an RMSE far better than the honest one, silently."""
+    target = tmp_path / "m.zip"
+    assert main(["-q", "train", "--data", str(comma_csv), "--out", str(target)]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "-q", "evaluate", "--model", target, "--data", comma_csv)
+    assert code == 2 and out == ""
+    assert_one_error_line(err)
+    # 40 users x 12 ratings, 20% held out: all 96 test pairs were trained on.
+    assert "96 of 96 test pairs (100.0%) were in the model's training data" in err
+    assert "--test" in err and "--allow-overlap" in err
+
+
+def test_evaluate_with_allow_overlap_warns_once_and_reports_the_count(capsys, tmp_path,
+                                                                      comma_csv):
     target = tmp_path / "m.zip"
     assert main(["-q", "train", "--data", str(comma_csv), "--out", str(target)]) == 0
     capsys.readouterr()
     with warnings.catch_warnings():
         warnings.simplefilter("always", MatfactWarning)
-        code, out, err = run(capsys, "evaluate", "--model", target, "--data", comma_csv)
-    assert code == 0
-    assert any(line.startswith("matfact: warning:") and "training data" in line
-               for line in err.splitlines())
-    assert "ndcg@10" in out
+        code, out, err = run(capsys, "-q", "evaluate", "--model", target, "--data", comma_csv,
+                             "--allow-overlap")
+        assert code == 0, err
+        assert "96 of 96 test pairs (100.0%) were in the model's training data" in out
+        assert "ndcg@10" in out
+        warned = [line for line in err.splitlines() if line.startswith("matfact: warning:")]
+        assert len(warned) == 1 and "96 of 96 test pairs" in warned[0], err
+        code, out, err = run(capsys, "-q", "evaluate", "--model", target, "--data", comma_csv,
+                             "--allow-overlap", "--json")
+    report = json.loads(out)
+    assert report["counts"]["n_overlap"] == 96
+    _, test = matfact.train_test_split(read_interactions(comma_csv), test_size=0.2,
+                                       strategy="random", random_state=42)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MatfactWarning)
+        expected = matfact.evaluate(matfact.load(target), test)
+    assert report["metrics"]["rmse"] == pytest.approx(expected["rmse"])
+
+
+def test_evaluate_counts_exactly_the_trained_pairs_of_a_test_file(capsys, tmp_path, frame):
+    train_csv, test_csv = tmp_path / "train.csv", tmp_path / "test.csv"
+    frame.iloc[:400].to_csv(train_csv, index=False)
+    # The 80 held-out ratings, plus 5 of the training ones.
+    pd.concat([frame.iloc[400:], frame.iloc[:5]]).to_csv(test_csv, index=False)
+    target = tmp_path / "m.zip"
+    assert main(["-q", "train", "--data", str(train_csv), "--out", str(target)]) == 0
+    capsys.readouterr()
+    code, _, err = run(capsys, "-q", "evaluate", "--model", target, "--test", test_csv)
+    assert code == 2
+    assert_one_error_line(err)
+    assert "5 of 85 test pairs (5.9%)" in err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MatfactWarning)
+        code, out, err = run(capsys, "-q", "evaluate", "--model", target, "--test", test_csv,
+                             "--allow-overlap", "--json")
+    assert code == 0, err
+    assert json.loads(out)["counts"]["n_overlap"] == 5
+
+
+def test_evaluate_on_an_honest_split_counts_no_overlap(capsys, comma_csv):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        code, out, err = run(capsys, "-q", "evaluate", "--data", comma_csv, "--model",
+                             "baseline", "--json")
+    assert code == 0, err
+    assert "warning" not in err
+    assert json.loads(out)["counts"]["n_overlap"] == 0
+    code, _, err = run(capsys, "-q", "evaluate", "--data", comma_csv, "--models", "baseline",
+                       "--allow-overlap")
+    assert code == 2 and "--allow-overlap applies to --model" in err
 
 
 def test_model_names_come_from_the_registry(monkeypatch):
-    from matfact.models.base import MODEL_REGISTRY
+    from matfact.models import MODEL_REGISTRY
 
     class Fancy_Model(matfact.Popularity):  # noqa: N801 - checks name normalisation
         pass
@@ -197,7 +257,7 @@ def test_help_lists_every_model_by_the_name_the_docs_use(capsys):
     """Issue 20: --help did not list the models; the error spelled biasedmf."""
     import matfact.models  # noqa: F401  (registers every model class)
     from matfact.cli.names import MODEL_NAMES, cli_name
-    from matfact.models.base import MODEL_REGISTRY
+    from matfact.models import MODEL_REGISTRY
 
     assert MODEL_NAMES == tuple(sorted(cli_name(name) for name in MODEL_REGISTRY))
     assert cli_name("BiasedMF") == "biased_mf" and cli_name("SVDPlusPlus") == "svd_plus_plus"
@@ -205,3 +265,69 @@ def test_help_lists_every_model_by_the_name_the_docs_use(capsys):
     assert code == 2 and "biased_mf" in err
     code, out, _ = run(capsys, "train", "--help")
     assert code == 0 and "implicit_als" in out and "svd_plus_plus" in out
+
+
+# ------------------------------------------------------------------------------ issue 20
+def test_rating_scale_option_declares_checks_and_is_kept(capsys, tmp_path, frame):
+    data = tmp_path / "r.csv"
+    frame.to_csv(data, index=False)
+    target = tmp_path / "m.zip"
+    code, _, err = run(capsys, "train", "--data", data, "--model", "baseline", "--out", target,
+                       "--rating-scale", "0.5,5,0.5")
+    assert code == 0, err
+    model = matfact.load(target)
+    assert model.rating_scale_ == (0.5, 5.0) and model.rating_step_ == 0.5
+    # Off the scale: one error line naming the file's line (a header, then row 3 → line 4).
+    off = frame.copy()
+    off.loc[2, "rating"] = 6
+    off.to_csv(data, index=False)
+    code, _, err = run(capsys, "train", "--data", data, "--out", target, "--rating-scale", "1,5")
+    assert code == 1
+    assert_one_error_line(err)
+    assert "rating 6 is outside the rating scale [1, 5]" in err and "line 4" in err
+    for bad in ("1", "a,b", "1,2,3,4"):
+        code, _, err = run(capsys, "train", "--data", data, "--out", target, "--rating-scale",
+                           bad)
+        assert code == 2 and "--rating-scale" in err and "MIN,MAX" in err
+    code, _, err = run(capsys, "train", "--data", data, "--out", target, "--rating-scale",
+                       "1,6,2")
+    assert code != 0 and "does not divide" in err
+
+
+def test_an_implausible_inferred_scale_gets_a_note(capsys, tmp_path, frame):
+    data = tmp_path / "r.csv"
+    odd = frame.copy()
+    odd.loc[0, "rating"], odd.loc[1, "rating"] = 500, -2
+    odd.to_csv(data, index=False)
+    code, _, err = run(capsys, "-q", "train", "--data", data, "--out", tmp_path / "m.zip")
+    assert code == 0
+    assert "note: the rating scale of" in err and "[-2, 500]" in err
+    assert "--rating-scale" in err
+    frame.to_csv(data, index=False)  # 1-5: nothing to say
+    code, _, err = run(capsys, "-q", "train", "--data", data, "--out", tmp_path / "m.zip")
+    assert code == 0 and "note" not in err
+
+
+def test_recommend_states_the_fallback_and_the_score_kind(capsys, tmp_path, comma_csv):
+    target = tmp_path / "m.zip"
+    assert main(["-q", "train", "--data", str(comma_csv), "--model", "biased_mf",
+                 "--out", str(target)]) == 0
+    capsys.readouterr()
+    model = matfact.load(target)
+    code, out, _ = run(capsys, "recommend", "--model", target, "--user", "1", "--user",
+                       "nobody", "-n", "4", "--json")
+    assert code == 0
+    known, unknown = json.loads(out)
+    assert known["fallback"] is None and known["score_kind"] == "rating"
+    assert all(1 <= row["score"] <= 5 for row in known["items"])
+    assert unknown["fallback"] == "popularity" and unknown["score_kind"] == "popularity"
+    # The library's one policy: the items most users had, scored by those counts.
+    counts = np.bincount(model.seen_.indices, minlength=model.n_items_)
+    ids, scores, fallback = model.recommend(["nobody"], n=4, return_fallback=True)
+    assert fallback.tolist() == [True]
+    assert [row["item"] for row in unknown["items"]] == ids[0].tolist()
+    assert [row["score"] for row in unknown["items"]] == \
+        counts[model.item_index_.get_indexer(ids[0])].tolist()
+    code, out, _ = run(capsys, "recommend", "--model", target, "--user", "1", "--user",
+                       "nobody", "-n", "2")
+    assert "scores: predicted ratings on [1, 5]" in out and "fallback: popularity" in out

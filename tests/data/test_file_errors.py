@@ -108,8 +108,8 @@ def test_other_bad_values_name_the_line(tmp_path):
     with pytest.raises(DataError, match=r"weights must be > 0 .*\(line 5 of"):
         Interactions.from_csv(path, weight="weight")
     scaled = csv_file(tmp_path, "user,item,rating\n1,a,4\n\n3,d,1\n", "s.csv")
-    with pytest.raises(DataError, match=r"outside rating_scale=\(4.0, 5.0\) in 1 row\(s\) "
-                                        r"\(line 4 of"):
+    with pytest.raises(DataError, match=r"rating 1 is outside the rating scale \[4, 5\]: "
+                                        r"1 row\(s\) \(line 4 of"):
         Interactions.from_csv(scaled, rating="rating", rating_scale=(4, 5))
 
 

@@ -88,3 +88,30 @@ def test_ids_become_the_models_type_by_one_rule():
     assert strings.parse([5, "a"]).tolist() == ["5", "a"]
     with pytest.raises(DataError):
         strings.parse([True])
+
+
+def test_id_memory_grows_with_total_length_not_longest_times_count(tmp_path):
+    # 50,000 short ids and one of the longest allowed: as fixed-width text every id
+    # would cost 4 bytes x 256 characters (51 MB; reading peaked at 210 MB); as strings
+    # reading peaks at ~13 MB and the ids keep ~5 MB.
+    import tracemalloc
+
+    users = [f"u{i}" for i in range(50_000)] + ["y" * MAX_ID_LENGTH]
+    path = tmp_path / "ratings.csv"
+    path.write_text("user,item,rating\n" + "".join(f"{u},i{n % 7},4\n" for n, u in
+                                                   enumerate(users)))
+    fixed_width = len(users) * MAX_ID_LENGTH * 4
+    tracemalloc.start()
+    try:
+        data = Interactions.from_csv(path, rating="rating")
+        index = IdIndex(data.user_ids)
+        grown = index.extend(["z" * MAX_ID_LENGTH, "u1"])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < fixed_width / 2, f"peak {peak:,} bytes"  # was 4x fixed_width
+    assert index.kind == "str" and len(grown) == len(users) + 1
+    assert index.code("y" * MAX_ID_LENGTH) == len(users) - 1  # sorted: "u…" < "y…"
+    # A selection comes back as text only as wide as its longest id.
+    assert index.to_ids([0, 1]).dtype == np.dtype("<U2")  # sorted: "u0", "u1"
+    assert index.to_ids([[0], [len(users) - 1]]).shape == (2, 1)

@@ -668,9 +668,10 @@ def test_implicit_sum_without_weights_counts_interactions():
 
 
 def test_duplicates_error_names_positions():
-    with pytest.raises(DataError, match=r"2 repeated \(user, item\) pair\(s\)") as err:
+    with pytest.raises(DataError, match=r"repeated \(user, item\) pairs: 2 row\(s\)") as err:
         Interactions.from_arrays([1, 2, 1, 2, 3], [1, 1, 1, 1, 1], [1, 2, 3, 4, 5])
-    assert "positions [2, 3]" in str(err.value)
+    assert "(positions 2, 3)" in str(err.value)
+    assert "(the first: user 1, item 1)" in str(err.value)
     assert "duplicates=" in str(err.value)
 
 
@@ -1077,7 +1078,7 @@ def test_pandas_id_dtypes_accepted():
     for name, users in frames.items():
         data = Interactions.from_pandas(pd.DataFrame({"user": users, "item": [1, 2]}))
         assert data.user_codes.tolist() == [1, 0], name
-        assert data.user_ids.dtype.kind in "iU", name
+        assert data.user_ids.dtype.kind in "iO", name
 
 
 @pytest.mark.parametrize(
@@ -1253,3 +1254,12 @@ def test_ids_that_are_not_valid_unicode_are_a_data_error():
     # A lone surrogate cannot be stored as text (found by hypothesis).
     with pytest.raises(DataError, match="not valid Unicode"):
         Interactions.from_arrays(["\ud800", "a"], [1, 2], [1.0, 2.0])
+
+
+def test_duplicates_in_a_file_name_file_lines(tmp_path):
+    # Issue 20: file lines (1-based, header and blank lines counted), not 0-based positions.
+    path = tmp_path / "r.csv"
+    path.write_text("user,item,rating\n1,a,4\n1,b,5\n2,a,3\n\n2,a,1\n1,b,2\n")
+    with pytest.raises(DataError, match=r"2 row\(s\) \(lines 6, 7 of .*r\.csv\) repeat an "
+                                        r"earlier row \(the first: user 2, item 'a'\)"):
+        Interactions.from_csv(path, rating="rating")

@@ -292,3 +292,48 @@ def test_parquet_missing_columns_and_row_bombs(tmp_path, monkeypatch):
     monkeypatch.setattr(readers, "MAX_EXPANSION", 0)
     with pytest.raises(DataError, match="declares 2 rows"):
         readers.read_parquet(path)
+
+
+# ------------------------------------------------------------------------------ UTF-16 (issue 20)
+_RATINGS = "user,item,rating\n1,é,4\n1,b,5\n2,a,3\n"
+
+
+@pytest.mark.parametrize("codec,guess", [("utf-16", "utf-16"), ("utf-16-le", "utf-16-le"),
+                                         ("utf-16-be", "utf-16-be"), ("utf-32", "utf-32")])
+def test_utf16_is_recognised_and_read_as_utf_16(tmp_path, codec, guess):
+    path = tmp_path / "r.csv"
+    path.write_bytes(_RATINGS.encode(codec))
+    assert readers.guess_wide_encoding(path) == guess
+    # Read as UTF-8, the hint names the encoding that works (not latin-1).
+    fix = "utf-32" if codec == "utf-32" else "utf-16"
+    with pytest.raises(DataError, match=f"encoding='{fix}' \\(--encoding {fix}\\)"):
+        Interactions.from_csv(path, rating="rating")
+    # "utf-16" reads both byte orders, with or without a byte-order mark.
+    data = Interactions.from_csv(path, rating="rating", encoding=fix)
+    assert sorted(data.item_ids.tolist()) == ["a", "b", "é"]
+    assert data.ratings.tolist() == [4.0, 5.0, 3.0]
+
+
+def test_ascii_utf16_without_a_mark_gets_the_hint_too(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_bytes("user,item\n1,a\n2,b\n".encode("utf-16-le"))  # decodes as UTF-8 with NULs
+    with pytest.raises(DataError, match="NUL bytes.*--encoding utf-16"):
+        readers.sniff(path)
+    assert readers.sniff(path, encoding="utf-16").names == ["user", "item"]
+
+
+def test_other_bad_text_still_suggests_latin_1(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_bytes("user,item\n1,é\n".encode("latin-1"))
+    assert readers.guess_wide_encoding(path) is None
+    with pytest.raises(DataError, match="--encoding latin-1"):
+        Interactions.from_csv(path)
+    assert Interactions.from_csv(path, encoding="latin-1").item_ids.tolist() == ["é"]
+
+
+def test_a_missing_column_suggests_the_name_in_another_case(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("userId,movieId\n1,2\n")
+    with pytest.raises(DataError, match=r"no column 'userid' \(user=\); its columns are "
+                                         r"\['userId', 'movieId'\]; did you mean 'userId'\?"):
+        Interactions.from_csv(path, user="userid", item="movieId")

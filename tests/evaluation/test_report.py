@@ -71,6 +71,15 @@ def test_report_per_fold_csv(report, small):
     assert ((results["n_train"] + results["n_test"]) == small.nnz).all()
 
 
+def test_report_shows_that_no_test_pair_was_seen_in_training(report):
+    """Issue 20: the report counts the test pairs each fold's model was trained on."""
+    results = pd.read_csv(report / "results.csv")
+    assert (results["n_overlap"] == 0).all()
+    assert "n_overlap" not in pd.read_csv(report / "summary.csv")
+    text = (report / "index.md").read_text(encoding="utf-8")
+    assert "Test pairs seen in training: 0 in every fold, for every model" in text
+
+
 def test_report_tuning_is_matfact_tune_on_the_first_training_part(report, small):
     from matfact import kfold, tune
 

@@ -166,3 +166,36 @@ def test_tuning_plot_is_written(ratings, tmp_path):
     path = result.plot(tmp_path / "tuning.png", title="ALS")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------------- default spaces (issue 20)
+def test_default_space_of_implicit_als_searches_the_confidence_transform():
+    from matfact._params import validate_params
+    from matfact.evaluation.report import TUNING_SPACES
+
+    space = tune_module.default_space(ImplicitALS())
+    assert space["confidence"] == ["auto", "log"]
+    assert {"n_factors", "alpha", "reg"} <= set(space)
+    # Every value is one ImplicitALS accepts, and the report tunes the same space.
+    for name, values in space.items():
+        for value in values:
+            validate_params(ImplicitALS().set_params(**{name: value}))
+    assert TUNING_SPACES["ImplicitALS"] == tune_module.DEFAULT_SPACES["ImplicitALS"]
+    space["confidence"].append("linear")  # a copy: the defaults stay as they are
+    assert tune_module.DEFAULT_SPACES["ImplicitALS"]["confidence"] == ["auto", "log"]
+
+
+def test_tune_without_params_searches_the_default_space(monkeypatch):
+    data = planted_interactions("implicit", n_users=30, n_items=20, density=0.3, seed=0)
+    monkeypatch.setitem(tune_module.DEFAULT_SPACES, "ImplicitALS",
+                        {"confidence": ["auto", "log"], "alpha": [1.0, 2.0]})
+    result = tune(ImplicitALS(n_factors=2, max_iter=2, random_state=0), None, data,
+                  metric="ndcg@5")
+    assert len(result.results) == 4
+    assert set(result.results["confidence"]) == {"auto", "log"}
+    assert set(result.best_params) == {"confidence", "alpha"}
+
+
+def test_default_space_of_a_class_without_one_is_a_clear_error():
+    with pytest.raises(ParameterError, match="no default search space for Popularity"):
+        tune_module.default_space(matfact.Popularity())

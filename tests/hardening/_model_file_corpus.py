@@ -204,7 +204,7 @@ def base_models(root: Path, *, large: bool = True) -> dict[str, bytes]:
     import matfact
     import matfact.models  # noqa: F401
     from matfact import Interactions
-    from matfact.models.base import MODEL_REGISTRY
+    from matfact.models import MODEL_REGISTRY
 
     rng = np.random.default_rng(19)
     n = 400

@@ -30,7 +30,7 @@ import matfact.models  # noqa: F401
 import matfact.models.persistence as mio
 from matfact import Interactions
 from matfact.exceptions import ModelFormatError
-from matfact.models.base import MODEL_REGISTRY
+from matfact.models import MODEL_REGISTRY
 from tests.hardening._cases import check, profiles
 
 EXAMPLES = {"normal": 100, "slow": 1000}

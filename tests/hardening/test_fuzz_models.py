@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 import matfact.models  # noqa: F401  (registers every model class)
 from matfact import Interactions
 from matfact._params import Instance, Options
-from matfact.models.base import MODEL_REGISTRY
+from matfact.models import MODEL_REGISTRY
 from tests.hardening._cases import check, profiles
 
 MODELS = sorted(MODEL_REGISTRY)

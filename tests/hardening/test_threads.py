@@ -24,7 +24,7 @@ import matfact
 import matfact._threads as threads_module
 from matfact import Interactions
 from matfact.exceptions import ThreadWarning
-from matfact.models.base import MODEL_REGISTRY
+from matfact.models import MODEL_REGISTRY
 
 
 @pytest.fixture(scope="module")

@@ -600,3 +600,102 @@ def test_unknown_user_gets_popular_items_without_item_biases():
     model = matfact.ImplicitALS(n_factors=2, max_iter=2, random_state=0).fit(data, progress=False)
     ids, scores = model.recommend(["nobody"], n=2)
     assert ids[0, 0] == 20 and scores[0, 0] == 3.0
+
+
+# ---------------------------------------------------------------------- confidence="auto" (issue 20)
+def binary_interactions(seed: int = 0) -> Interactions:
+    data = implicit_data(seed)
+    return Interactions.from_arrays(data.users, data.items)  # no weights: every weight 1
+
+
+def heavy_tailed_counts(scale: float = 1.0) -> tuple[Interactions, np.ndarray]:
+    """101 interactions with weights 2^(j/10), j = 0..100, in a shuffled order.
+
+    With 101 values, numpy's linear-interpolation quantile q_p is the order statistic
+    at position 100·p exactly: q_0.01 = 2^0.1, q_0.5 = 2^5, q_0.99 = 2^9.9.
+    """
+    j = np.random.default_rng(0).permutation(101)
+    weights = scale * 2.0 ** (j / 10.0)
+    return Interactions.from_arrays(j % 13, j, weights=weights), weights
+
+
+def test_auto_confidence_on_binary_data_is_the_linear_model():
+    data = binary_interactions()
+    auto = ImplicitALS(n_factors=4, max_iter=3, random_state=0).fit(data, progress=False)
+    linear = ImplicitALS(n_factors=4, max_iter=3, random_state=0,
+                         confidence="linear").fit(data, progress=False)
+    assert (auto.confidence_, auto.alpha_, auto.epsilon_) == ("linear", 2.0, 1.0)
+    np.testing.assert_array_equal(auto.user_factors_, linear.user_factors_)
+    np.testing.assert_array_equal(auto.item_factors_, linear.item_factors_)
+
+
+def test_auto_confidence_keeps_narrow_weights_linear():
+    # Ratings 1..5 as weights span 5×, well under two orders of magnitude.
+    data = implicit_data()
+    model = ImplicitALS(n_factors=4, max_iter=2, alpha=3.0, random_state=0).fit(
+        data, progress=False)
+    assert (model.confidence_, model.alpha_, model.epsilon_) == ("linear", 3.0, 1.0)
+    np.testing.assert_allclose(model.confidence_of(np.array([1.0, 4.0])), [4.0, 13.0])
+
+
+def test_auto_confidence_on_heavy_tailed_counts_takes_the_log_of_the_quantile_rule():
+    import math
+
+    data, weights = heavy_tailed_counts()
+    model = ImplicitALS(n_factors=2, max_iter=1, random_state=0).fit(data, progress=False)
+    # ε = q_0.5 = 2^5; α = alpha / log(1 + q_0.99 / q_0.5) = 2 / log(1 + 2^4.9).
+    assert model.confidence_ == "log"
+    assert model.epsilon_ == pytest.approx(32.0, rel=1e-6)
+    assert model.alpha_ == pytest.approx(2.0 / math.log(1.0 + 2.0**4.9), rel=1e-6)
+    assert model.alpha_ == pytest.approx(0.583198, rel=1e-5)  # 2 / ln(30.857)
+    # The heaviest 1% get 1 + alpha, the confidence of every interaction on binary data.
+    np.testing.assert_allclose(model.confidence_of(np.array([2.0**9.9, 32.0])),
+                               [3.0, 1.0 + model.alpha_ * math.log(2.0)], rtol=1e-5)
+    # The parameters are left as given (get_params / clone see the user's values).
+    assert (model.confidence, model.alpha, model.epsilon) == ("auto", 2.0, 1.0)
+
+
+def test_auto_confidence_does_not_depend_on_the_unit():
+    hours, _ = heavy_tailed_counts()
+    minutes, _ = heavy_tailed_counts(scale=60.0)
+    a = ImplicitALS(n_factors=2, max_iter=2, random_state=0).fit(hours, progress=False)
+    b = ImplicitALS(n_factors=2, max_iter=2, random_state=0).fit(minutes, progress=False)
+    assert b.alpha_ == pytest.approx(a.alpha_, rel=1e-6)
+    assert b.epsilon_ == pytest.approx(60.0 * a.epsilon_, rel=1e-6)
+    np.testing.assert_allclose(b.user_factors_, a.user_factors_, rtol=1e-4, atol=1e-6)
+
+
+def test_explicit_linear_on_heavy_tailed_weights_warns_and_binary_does_not():
+    import warnings
+
+    heavy, _ = heavy_tailed_counts()
+    with pytest.warns(matfact.ConfidenceWarning, match=r"span .*× .*confidence='auto'"):
+        ImplicitALS(n_factors=2, max_iter=1, confidence="linear").fit(heavy, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ImplicitALS(n_factors=2, max_iter=1, confidence="linear").fit(
+            binary_interactions(), progress=False)
+        ImplicitALS(n_factors=2, max_iter=1, confidence="linear").fit(
+            implicit_data(), progress=False)
+        ImplicitALS(n_factors=2, max_iter=1).fit(heavy, progress=False)
+        ImplicitALS(n_factors=2, max_iter=1, confidence="log").fit(heavy, progress=False)
+
+
+def test_auto_confidence_survives_save_load_and_partial_fit(tmp_path):
+    data, weights = heavy_tailed_counts()
+    model = ImplicitALS(n_factors=2, max_iter=2, random_state=0).fit(data, progress=False)
+    chosen = (model.confidence_, model.alpha_, model.epsilon_)
+    model.save(tmp_path / "model.zip")
+    loaded = matfact.load(tmp_path / "model.zip")
+    assert (loaded.confidence_, loaded.alpha_, loaded.epsilon_) == chosen
+    np.testing.assert_array_equal(loaded.confidence_of(weights), model.confidence_of(weights))
+    # New, lighter data refines the same objective: the choice is kept.
+    loaded.partial_fit(Interactions.from_arrays([0], [3], weights=[1e-3]), max_iter=1)
+    assert (loaded.confidence_, loaded.alpha_, loaded.epsilon_) == chosen
+
+
+def test_auto_confidence_needs_a_fit_before_confidences():
+    with pytest.raises(matfact.NotFittedError, match="confidence='auto'"):
+        ImplicitALS().confidence_of(np.ones(3))
+    np.testing.assert_allclose(ImplicitALS(confidence="log", epsilon=2.0, alpha=1.0)
+                               .confidence_of(np.array([2.0])), [1.0 + np.log(2.0)])

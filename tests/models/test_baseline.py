@@ -119,7 +119,9 @@ def test_popularity_counts_and_weighted():
     np.testing.assert_array_equal(counts.item_popularity_, [2, 2])
     assert counts.recommend(["zz"], n=2)[0].tolist() == [[1, 2]]  # tie → lower id first
     weighted = Popularity(weighted=True).fit(data, progress=False)
-    assert weighted.recommend(["zz"], n=2)[0].tolist() == [[2, 1]]
+    assert weighted.recommend(["a"], n=2, exclude_seen=False)[0].tolist() == [[2, 1]]
+    # An unknown user gets the one fallback of every model (issue 20): the count of users.
+    assert weighted.recommend(["zz"], n=2)[0].tolist() == [[1, 2]]
     assert weighted.predict(["a"], [2])[0] == pytest.approx(11.0)
 
 

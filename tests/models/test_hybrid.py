@@ -336,3 +336,13 @@ def test_normalized_rows_sum_to_one_or_stay_empty(seed, n_rows, n_cols, density)
     # the direction of each row is kept
     np.testing.assert_allclose(out * np.abs(dense).sum(axis=1, keepdims=True), dense,
                                rtol=1e-5, atol=1e-6)
+
+
+def test_ranking_fold_in_reads_no_weight():
+    """Issue 20: as in training, each history item is one positive whatever its count."""
+    data = planted_interactions("implicit")
+    model = HybridMF(n_factors=4, max_iter=3, random_state=0).fit(data, progress=False)
+    items = data.items[:4]
+    plain = model.fold_in(items).factors
+    heavy = model.fold_in(items, np.array([1.0, 5e5, 0.2, 30.0])).factors
+    np.testing.assert_array_equal(heavy, plain)

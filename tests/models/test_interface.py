@@ -253,3 +253,96 @@ def test_apply_ratings_reads_ids_by_the_index_rule():
                                      progress=False)
     batch = strings.apply_ratings([5], ["i001"], [3.0])
     assert batch.users.tolist() == ["5"] and "5" in strings.user_index_
+
+
+# ---------------------------------------------------------------------------- one scale, one fallback
+def _refusal(call) -> str | None:
+    try:
+        call()
+    except DataError as err:
+        return str(err)
+    return None
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(value=st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.5, 3.0, 5.0, 5.5, 7.0, float("nan")]),
+       step=st.sampled_from([None, 1.0, 0.5]))
+def test_fold_in_refuses_exactly_what_apply_ratings_refuses(case, value, step):
+    """Issue 20: one scale rule for new ratings, fold-in histories and the service."""
+    model, _ = case
+    if model.rating_scale_ is not None:
+        model.rating_step_ = step  # the rule must follow the step a model keeps
+    items = model.item_index_.ids[:2]
+    values = [1.0 if model.is_implicit_ else 3.0, value]
+    user = model.user_index_.ids[0]
+    by_apply = _refusal(lambda: model.apply_ratings([user, user], items, values, dry_run=True))
+    by_history = _refusal(lambda: model.recommend_for_history(items, values, n=3))
+    assert _refusal(lambda: model.fold_in(items, values)) == by_history
+    assert (by_apply is None) == (by_history is None), (by_apply, by_history)
+    if by_history is not None:
+        assert by_apply.replace("ratings of the history", "ratings") == \
+            by_history.replace("ratings of the history", "ratings")
+    scale = model._scale()
+    if scale is not None:  # refused exactly when off the (stepped) scale: hand-checked
+        lo, hi = scale[:2]
+        off = not lo <= value <= hi or (step is not None and (value - lo) / step % 1 != 0)
+        assert (by_apply is not None) == (value != value or off)
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(n=st.integers(1, 45), exclude_seen=st.booleans(), n_unknown=st.integers(0, 2),
+       picks=st.lists(st.integers(0, 59), min_size=0, max_size=4))
+def test_recommend_reports_ratings_on_the_scale_and_falls_back_on_popularity(
+        case, n, exclude_seen, n_unknown, picks):
+    """Issue 20: recommend scores of a rating model lie on its scale (the ranking uses the
+    raw scores); unknown users get the items most users had, with those counts."""
+    model, _ = case
+    known = model.user_index_.ids[[p % model.n_users_ for p in picks]].tolist()
+    strange = "nobody" if model.user_index_.kind == "int" else -12345
+    users = known + [strange] * n_unknown
+    if not users:
+        users = [strange]
+    ids, scores, fallback = model.recommend(users, n=n, exclude_seen=exclude_seen,
+                                            return_fallback=True)
+    assert fallback.tolist() == [u == strange for u in users]
+    plain_ids, plain_scores = model.recommend(users, n=n, exclude_seen=exclude_seen)
+    np.testing.assert_array_equal(plain_ids, ids)
+    popularity = np.bincount(model.seen_.indices, minlength=model.n_items_)  # by hand
+    codes = model.user_index_.get_indexer(users)
+    raw = np.asarray(model.score_users(np.maximum(codes, 0)), dtype=np.float64)
+    for row, code in enumerate(codes.tolist()):
+        got = model.item_index_.get_indexer(ids[row][~np.isnan(scores[row])])
+        if code < 0:  # the fallback: the top n by popularity, scored by the counts
+            assert model.score_kind in ("rating", "ranking")
+            np.testing.assert_array_equal(scores[row][:len(got)], popularity[got])
+            assert popularity[got].min() >= np.sort(popularity)[::-1][len(got) - 1]
+            continue
+        if model.rating_scale_ is not None:
+            lo, hi = model.rating_scale_
+            assert model.score_kind == "rating"
+            assert (scores[row][:len(got)] >= lo).all() and (scores[row][:len(got)] <= hi).all()
+            np.testing.assert_allclose(scores[row][:len(got)], np.clip(raw[row][got], lo, hi),
+                                       rtol=1e-5, atol=1e-5)
+        else:
+            assert model.score_kind == "ranking"
+            np.testing.assert_allclose(scores[row][:len(got)], raw[row][got], rtol=1e-5,
+                                       atol=1e-5)
+        # The order is the raw scores' order, beyond the top of the scale too.
+        assert (np.diff(raw[row][got]) <= 1e-5).all()
+    history = model.item_index_.ids[:3]
+    values = [1.0, 2.0, 1.0] if model.is_implicit_ else [5.0, 5.0, 4.0]
+    if model.rating_scale_ is not None or model.is_implicit_ or not model._needs_ratings:
+        h_ids, h_scores, h_fallback = model.recommend_for_history(history, values, n=n,
+                                                                  return_fallback=True)
+        assert not h_fallback
+        if model.rating_scale_ is not None:
+            finite = h_scores[~np.isnan(h_scores)]
+            assert (finite >= model.rating_scale_[0]).all()
+            assert (finite <= model.rating_scale_[1]).all()
+    nothing_known = model.recommend_for_history([strange], [values[0]], n=n,
+                                                return_fallback=True)
+    assert nothing_known[2]  # a history with no known item: the same fallback
+    np.testing.assert_array_equal(nothing_known[0], ids[-1] if users[-1] == strange else
+                                  model.recommend([strange], n=n)[0][0])

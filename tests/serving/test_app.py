@@ -26,6 +26,9 @@ def test_recommendations_predictions_and_similar_items_equal_the_librarys(server
         for user, row_ids, row_scores in zip(users, ids, scores, strict=True):
             body = client.get(f"/users/{user}/recommendations", params={"n": 10}).json()
             assert body["items"] == row_ids.tolist() and body["fallback"] is None
+            # Issue 20: the id in the model's type, scores named and on the 1-5 scale.
+            assert body["user"] == int(user) and isinstance(body["user"], int)
+            assert body["score_kind"] == "rating" and max(body["scores"]) <= 5.0
             np.testing.assert_allclose(body["scores"], row_scores, rtol=1e-5)
             assert body["titles"] == model.item_titles_[
                 model.item_index_.get_indexer(row_ids)].tolist()
@@ -45,6 +48,10 @@ def test_unknown_ids_fall_back_or_404(server):
     with server.client() as client:
         body = client.get("/users/nobody/recommendations", params={"n": 3}).json()
         assert body["fallback"] == "popularity" and body["items"][0] == 50  # Star Wars
+        # Issue 20: popularity counts are named as such, never passed off as ratings.
+        assert body["score_kind"] == "popularity" and body["scores"][0] == 583.0
+        number = client.get("/users/99999/recommendations", params={"n": 3}).json()
+        assert number["user"] == 99999 and number["items"] == body["items"]
         response = client.get("/items/999999/similar")
         assert response.status_code == 404 and "999999" in response.json()["detail"]
         predicted = client.post("/predict", json={"users": [1, 10**9], "items": [1, 1]}).json()

@@ -184,3 +184,58 @@ def test_a_refused_batch_is_never_logged_and_every_replay_starts(model_class, tm
         np.testing.assert_allclose(
             restarted.model.predict(["5", "u000"], ["brand-new", "brand-new"]), before,
             rtol=1e-5)
+
+
+# ---------------------------------------------------------------------- issue 20: one policy, typed ids
+def test_answers_state_the_fallback_and_what_the_scores_are():
+    data = planted_interactions("explicit")
+    model = matfact.BiasedMF(n_factors=4, max_iter=5, random_state=0).fit(data, progress=False)
+    model.item_bias_ = model.item_bias_ + 3.0  # push scores past the top of the 1-5 scale
+    service = ModelService(model)
+    user = int(model.user_index_.ids[0])
+    known = service.recommend(str(user), 5)
+    # The id comes back in the model's type, and the scores as the library reports them.
+    assert known["user"] == user and isinstance(known["user"], int)
+    assert known["fallback"] is None and known["score_kind"] == "rating"
+    ids, scores = model.recommend([user], n=5)
+    assert known["items"] == ids[0].tolist()
+    np.testing.assert_allclose(known["scores"], scores[0], atol=1e-6)
+    assert max(known["scores"]) == 5.0  # clipped: the raw scores pass 5
+    assert model.score_users(np.array([0])).max() > 5.0
+    # An unknown user: the library's fallback (popularity counts, named as such).
+    unknown = service.recommend("424242", 4)
+    assert unknown["user"] == 424242 and unknown["fallback"] == "popularity"
+    assert unknown["score_kind"] == "popularity"
+    counts = np.bincount(model.seen_.indices, minlength=model.n_items_)
+    ids, scores, fallback = model.recommend([424242], n=4, return_fallback=True)
+    assert fallback.tolist() == [True] and unknown["items"] == ids[0].tolist()
+    assert unknown["scores"] == counts[model.item_index_.get_indexer(ids[0])].tolist()
+    assert service.recommend("not-a-number", 1)["user"] == "not-a-number"
+    # Histories: clipped ratings, and the same fallback when no item is known.
+    history = service.recommend_for_history(model.item_index_.ids[:2].tolist(), [5, 5], 3)
+    assert history["fallback"] is None and history["score_kind"] == "rating"
+    assert max(history["scores"]) <= 5.0
+    nothing = service.recommend_for_history([10**9], [4], 4)
+    assert nothing["fallback"] == "popularity" and nothing["items"] == unknown["items"]
+    assert service.predict([user], [int(model.item_index_.ids[0])])["score_kind"] == "rating"
+    assert service.similar(int(model.item_index_.ids[1]), 2)["item"] == int(
+        model.item_index_.ids[1])
+
+
+def test_ranking_models_say_their_scores_are_not_ratings():
+    data = planted_interactions("implicit")
+    service = ModelService(matfact.ImplicitALS(n_factors=3, max_iter=3, random_state=0).fit(
+        data, progress=False))
+    answer = service.recommend(int(data.user_ids[0]), 3)
+    assert answer["fallback"] is None and answer["score_kind"] == "ranking"
+
+
+def test_history_refuses_what_the_model_refuses(fitted):
+    """Issue 20: the service's fold-in refuses an off-scale rating as apply_ratings does."""
+    service = ModelService(fitted)
+    items = fitted.item_index_.ids[:2].tolist()
+    with pytest.raises(DataError, match="scale") as by_service:
+        service.recommend_for_history(items, [3.0, 7.0], 3)
+    with pytest.raises(DataError) as by_model:
+        fitted.recommend_for_history(items, [3.0, 7.0])
+    assert str(by_service.value) == str(by_model.value)

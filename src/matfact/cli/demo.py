@@ -110,9 +110,9 @@ def _demo_top(model_name: str, params: dict[str, Any], data: Any, out: Output) -
 def cmd_demo(args: argparse.Namespace, out: Output) -> int:
     import numpy as np
     import pandas as pd
-    from tqdm.auto import tqdm
 
     import matfact
+    from matfact._progress import progress_bar
     from matfact.plots import plot_model_comparison, save_table
 
     target = Path(args.out).expanduser()
@@ -125,8 +125,7 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
     user_split = matfact.train_test_split(data, test_size=0.2, strategy="per_user",
                                           random_state=_DEMO_SEED)
     rows = []
-    for model in tqdm(models, desc="Training", unit="model", disable=not out.progress,
-                      leave=False):
+    for model in progress_bar(models, progress=out.progress, desc="Training", unit="model"):
         name = type(model).__name__
         row = {"model": name, "RMSE": np.nan, "MAE": np.nan}
         explicit_model = not data.is_implicit and learns_from(model, "explicit")

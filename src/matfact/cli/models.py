@@ -11,14 +11,21 @@ import argparse
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 from matfact._text import format_table
 from matfact.cli.data import read_data
 from matfact.cli.names import cli_name
-from matfact.cli.output import Output, number, print_recommendations, recommendation_rows
-from matfact.exceptions import UsageError
+from matfact.cli.output import (
+    Output,
+    item_titles_file,
+    number,
+    print_recommendations,
+    recommendation_rows,
+)
+from matfact.exceptions import LeakageWarning, UsageError
 
 __all__ = ["build_model", "cmd_evaluate", "cmd_recommend", "cmd_train", "fit_model",
            "is_model_file", "learns_from", "model_class", "model_registry", "parse_params",
@@ -75,7 +82,7 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def model_registry() -> dict[str, type]:
-    from matfact.models.base import MODEL_REGISTRY
+    from matfact.models import MODEL_REGISTRY  # imports every model module
 
     return MODEL_REGISTRY
 
@@ -143,7 +150,13 @@ def fit_model(model: Any, data: Any, out: Output) -> float:
     data = fit_data(model, data, out)
     start = time.perf_counter()
     model.fit(data, progress=out.progress)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if getattr(model, "confidence", None) == "auto" and model.confidence_ == "log":
+        # Say what "auto" chose on long-tailed weights (issue 20): the user never set it.
+        out.info(f"{type(model).__name__}: the weights span orders of magnitude, so the "
+                 f"confidence is 1 + {model.alpha_:.3g}·log(1 + w/{model.epsilon_:.3g}) "
+                 f"(confidence='auto'; --param confidence=linear to override)")
+    return seconds
 
 
 def is_model_file(spec: str) -> bool:
@@ -232,7 +245,7 @@ def _evaluate(model: Any, test: Any, metrics: str | None, k: int) -> tuple[dict,
     if ranking:
         result = matfact.evaluate_ranking(model, test, k=k, metrics=ranking)
         values.update({key: float(value) for key, value in result.items()
-                       if key not in ("n_users", "n_unknown_users")})
+                       if key not in ("n_users", "n_unknown_users", "n_overlap")})
         counts.update(n_users=int(result["n_users"]),
                       n_unknown_users=int(result["n_unknown_users"]))
     return values, counts
@@ -266,6 +279,9 @@ def _cmd_compare(args: argparse.Namespace, out: Output) -> int:
                          "or evaluate one with --model NAME --param KEY=VALUE")
     if args.test is not None:
         raise UsageError("--test does not apply to --models, which cross-validates --data")
+    if args.allow_overlap:
+        raise UsageError("--allow-overlap applies to --model; --models cross-validates, and a "
+                         "fold's test part is never in its training part")
     if args.data is None:
         raise UsageError("--models needs --data")
     cv = 5 if args.cv is None else args.cv
@@ -347,7 +363,12 @@ def cmd_evaluate(args: argparse.Namespace, out: Output) -> int:
                  f"{train.nnz:,} train, {test.nnz:,} test interactions")
     if not from_file:
         fit_seconds = fit_model(model, train, out)
-    values, counts = _evaluate(model, test, args.metrics, args.k)
+    overlap = _check_overlap(model, test, args, info, out)
+    with warnings.catch_warnings():
+        # _check_overlap said it once; evaluate and evaluate_ranking would say it again.
+        warnings.simplefilter("ignore", LeakageWarning)
+        values, counts = _evaluate(model, test, args.metrics, args.k)
+    counts["n_overlap"] = overlap
     name = type(model).__name__
     if args.json:
         report = {"model": name, **info, "fit_time_s": fit_seconds,
@@ -367,7 +388,38 @@ def cmd_evaluate(args: argparse.Namespace, out: Output) -> int:
     if counts.get("n_unknown_users"):
         out.info(f"{counts['n_unknown_users']:,} of {counts['n_users']:,} test users are new to "
                  f"the model; they got its fallback ranking")
+    if overlap:
+        out.result(f"{overlap:,} of {test.nnz:,} test pairs ({overlap / test.nnz:.1%}) were in "
+                   f"the model's training data (--allow-overlap)")
     return 0
+
+
+def _check_overlap(model: Any, test: Any, args: argparse.Namespace, info: dict,
+                   out: Output) -> int | None:
+    """Test pairs the model saw in training: refused unless ``--allow-overlap``, then a warning.
+
+    Returns the count (None when the model keeps no training pairs, which is said).
+    """
+    from matfact.evaluation.validate import count_overlap, warn_overlap
+
+    overlap = count_overlap(model, test)
+    if overlap is None:
+        out.info(f"{type(model).__name__} keeps no training pairs, so whether the test pairs "
+                 f"were held out from its training cannot be checked")
+        return None
+    if overlap and not args.allow_overlap:
+        if info.get("model_file") and "split" in info:
+            fix = ("the saved model was trained on pairs of --data, so a split of --data "
+                   "does not hold them out: evaluate it on held-out data with --test")
+        else:
+            fix = "give --test data held out from the model's training data"
+        raise UsageError(f"{overlap:,} of {test.nnz:,} test pairs ({overlap / test.nnz:.1%}) "
+                         f"were in the model's training data, so the figures would measure "
+                         f"memory, not prediction; {fix}, or pass --allow-overlap to measure "
+                         f"anyway")
+    warn_overlap(model, overlap, test.nnz, "the figures measure memory, not prediction",
+                 fix="evaluated anyway, as --allow-overlap asks")
+    return overlap
 
 
 def cmd_recommend(args: argparse.Namespace, out: Output) -> int:
@@ -376,23 +428,38 @@ def cmd_recommend(args: argparse.Namespace, out: Output) -> int:
     if args.n < 1:
         raise UsageError(f"-n must be at least 1, got {args.n}")
     model = matfact.load(Path(args.model).expanduser())
+    from matfact.models.base import FALLBACK
+
     users = model.user_index_.coerce(args.user)
-    known = model.user_index_.get_indexer(users) >= 0
-    ids, scores = model.recommend(users, n=args.n, exclude_seen=not args.include_seen,
-                                  unknown="raise" if args.strict else "fallback")
+    # The library's one policy for unknown users (popularity), stated in every answer as
+    # the service states it: "fallback" and what the scores are ("score_kind").
+    ids, scores, fallback = model.recommend(
+        users, n=args.n, exclude_seen=not args.include_seen,
+        unknown="raise" if args.strict else "fallback", return_fallback=True)
+    titles = None if args.item_titles is None else item_titles_file(args.item_titles)
     report = []
     for pos, user in enumerate(users.tolist()):
-        rows = recommendation_rows(model, ids[pos], scores[pos])
-        report.append({"user": user, "known": bool(known[pos]), "items": rows})
+        rows = recommendation_rows(model, ids[pos], scores[pos], titles=titles)
+        fell_back = bool(fallback[pos])
+        report.append({"user": user, "known": not fell_back,
+                       "fallback": FALLBACK if fell_back else None,
+                       "score_kind": FALLBACK if fell_back else model.score_kind,
+                       "items": rows})
     if args.json:
         out.result(json.dumps(report, indent=2, default=str))
         return 0
+    if model.score_kind == "rating":
+        meaning = "predicted ratings on [{:g}, {:g}]".format(*model.rating_scale_)
+    else:
+        meaning = "ranking scores, not ratings"
     for pos, entry in enumerate(report):
         if pos:
             out.result()
         heading = f"Top {len(entry['items'])} for user {entry['user']}"
-        if not entry["known"]:
-            heading += (f" (unknown to the model: {type(model).__name__}'s fallback ranking "
-                        f"for new users)")
+        if entry["fallback"]:
+            heading += (f" (unknown to the model; fallback: {FALLBACK}, the items most users "
+                        f"had; score: how many users had the item)")
+        else:
+            heading += f" (scores: {meaning})"
         print_recommendations(out, heading + ":", entry["items"])
     return 0

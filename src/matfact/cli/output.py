@@ -14,7 +14,7 @@ from typing import Any
 
 from matfact._text import format_table
 
-__all__ = ["PROG", "Output", "boxed", "number", "print_recommendations",
+__all__ = ["PROG", "Output", "boxed", "item_titles_file", "number", "print_recommendations",
            "recommendation_rows", "shorten"]
 
 PROG = "matfact"
@@ -27,10 +27,14 @@ class Output:
         self.quiet = quiet
 
     @property
-    def progress(self) -> bool:
-        """Whether to draw progress bars: not quiet, and stderr is a terminal."""
+    def progress(self) -> str | bool:
+        """How long jobs report progress (the ``progress=`` of fits and reports): a bar
+        when stderr is a terminal, else plain lines at a bounded rate (a log of a
+        long run shows it advancing), nothing with ``--quiet``."""
+        if self.quiet:
+            return False
         isatty = getattr(sys.stderr, "isatty", None)
-        return not self.quiet and bool(isatty and isatty())
+        return "bar" if isatty and isatty() else "lines"
 
     def result(self, text: str = "") -> None:
         print(text, file=sys.stdout)
@@ -68,20 +72,46 @@ def boxed(lines: list[str], width: int = 76) -> str:
     return "\n".join([border, *body, border])
 
 
-def _titles_of(model: Any, ids: Any) -> list[str] | None:
-    titles = getattr(model, "item_titles_", None)
-    if titles is None:
+def item_titles_file(path: str, encoding: str = "utf-8") -> dict[Any, str]:
+    """``recommend --item-titles FILE``: raw item id → title, from a file of ids and titles.
+
+    Read as ``--item-features`` files are (:func:`matfact.cli.data.read_features`);
+    the file must have a ``title`` (or ``name``) column, or be two headerless columns.
+    """
+    from matfact.cli.data import read_features
+    from matfact.data.interactions import normalize_ids
+    from matfact.exceptions import DataError
+
+    frame = read_features(path, "item", encoding=encoding)
+    if "title" not in frame.columns:
+        raise DataError(f"{path}: --item-titles needs a title column (title or name) besides "
+                        f"the item ids; its columns are {list(map(str, frame.columns))}")
+    # Ids as the model stores them (numbers as int64, text as str), so lookups match.
+    ids = normalize_ids(frame.index, "item")
+    return dict(zip(ids.tolist(), frame["title"].astype(str).tolist(), strict=True))
+
+
+def _titles_of(model: Any, ids: Any, titles: dict[Any, str] | None = None) -> list[str] | None:
+    if titles is not None:
+        return [titles.get(item, "") for item in ids.tolist()]
+    stored = getattr(model, "item_titles_", None)
+    if stored is None:
         return None
     codes = model.item_index_.get_indexer(ids)
-    return [str(titles[code]) if code >= 0 else "" for code in codes]
+    return [str(stored[code]) if code >= 0 else "" for code in codes]
 
 
-def recommendation_rows(model: Any, ids: Any, scores: Any) -> list[dict[str, Any]]:
+def recommendation_rows(model: Any, ids: Any, scores: Any,
+                        titles: dict[Any, str] | None = None) -> list[dict[str, Any]]:
+    """The rows of one user's list: rank, item, title (if known) and score.
+
+    ``titles`` (raw id → title, from ``--item-titles``) replaces the model's own.
+    """
     import numpy as np
 
     keep = np.isfinite(scores)
     ids, scores = ids[keep], scores[keep]
-    titles = _titles_of(model, ids)
+    titles = _titles_of(model, ids, titles)
     rows = []
     for rank, (item, score) in enumerate(zip(ids.tolist(), scores.tolist(), strict=True), 1):
         row = {"rank": rank, "item": item, "score": float(score)}

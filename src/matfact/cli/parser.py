@@ -13,6 +13,7 @@ import textwrap
 from matfact._version import __version__
 from matfact.cli import images as images_command
 from matfact.cli import topics as topics_command
+from matfact.cli.data import parse_rating_scale
 from matfact.cli.demo import cmd_demo
 from matfact.cli.models import cmd_evaluate, cmd_recommend, cmd_train
 from matfact.cli.names import MODEL_NAMES
@@ -53,6 +54,11 @@ def _add_data_options(parser: argparse.ArgumentParser, *, required: bool = True,
                            help=f"{role} column: header name or 0-based number")
     group.add_argument("--implicit", action="store_true",
                        help="treat the data as implicit feedback (ignore ratings)")
+    group.add_argument("--rating-scale", type=parse_rating_scale, metavar="MIN,MAX[,STEP]",
+                       help="the scale of the ratings, e.g. 1,5 or 0.5,5,0.5: a rating off it "
+                            "is an error naming its line, and predicted ratings are clipped "
+                            "to it (default: the ratings' min and max; a note if they look "
+                            "implausible)")
     group.add_argument("--encoding", default="utf-8", help="text encoding (default: utf-8)")
     group.add_argument("--duplicates", default="error", choices=("error", "last", "sum", "mean"),
                        help="what to do with repeated (user, item) pairs (default: error)")
@@ -62,6 +68,13 @@ def _add_data_options(parser: argparse.ArgumentParser, *, required: bool = True,
     group.add_argument("--data-home", metavar="DIR",
                        help="directory searched first for datasets (then $MATFACT_DATA, then "
                             "the cache)")
+    for role in ("user", "item"):
+        group.add_argument(f"--{role}-features", metavar="FILE",
+                           help=f"a CSV/TSV/Parquet file of {role} side information: one row "
+                                f"per {role} id (its column named like {role}, else the "
+                                f"first), other columns features" + (
+                                    "; a title column names the items in recommendations "
+                                    "(stored in the model)" if role == "item" else ""))
 
 
 def _model_help() -> str:
@@ -189,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("-k", type=int, default=10,
                           help="list length for ranking metrics without @k (default: 10)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluate.add_argument("--allow-overlap", action="store_true",
+                          help="evaluate even when test pairs were in the model's training "
+                               "data (a warning, and the count in the output); by default "
+                               "that is refused, as the figures would measure memory")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     recommend = commands.add_parser(
@@ -207,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--strict", action="store_true",
                            help="an unknown user is an error (default: fallback ranking)")
     recommend.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    recommend.add_argument("--item-titles", metavar="FILE",
+                           help="a CSV/TSV/Parquet file of item ids and titles (e.g. item,title) "
+                                "to show, instead of the titles stored in the model")
     recommend.set_defaults(handler=cmd_recommend)
 
     topics = commands.add_parser(

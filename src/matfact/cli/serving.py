@@ -152,6 +152,13 @@ def _screen(against: Any, entries: list) -> tuple[list, list]:
     return [(seq, (stored[seq], rating)) for seq, rating in accepted], refused
 
 
+def _declared_scale(data: Any) -> tuple[float, ...] | None:
+    """``data``'s rating scale with its step (``--rating-scale``), to rebuild it alike."""
+    if data.rating_scale is None or data.rating_step is None:
+        return data.rating_scale
+    return (*data.rating_scale, data.rating_step)
+
+
 def _with_titles(data: Any, previous: Any) -> Any:
     """``data`` with the previous model's item titles (a ratings file carries none)."""
     import pandas as pd
@@ -162,7 +169,7 @@ def _with_titles(data: Any, previous: Any) -> Any:
     kind = {"weights": data.values} if data.is_implicit else {"ratings": data.values}
     return Interactions.from_arrays(data.users, data.items, timestamps=data.timestamps,
                                     user_features=data.user_features, item_features=titles,
-                                    rating_scale=data.rating_scale, **kind)
+                                    rating_scale=_declared_scale(data), **kind)
 
 
 def _with_log(data: Any, logged: list) -> Any:
@@ -189,4 +196,4 @@ def _with_log(data: Any, logged: list) -> Any:
     return Interactions.from_arrays(users, items, timestamps=stamps, duplicates="last",
                                     user_features=data.user_features,
                                     item_features=data.item_features,
-                                    rating_scale=data.rating_scale, **kind)
+                                    rating_scale=_declared_scale(data), **kind)

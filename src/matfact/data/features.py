@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import CountVectorizer
 
 from matfact.exceptions import DataError, NotFittedError, ParameterError
 
@@ -43,7 +42,11 @@ def _split_values(text: str) -> list[str]:
     return [token for token in (part.strip() for part in text.split(_SEPARATOR)) if token]
 
 
-def _vectorizer(vocabulary: list[str] | None = None) -> CountVectorizer:
+def _vectorizer(vocabulary: list[str] | None = None) -> Any:
+    # Imported here: scikit-learn (and the scipy.stats it loads) costs ~0.5 s, which
+    # every `import matfact.data` (so `matfact recommend`) would pay for nothing.
+    from sklearn.feature_extraction.text import CountVectorizer
+
     return CountVectorizer(tokenizer=_split_values, token_pattern=None, lowercase=False,
                            binary=True, vocabulary=vocabulary, dtype=np.float32)
 

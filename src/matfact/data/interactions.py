@@ -20,14 +20,15 @@ import scipy.sparse as sp
 
 from matfact.exceptions import DataError, ParameterError
 
-__all__ = ["IdIndex", "Interactions", "MAX_ID_LENGTH", "max_id_length"]
+__all__ = ["IdIndex", "Interactions", "MAX_ID_LENGTH", "max_id_length", "off_scale",
+           "implausible_scale"]
 
 _DUPLICATE_POLICIES = ("error", "last", "sum", "mean")
 _MAX_SHOWN = 5
 
 #: The longest id (in characters) matfact accepts anywhere: data files, HTTP requests,
-#: model files. Ids are stored as fixed-width text, so one long id would make every id
-#: that wide; the environment variable ``MATFACT_MAX_ID_LENGTH`` sets another bound.
+#: model files, so that no single id can be made to cost memory or time out of scale
+#: with the rest; the environment variable ``MATFACT_MAX_ID_LENGTH`` sets another bound.
 MAX_ID_LENGTH = 256
 
 
@@ -97,46 +98,52 @@ def _as_object_array(values: Any) -> np.ndarray:
 
 
 def _check_strings(array: np.ndarray, what: str) -> np.ndarray:
-    """String ids by :func:`_text_id`'s rule, as a fixed-width array, or DataError.
+    """String ids by :func:`_text_id`'s rule, as an object array of ``str``, or DataError.
 
-    The length is checked before the fixed-width array is made: one id of a
-    million characters would otherwise make every id four megabytes wide.
+    Ids are kept as Python strings, never as fixed-width text: one id of 256
+    characters among a million short ones would otherwise make every id a
+    kilobyte wide. The length is checked before anything is copied.
     """
     limit = max_id_length()
     if array.size == 0:
-        return array.astype(str)
-    if array.dtype.kind == "O":
-        texts = pd.Series(array, copy=False)
-        too_long = (texts.str.len() > limit).to_numpy()
-        if too_long.any():
-            raise DataError(f"{what} ids longer than {limit} characters in "
-                            f"{_positions(too_long)}")
-        # numpy's fixed-width strings drop trailing NULs, which would merge distinct ids;
-        # only Python strings (object arrays) can still carry them at this point.
-        if texts.str.contains("\x00", regex=False).any():
-            raise DataError(f"{what} ids contain NUL characters")
-        array = array.astype(str)
-    elif array.dtype.itemsize // 4 > limit:
+        return np.empty(0, dtype=object)
+    if array.dtype.kind == "U" and array.dtype.itemsize // 4 > limit:
         too_long = np.char.str_len(array) > limit
         if too_long.any():
             raise DataError(f"{what} ids longer than {limit} characters in "
                             f"{_positions(too_long)}")
-        array = array.astype(f"<U{max(limit, 1)}")
-    array = np.ascontiguousarray(array)
-    if array.view(np.uint32).max(initial=0) < 128:
+    if array.dtype.kind == "U":
+        # numpy's fixed-width text has already dropped any trailing NULs; what is left
+        # of the ids is what the caller meant, so only the type changes here.
+        array = array.astype(object)
+    else:
+        texts = pd.Series(array, copy=False, dtype=object)
+        too_long = (texts.str.len() > limit).to_numpy()
+        if too_long.any():
+            raise DataError(f"{what} ids longer than {limit} characters in "
+                            f"{_positions(too_long)}")
+        if texts.str.contains("\x00", regex=False).any():
+            raise DataError(f"{what} ids contain NUL characters")
+        if any(type(value) is not str for value in array):
+            array = np.array([str(value) for value in array], dtype=object)
+    uniques = pd.unique(array)
+    odd = [value for value in uniques if not value.isascii()]
+    if not odd:
         return array  # ASCII: already in normal form, no surrogates
-    uniques, inverse = np.unique(array, return_inverse=True)
-    kept = [_text_id(value, limit) for value in uniques.tolist()]
-    bad = np.array([value is None for value in kept])
-    if bad.any():
+    kept = {value: _text_id(value, limit) for value in odd}
+    bad = [value for value, text in kept.items() if text is None]
+    if bad:
         raise DataError(f"{what} ids that are not valid Unicode text (a lone surrogate?) or "
                         f"that grow past {limit} characters in normal form NFC: "
-                        f"{_shown(uniques[bad].tolist())}")
-    return np.array(kept, dtype=str)[inverse.reshape(-1)]
+                        f"{_shown(bad)}")
+    changed = {value: text for value, text in kept.items() if text != value}
+    if not changed:
+        return array
+    return np.array([changed.get(value, value) for value in array], dtype=object)
 
 
 def normalize_ids(values: Any, what: str) -> np.ndarray:
-    """Turn raw ids into an ``int64`` or a unicode array, or raise :class:`DataError`.
+    """Turn raw ids into an ``int64`` array or an object array of ``str``, or raise :class:`DataError`.
 
     Integers (and floats that are all integral) become ``int64``; strings stay
     strings. Missing values, booleans, non-integral floats and a mix of numbers
@@ -151,7 +158,7 @@ def normalize_ids(values: Any, what: str) -> np.ndarray:
 
     Returns
     -------
-    ids : ndarray of shape (n,), dtype int64 or ``<U``
+    ids : ndarray of shape (n,), dtype int64 or object (``str`` elements)
     """
     if isinstance(values, (pd.Series, pd.Index)):
         if isinstance(values.dtype, pd.CategoricalDtype):
@@ -265,6 +272,14 @@ class IdIndex:
     ids : array-like of shape (n,)
         Distinct raw ids, in index order.
 
+    Notes
+    -----
+    String ids are kept as Python strings (an object array, and a pandas index
+    for lookups), so memory grows with the ids' total length, not with the
+    longest id times their count. :attr:`ids` is that object array;
+    :meth:`to_ids` returns a selection as fixed-width text, as the models'
+    outputs are.
+
     Examples
     --------
     >>> index = IdIndex(["b", "a"])
@@ -278,9 +293,9 @@ class IdIndex:
 
     def __init__(self, ids: Any) -> None:
         ids = np.array(normalize_ids(ids, "raw"), copy=True)
-        lookup = pd.Index(ids)
+        lookup = pd.Index(ids, dtype=ids.dtype)
         if not lookup.is_unique:
-            dupes = lookup[lookup.duplicated()].unique()[:_MAX_SHOWN].tolist()
+            dupes = _shown(lookup[lookup.duplicated()].unique().tolist())
             raise DataError(f"an IdIndex needs distinct ids; repeated: {dupes}")
         self._ids = _frozen(ids)
         self._lookup = lookup
@@ -289,18 +304,21 @@ class IdIndex:
     def from_values(cls, values: Any, what: str = "raw") -> tuple[IdIndex, np.ndarray]:
         """Index the distinct values in sorted order; return it and each value's index."""
         values = normalize_ids(values, what)
+        if values.dtype == object:
+            codes, uniques = pd.factorize(values, sort=True)
+            return cls(np.asarray(uniques, dtype=object)), codes.astype(np.int32)
         uniques, codes = np.unique(values, return_inverse=True)
         return cls(uniques), codes.astype(np.int32).reshape(-1)
 
     @property
     def ids(self) -> np.ndarray:
-        """Raw ids in index order (read-only)."""
+        """Raw ids in index order (read-only): ``int64``, or an object array of ``str``."""
         return self._ids
 
     @property
     def kind(self) -> str:
         """``"int"`` or ``"str"``: the type of the raw ids."""
-        return "str" if self._ids.dtype.kind == "U" else "int"
+        return "str" if self._ids.dtype == object else "int"
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -309,7 +327,8 @@ class IdIndex:
         return bool(self.get_indexer([raw])[0] >= 0)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, IdIndex) and np.array_equal(self._ids, other._ids)
+        return isinstance(other, IdIndex) and self.kind == other.kind and \
+            np.array_equal(self._ids, other._ids)
 
     def __hash__(self) -> int:  # pragma: no cover - IdIndex is used as a value, not a key
         return hash((len(self), self.kind))
@@ -358,7 +377,7 @@ class IdIndex:
                 if value is None:
                     valid[pos], value = False, ""
                 out[pos] = value
-            return out.astype(str) if len(out) else np.empty(0, dtype="<U1"), valid
+            return out, valid
         out = np.zeros(len(array), dtype=np.int64)
         for pos, value in enumerate(array):
             if isinstance(value, (bool, np.bool_)):
@@ -393,7 +412,7 @@ class IdIndex:
 
         Returns
         -------
-        ids : ndarray of shape (n,), int64 or str
+        ids : ndarray of shape (n,), int64 or object (``str`` elements)
         """
         array = (_as_object_array(raw) if isinstance(raw, (list, tuple))
                  else np.asarray(raw, dtype=object)).reshape(-1)
@@ -404,7 +423,7 @@ class IdIndex:
                     f"strings of valid Unicode text of at most {max_id_length()} characters, "
                     f"or integers")
             raise DataError(f"{what} ids must be {kind} for this model; got {bad}")
-        return values if self.kind == "int" else values.astype(str)
+        return values
 
     def code(self, raw: Any) -> int:
         """The dense index of one raw id, or -1 if it is not in the index (never raises).
@@ -470,26 +489,32 @@ class IdIndex:
         return codes
 
     def to_ids(self, indices: Any) -> np.ndarray:
-        """Raw ids of dense ``indices`` (which must be in range)."""
+        """Raw ids of dense ``indices`` (which must be in range), the shape of ``indices``.
+
+        String ids come back as fixed-width text as wide as the longest selected
+        id (a selection is small: a list of recommendations, a batch).
+        """
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
             raise ParameterError(f"indices must lie in [0, {len(self)}), got {indices.min()}..{indices.max()}")
-        return self._ids[indices]
+        if self.kind == "int":
+            return self._ids[indices]
+        return self._ids[indices].astype(str) if indices.size else np.empty(indices.shape, "<U1")
 
     def extend(self, raw: Any) -> IdIndex:
         """Return a new index with the unseen ids of ``raw`` appended (sorted among themselves)."""
         raw = normalize_ids(raw, "raw")
-        if len(self) and len(raw) and (raw.dtype.kind == "U") != (self.kind == "str"):
+        if len(self) and len(raw) and (raw.dtype == object) != (self.kind == "str"):
             raise DataError(
                 f"cannot extend an index of {self.kind} ids with "
-                f"{'string' if raw.dtype.kind == 'U' else 'integer'} ids"
+                f"{'string' if raw.dtype == object else 'integer'} ids"
             )
-        new = np.unique(raw[self.get_indexer(raw) < 0]) if len(raw) else raw
+        new = raw[self.get_indexer(raw) < 0] if len(raw) else raw
         if len(new) == 0:
             return self
+        new = np.sort(pd.unique(new))
         if len(self) == 0:
             return IdIndex(new)
-        # No cast to the old dtype: numpy widens strings instead of truncating them.
         return IdIndex(np.concatenate([self._ids, new]))
 
 
@@ -620,8 +645,7 @@ def _file_rows(table: Any) -> Any:
 def _check_file_ids(series: pd.Series, what: str, where: Any) -> None:
     """Missing and over-long ids of a column read from a file, named by file line.
 
-    Run before :func:`normalize_ids`, which would name positions, and before any
-    fixed-width array of the ids is made.
+    Run before :func:`normalize_ids`, which would name positions.
     """
     missing = series.isna().to_numpy()
     if missing.any():
@@ -706,6 +730,7 @@ class Interactions:
         self._item_features = item_features
         if rating_scale is None and self._ratings is not None and len(self._ratings):
             rating_scale = (float(self._ratings.min()), float(self._ratings.max()))
+        # (min, max) or (min, max, step): the whole declaration rides along to subsets.
         self._rating_scale = None if rating_scale is None else tuple(map(float, rating_scale))
         self._csr = None
 
@@ -733,8 +758,11 @@ class Interactions:
             weights), keep the latest timestamp, and sit at the last position.
         user_features, item_features : pandas.DataFrame, default=None
             Side information indexed by raw id.
-        rating_scale : (float, float), default=None
-            The scale ratings live on; by default the observed (min, max).
+        rating_scale : (float, float) or (float, float, float), default=None
+            The scale ratings live on, ``(min, max)`` or ``(min, max, step)``
+            (e.g. ``(0.5, 5, 0.5)``): a rating outside it (or off its steps) is
+            an error naming the first bad row, and models clip predicted
+            ratings to it. By default the observed ``(min, max)``, without a step.
 
         Returns
         -------
@@ -771,15 +799,13 @@ class Interactions:
             timestamps = _check_timestamps(timestamps, n, where)
         if rating_scale is not None:
             rating_scale = _check_rating_scale(rating_scale, implicit)
-            outside = (ratings < rating_scale[0]) | (ratings > rating_scale[1])
-            if outside.any():
-                raise DataError(f"ratings outside rating_scale={rating_scale} in "
-                                f"{where(outside)}")
+            _check_on_scale(ratings, rating_scale, where)
 
         user_index, user_codes = IdIndex.from_values(users, "user")
         item_index, item_codes = IdIndex.from_values(items, "item")
 
-        resolved = _resolve_duplicates(user_codes, item_codes, len(item_index), duplicates)
+        resolved = _resolve_duplicates(user_codes, item_codes, len(item_index), duplicates,
+                                       where=where, ids=(user_index, item_index))
         if resolved is not None:
             # `groups` numbers each pair by the rank of its last position, so the
             # aggregated values line up with `keep` (the last positions, in order).
@@ -1071,8 +1097,17 @@ class Interactions:
 
     @property
     def rating_scale(self) -> tuple[float, float] | None:
-        """``(min, max)`` of the ratings (models clip predictions to it); ``None`` if implicit."""
-        return self._rating_scale
+        """``(min, max)`` of the ratings (models clip predictions to it); ``None`` if implicit.
+
+        The scale given as ``rating_scale=``, else the observed minimum and maximum.
+        """
+        return None if self._rating_scale is None else self._rating_scale[:2]
+
+    @property
+    def rating_step(self) -> float | None:
+        """The step between ratings given with ``rating_scale=(min, max, step)``, or ``None``."""
+        scale = self._rating_scale
+        return None if scale is None or len(scale) < 3 else scale[2]
 
     @property
     def density(self) -> float:
@@ -1100,8 +1135,9 @@ class Interactions:
         kind = "implicit interactions" if self.is_implicit else "explicit ratings"
         scale = ""
         if self._rating_scale is not None:
-            lo, hi = self._rating_scale
-            scale = f" in [{lo:g}, {hi:g}]"
+            lo, hi = self._rating_scale[:2]
+            step = f" step {self._rating_scale[2]:g}" if len(self._rating_scale) > 2 else ""
+            scale = f" in [{lo:g}, {hi:g}]{step}"
         extras = []
         if self._timestamps is not None:
             extras.append("timestamps")
@@ -1244,6 +1280,28 @@ class Interactions:
             item_features=self._item_features, rating_scale=self._rating_scale,
         )
 
+    def with_rating_scale(self, rating_scale: Any) -> Interactions:
+        """The same ratings on a declared scale ``(min, max)`` or ``(min, max, step)``.
+
+        Checked as ``rating_scale=`` is when building (every rating on the scale,
+        else :class:`DataError` naming the first bad position). For data loaded
+        without a scale, e.g. a dataset, whose scale was inferred.
+
+        Examples
+        --------
+        >>> data = Interactions.from_arrays([1, 2], [1, 1], [2, 4])
+        >>> data.rating_scale, data.with_rating_scale((1, 5, 1)).rating_step
+        ((2.0, 4.0), 1.0)
+        """
+        scale = _check_rating_scale(rating_scale, self.is_implicit)
+        _check_on_scale(self._ratings, scale, _positions)
+        return Interactions(
+            self._user_codes, self._item_codes, self._user_index, self._item_index,
+            ratings=self._ratings, weights=self._weights, timestamps=self._timestamps,
+            user_features=self._user_features, item_features=self._item_features,
+            rating_scale=scale,
+        )
+
     def with_vocabulary_of(self, other: Interactions) -> Interactions:
         """Re-express these interactions with ``other``'s id maps, extended by unseen ids.
 
@@ -1253,23 +1311,109 @@ class Interactions:
                              other.item_index.extend(self.item_ids))
 
 
-def _check_rating_scale(scale: Any, implicit: bool) -> tuple[float, float]:
+def _check_rating_scale(scale: Any, implicit: bool) -> tuple[float, ...]:
+    """``(min, max)`` or ``(min, max, step)`` as floats, or :class:`ParameterError`.
+
+    The one rule of a declared scale: finite, ``min < max``, and a ``step > 0``
+    that divides ``max - min`` (so ``max`` is a step of the scale).
+    """
     if implicit:
         raise ParameterError("rating_scale applies to explicit ratings; implicit data has none")
-    if isinstance(scale, (str, bytes)) or not hasattr(scale, "__len__") or len(scale) != 2:
-        raise ParameterError(f"rating_scale must be (min, max), got {scale!r}")
+    if isinstance(scale, (str, bytes)) or not hasattr(scale, "__len__") or \
+            len(scale) not in (2, 3):
+        raise ParameterError(f"rating_scale must be (min, max) or (min, max, step), "
+                             f"got {scale!r}")
     try:
-        lo, hi = (float(x) for x in scale)
+        values = tuple(float(x) for x in scale)
     except (TypeError, ValueError):
-        raise ParameterError(f"rating_scale must be (min, max), got {scale!r}") from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ParameterError(f"rating_scale must be (min, max) or (min, max, step) of numbers, "
+                             f"got {scale!r}") from None
+    lo, hi = values[:2]
+    if not (np.isfinite(values).all() and lo < hi):
         raise ParameterError(f"rating_scale must be finite with min < max, got {scale!r}")
-    return lo, hi
+    if len(values) == 3:
+        step = values[2]
+        if step <= 0:
+            raise ParameterError(f"the step of rating_scale must be > 0, got {step:g}")
+        if not _on_steps(np.array([hi]), lo, step).all():
+            raise ParameterError(f"the step {step:g} of rating_scale does not divide the range "
+                                 f"[{lo:g}, {hi:g}]; e.g. (0.5, 5, 0.5) or (1, 10, 1)")
+    return values
+
+
+def _on_steps(values: np.ndarray, lo: float, step: float) -> np.ndarray:
+    """Which ``values`` are ``lo + k·step`` for an integer k (to float32 precision)."""
+    k = (np.asarray(values, dtype=np.float64) - lo) / step
+    # Ratings are stored as float32: allow its rounding, relative to the scale's size.
+    return np.abs(k - np.round(k)) <= 1e-4 * max(1.0, float(np.abs(k).max(initial=0.0)))
+
+
+def off_scale(ratings: np.ndarray, scale: tuple[float, ...]) -> tuple[np.ndarray, str] | None:
+    """The ratings that ``scale`` refuses, and why; None when every rating is on it.
+
+    The one rule of a rating scale, for data (:meth:`Interactions.from_arrays` and
+    the readers) and for fitted models (new ratings, fold-in histories): a rating
+    must lie in ``[min, max]`` and, when the scale has a step, be ``min + k·step``.
+
+    Parameters
+    ----------
+    ratings : ndarray of shape (n,)
+    scale : (min, max) or (min, max, step)
+
+    Returns
+    -------
+    (mask, problem) or None
+        ``mask`` marks the refused ratings; ``problem`` says what is wrong with them.
+    """
+    lo, hi = scale[:2]
+    ratings = np.asarray(ratings)
+    bad = (ratings < lo) | (ratings > hi)
+    if bad.any():
+        return bad, f"outside the rating scale [{lo:g}, {hi:g}]"
+    if len(scale) > 2 and scale[2] is not None:
+        bad = ~_on_steps(ratings, lo, scale[2])
+        if bad.any():
+            return bad, f"not on the steps of {scale[2]:g} of the rating scale [{lo:g}, {hi:g}]"
+    return None
+
+
+def _check_on_scale(ratings: np.ndarray, scale: tuple[float, ...], where: Any) -> None:
+    """A :class:`DataError` naming the first rating :func:`off_scale` refuses."""
+    refused = off_scale(ratings, scale)
+    if refused is not None:
+        bad, problem = refused
+        first = int(np.flatnonzero(bad)[0])
+        raise DataError(f"rating {float(ratings[first]):g} is {problem}: {where(bad)}; "
+                        f"fix the data or give another rating_scale")
+
+
+def implausible_scale(scale: tuple[float, float] | None) -> str | None:
+    """Why an *inferred* rating scale looks like a data error, or None if it looks fine.
+
+    Rating scales seldom mix negative and positive values or span more than 100
+    points; such a range (``[-2, 500]``) is more likely a stray value than a
+    scale, so the CLI notes it unless ``--rating-scale`` declares the scale.
+    """
+    if scale is None:
+        return None
+    lo, hi = scale[:2]
+    if lo < 0 < hi:
+        return "it mixes negative and positive ratings"
+    if hi - lo > 100:
+        return f"it spans {hi - lo:g} points"
+    return None
 
 
 def _resolve_duplicates(users: np.ndarray, items: np.ndarray, n_items: int,
-                        policy: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Find repeated pairs; return (last positions in order, group of each row) or None."""
+                        policy: str, *, where: Any = _positions,
+                        ids: tuple[IdIndex, IdIndex] | None = None,
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Find repeated pairs; return (last positions in order, group of each row) or None.
+
+    With ``policy="error"``, the error names the repeating rows by ``where(mask)``
+    (file lines, 1-based and counting the header, for a file) and the first
+    repeated pair by its raw ids (``ids``: the user and item indexes).
+    """
     keys = users.astype(np.int64) * n_items + items
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
@@ -1277,10 +1421,16 @@ def _resolve_duplicates(users: np.ndarray, items: np.ndarray, n_items: int,
     if not repeated.any():
         return None
     if policy == "error":
-        first = order[1:][repeated][:_MAX_SHOWN]
+        later = np.zeros(len(keys), dtype=bool)
+        later[order[1:][repeated]] = True  # each occurrence after a pair's first
+        example = ""
+        if ids is not None:
+            first = int(np.argmax(later))
+            example = (f" (the first: user {_shown_value(ids[0].ids[users[first]])}, item "
+                       f"{_shown_value(ids[1].ids[items[first]])})")
         raise DataError(
-            f"{int(repeated.sum())} repeated (user, item) pair(s), e.g. at positions "
-            f"{first.tolist()}; pass duplicates='last', 'sum' or 'mean'"
+            f"repeated (user, item) pairs: {where(later)} repeat an earlier row{example}; "
+            f"pass duplicates='last', 'sum' or 'mean'"
         )
     # Runs of equal keys; the stable sort puts each pair's last occurrence at the run's end.
     run_end = np.append(~repeated, True)

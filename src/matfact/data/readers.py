@@ -6,6 +6,8 @@ the same whether it reaches matfact through :meth:`Interactions.from_csv
 the ``matfact`` command line or :func:`matfact.apps.topics.read_corpus`:
 
 - :func:`check_file`, :func:`check_encoding`: the path exists, the encoding is known;
+  :func:`resolve_encoding`, :func:`guess_wide_encoding`: ``utf-16`` works on a file
+  without a byte-order mark, and a UTF-16 file read as UTF-8 gets the right hint;
 - :func:`open_binary`, :func:`open_text`, :func:`base_suffix`, :func:`is_parquet`:
   compressed files are decompressed by suffix (``ratings.csv.gz`` is a ``.csv``),
   and a UTF-8 byte-order mark at the start of a file is skipped;
@@ -85,14 +87,17 @@ __all__ = [
     "detect_columns",
     "encoding_error",
     "first_line",
+    "guess_wide_encoding",
     "is_parquet",
     "iter_lines",
+    "normalized_name",
     "open_binary",
     "open_text",
     "parquet_columns",
     "read_delimited",
     "read_parquet",
     "resolve_column",
+    "resolve_encoding",
     "scan_delimited",
     "sniff",
     "sniff_separator",
@@ -230,12 +235,77 @@ def open_text(path: str | os.PathLike, encoding: str) -> IO[str]:
     return io.TextIOWrapper(open_binary(path, encoding), encoding=encoding, newline="")
 
 
+def guess_wide_encoding(path: str | os.PathLike) -> str | None:
+    """``"utf-16"``/``"utf-32"`` if the file starts with their byte-order mark, else
+    ``"utf-16-le"``/``"utf-16-be"`` if its first bytes have the NUL pattern of UTF-16
+    text without one (mostly ASCII: every other byte NUL), else None.
+
+    Only the first 4 KiB (decompressed) are read; an unreadable file gives None.
+    """
+    try:
+        with open_binary(path, "utf-16") as handle:  # a UTF-16 codec: no BOM is skipped
+            head = handle.read(4096)
+    except (UnicodeError, *_read_errors()):
+        return None
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    pairs = len(head) // 2
+    if pairs < 2:
+        return None
+    even, odd = head[0:2 * pairs:2].count(0), head[1:2 * pairs:2].count(0)
+    # ASCII in UTF-16 puts a NUL in the high byte of each character: in more than
+    # half of the pairs on one side, and (almost) never on the other.
+    if odd > pairs // 2 and even <= pairs // 50:
+        return "utf-16-le"
+    if even > pairs // 2 and odd <= pairs // 50:
+        return "utf-16-be"
+    return None
+
+
+def _wide_codec(encoding: str) -> str | None:
+    """``"utf-16"`` or ``"utf-32"`` if ``encoding`` is either, endianness unsaid; else None."""
+    try:
+        name = codecs.lookup(encoding).name
+    except (LookupError, TypeError):
+        return None
+    return name if name in ("utf-16", "utf-32") else None
+
+
+def resolve_encoding(path: str | os.PathLike, encoding: str) -> str:
+    """``encoding``, or for ``utf-16`` of a file with no byte-order mark, ``utf-16-le``
+    or ``-be`` as its NUL bytes show (Python's ``utf-16`` codec needs the mark)."""
+    if _wide_codec(encoding) == "utf-16":
+        guess = guess_wide_encoding(path)
+        if guess in ("utf-16-le", "utf-16-be"):
+            return guess
+    return encoding
+
+
+def _encoding_hint(path: str | os.PathLike, encoding: str) -> str:
+    """The fix to suggest for a file that does not decode as ``encoding``."""
+    guess = guess_wide_encoding(path)
+    if guess is not None and codecs.lookup(guess).name != codecs.lookup(encoding).name \
+            and not (guess.startswith("utf-16") and _wide_codec(encoding) == "utf-16"):
+        why = "a byte-order mark" if guess in ("utf-16", "utf-32") else "its NUL bytes"
+        # "utf-16" reads both byte orders (resolve_encoding): one spelling to remember.
+        fix = "utf-16" if guess.startswith("utf-16") else guess
+        return (f"it looks like {guess.upper()} text ({why}): pass encoding={fix!r} "
+                f"(--encoding {fix})")
+    return "pass another encoding, e.g. encoding='latin-1' (--encoding latin-1)"
+
+
 def encoding_error(path: str | os.PathLike, encoding: str, err: UnicodeError) -> DataError:
-    """The error for a file that is not text in ``encoding``, with the fix in both spellings."""
+    """The error for a file that is not text in ``encoding``, with the fix in both spellings.
+
+    The fix is ``utf-16`` (or ``utf-16-le``/``-be``, ``utf-32``) when the file's
+    first bytes say so (:func:`guess_wide_encoding`), else ``latin-1``.
+    """
     reason = (f"{err.reason} at byte {err.start}" if isinstance(err, UnicodeDecodeError)
               else str(err))  # e.g. a UTF-16 stream cut before its byte-order mark
-    return DataError(f"{os.fspath(path)} is not valid {encoding} text ({reason}); pass "
-                     f"another encoding, e.g. encoding='latin-1' (--encoding latin-1)")
+    return DataError(f"{os.fspath(path)} is not valid {encoding} text ({reason}); "
+                     f"{_encoding_hint(path, encoding)}")
 
 
 def _read_errors() -> tuple[type[BaseException], ...]:
@@ -272,7 +342,7 @@ def iter_lines(path: str | os.PathLike, encoding: str = "utf-8", *,
     DataError
         As above, or if the file is not valid ``encoding`` text or is broken.
     """
-    check_encoding(encoding)
+    encoding = resolve_encoding(path, check_encoding(encoding))
     budget = _expansion_budget(path)
     total = 0
     try:
@@ -329,7 +399,12 @@ def _first_line(path: str | os.PathLike, encoding: str,
     for number, line in iter_lines(path, encoding, max_line_size=max_line_size):
         if line.strip():
             if "\x00" in line:
-                raise DataError(f"{os.fspath(path)} does not look like a text file (NUL bytes)")
+                guess = guess_wide_encoding(path)
+                fix = "utf-16" if guess is not None and guess.startswith("utf-16") else guess
+                hint = (f"; if it is {guess.upper()} text, pass encoding={fix!r} "
+                        f"(--encoding {fix})" if guess is not None else "")
+                raise DataError(f"{os.fspath(path)} does not look like a text file (NUL "
+                                f"bytes){hint}")
             return number, line.rstrip("\r\n")
     raise DataError(f"{os.fspath(path)} is empty")
 
@@ -463,7 +538,8 @@ def _too_many_fields(path: str | os.PathLike, line: int, count: int | None,
 
 
 # ------------------------------------------------------------------------------ columns
-def _normalized(name: str) -> str:
+def normalized_name(name: Any) -> str:
+    """A header name as :data:`COLUMN_NAMES` compares it: lower case, no ``_``, ``-``, spaces."""
     return "".join(ch for ch in str(name).lower() if ch not in "_- ")
 
 
@@ -508,9 +584,9 @@ def detect_columns(path: str | os.PathLike, names: list[str] | None, n_fields: i
     """Map each role of :data:`COLUMN_NAMES` to a column, or to None if the file has none.
 
     A role in ``given`` is resolved with :func:`resolve_column`; the others are
-    found by their usual header names, or, in a headerless file where no column
-    was given, by position (:data:`ROLE_POSITIONS`). Roles in ``skip`` are left
-    out unless given.
+    found by their usual header names, or, in a headerless file, by position
+    (:data:`ROLE_POSITIONS`: user, item, rating, timestamp) unless a given role
+    took that column. Roles in ``skip`` are left out unless given.
 
     Raises
     ------
@@ -522,15 +598,18 @@ def detect_columns(path: str | os.PathLike, names: list[str] | None, n_fields: i
         spec = given.get(role)
         roles[role] = None if spec is None else resolve_column(
             spec, names, n_fields, path, option=option.format(role=role))
-    explicit = any(spec is not None for spec in given.values())
+    given_columns = {column for column in roles.values() if column is not None}
     for role in COLUMN_NAMES:
         if roles[role] is not None or role in skip:
             continue
         if names is not None:
-            aliases = {_normalized(alias) for alias in COLUMN_NAMES[role]}
-            matches = [name for name in names if _normalized(name) in aliases]
+            aliases = {normalized_name(alias) for alias in COLUMN_NAMES[role]}
+            matches = [name for name in names if normalized_name(name) in aliases]
             roles[role] = matches[0] if matches else None
-        elif not explicit and role in ROLE_POSITIONS and ROLE_POSITIONS[role] < n_fields:
+        elif role in ROLE_POSITIONS and ROLE_POSITIONS[role] < n_fields \
+                and ROLE_POSITIONS[role] not in given_columns:
+            # The same layout as with no column given (u.data's), around the given ones:
+            # `--item-col 1` alone must not drop the ratings in column 2 (issue 20).
             roles[role] = ROLE_POSITIONS[role]
     taken = [column for column in roles.values() if column is not None]
     if len(taken) != len(set(taken)):
@@ -1087,8 +1166,11 @@ class Table:
                     return loose[0]
             if is_position and 0 <= spec < len(self.names):
                 return self.names[int(spec)]
+            folded = [name for name in self.names if isinstance(spec, str)
+                      and normalized_name(name) == normalized_name(spec)]
+            guess = f"; did you mean {folded[0]!r}?" if len(folded) == 1 else ""
             raise DataError(f"{self.path}: no column {spec!r}{role}; its columns are "
-                            f"{_shown_names([str(name) for name in self.names])}")
+                            f"{_shown_names([str(name) for name in self.names])}{guess}")
         if isinstance(spec, str) and spec.strip().isdigit():
             spec, is_position = int(spec), True
         if is_position and 0 <= spec < self.n_fields:
@@ -1172,7 +1254,7 @@ def scan_delimited(path: str | os.PathLike, *, sep: str | None = ",",
         If the file is empty, not valid ``encoding`` text, broken, or breaks a
         rule above; the message names the file line.
     """
-    check_encoding(encoding)
+    encoding = resolve_encoding(path, check_encoding(encoding))
     where = os.fspath(path)
     if sep is None:
         sep = sniff(path, encoding=encoding, max_columns=max_columns).sep

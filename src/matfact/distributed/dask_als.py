@@ -43,7 +43,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from matfact._kernels.als import implicit_loss
-from matfact._linalg import gram64
+from matfact._linalg import forget_gram, gram64
 from matfact._params import check_random_state, validate_params
 from matfact._threads import numba_threads
 from matfact.data.interactions import IdIndex, Interactions, normalize_ids
@@ -388,6 +388,7 @@ class _Plan:
                 rows, bias, loss = result
                 lo, hi = self.bounds[side][b], self.bounds[side][b + 1]
                 out[lo:hi] = rows
+                forget_gram(out)  # written in place: a Gram kept for fold-in is stale
                 if bias is not None:
                     out_bias[lo:hi] = bias
                 totals[0] += loss[0]
@@ -487,7 +488,8 @@ class _DaskFit:
     transfer_: dict | None = None
 
     def fit(self, data: Any, *, client: Any = None, validation: Interactions | None = None,
-            progress: bool = True, callback: Any = None, user: str = "user", item: str = "item",
+            progress: bool | str | None = None, callback: Any = None, user: str = "user",
+            item: str = "item",
             rating: str | None = "rating", weight: str | None = None, n_blocks: int | None = None,
             transfer: str = "auto") -> Any:
         """Fit on a Dask cluster; the fitted state is the local model's.
@@ -821,6 +823,8 @@ class DaskImplicitALS(_DaskFit, ImplicitALS):
     """
 
     _local_class: ClassVar[type] = ImplicitALS
+    #: The weight column of the Dask DataFrame being fitted, for ``confidence="auto"``.
+    _frame_weights: np.ndarray | None = None
 
     def fit(self, data: Any, **kwargs: Any) -> DaskImplicitALS:
         if isinstance(data, Interactions) and not data.is_implicit:
@@ -839,6 +843,7 @@ class DaskImplicitALS(_DaskFit, ImplicitALS):
     def _init_state(self, n_users: int, n_items: int, stats: list[dict], weighted: bool) -> None:
         # The initialisation of ImplicitALS._fit: users, then items, from one generator.
         self.rating_scale_ = None
+        self._choose_confidence(self._frame_weights)
         rng = check_random_state(self.random_state)
         self.user_factors_ = self._init_factors(rng, n_users)
         self.item_factors_ = self._init_factors(rng, n_items)
@@ -850,7 +855,19 @@ class DaskImplicitALS(_DaskFit, ImplicitALS):
         if validation is not None:
             raise ParameterError("ImplicitALS does not take validation= (its loss is not an "
                                  "RMSE); evaluate held-out data with evaluate_ranking")
-        return super()._fit_frame(ddf, columns, validation, progress, callback)
+        weight = columns[3]
+        self._frame_weights = None
+        if weight is not None and weight in ddf.columns:
+            # The confidence rule reads the weights' quantiles: one float column on the
+            # driver, less than the seen-items matrix the fit gathers anyway. Bad values
+            # are left to the fit's own checks, which name them.
+            values = self._dask["client"].compute(ddf[weight]).result()
+            values = pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
+            self._frame_weights = values[np.isfinite(values)].astype(np.float32)
+        try:
+            return super()._fit_frame(ddf, columns, validation, progress, callback)
+        finally:
+            self._frame_weights = None
 
     def _plan(self, parts: list, columns: tuple, user_index: Any, item_index: Any,
               user_counts: np.ndarray, item_counts: np.ndarray) -> _Plan:
@@ -870,7 +887,7 @@ class DaskImplicitALS(_DaskFit, ImplicitALS):
 
     def _iterate(self, plan: _Plan, validation: Any, progress: bool, n_iter: int) -> None:
         self._record_transfer(plan)
-        params = self.get_params()
+        params = {**self.get_params(), **self.confidence_params()}  # "auto" resolved
         n_cells = float(plan.bounds["user"][-1]) * float(plan.bounds["item"][-1]) - plan.nnz
         warm = self.solver == "cg"
 

@@ -24,6 +24,7 @@ from matfact._atomic import atomic_write
 from matfact._params import check_n
 from matfact.data.interactions import Interactions
 from matfact.evaluation.metrics import RATING_METRICS, parse_metric
+from matfact.evaluation.tune import DEFAULT_SPACES
 from matfact.evaluation.validate import (
     cross_validate,
     evaluate_by_activity,
@@ -52,22 +53,9 @@ AT_K = (1, 5, 10, 20)
 #: The figures a report can hold (a figure that does not apply is left out).
 FIGURES = ("metrics.png", "at_k.png", "learning_curves.png", "activity.png", "item_map.png",
            "tuning.png")
-#: What the report tunes per model class when ``tune=True``: the parameters that
-#: move its accuracy most, a few values each (searched on fold 1's training part).
-TUNING_SPACES: dict[str, dict[str, list]] = {
-    "Baseline": {"reg_user": [2.0, 5.0, 15.0, 30.0], "reg_item": [2.0, 5.0, 10.0, 25.0]},
-    "BiasedMF": {"n_factors": [20, 50, 100], "reg": [0.01, 0.02, 0.05, 0.1],
-                 "learning_rate": [0.005, 0.01, 0.02]},
-    "SVDPlusPlus": {"n_factors": [10, 20, 50], "reg": [0.01, 0.02, 0.05]},
-    "ALS": {"n_factors": [10, 20, 50], "reg": [0.02, 0.05, 0.1, 0.2]},
-    "ImplicitALS": {"n_factors": [32, 64], "alpha": [2.0, 5.0, 10.0], "reg": [1.0, 3.0, 10.0]},
-    "BPR": {"n_factors": [32, 64], "learning_rate": [0.01, 0.02, 0.05],
-            "reg": [0.0005, 0.002, 0.01]},
-    "BayesianMF": {"n_factors": [5, 10, 20]},
-    "NMF": {"n_components": [15, 30, 50], "alpha_W": [0.02, 0.08, 0.2]},
-    "PureSVD": {"n_factors": [10, 20, 50, 100]},
-    "HybridMF": {"n_factors": [32, 64], "learning_rate": [0.05, 0.1], "reg": [1e-4, 1e-3]},
-}
+#: What the report tunes per model class when ``tune=True`` (searched on fold 1's training
+#: part): :data:`matfact.evaluation.tune.DEFAULT_SPACES`, the tuner's own defaults.
+TUNING_SPACES: dict[str, dict[str, list]] = DEFAULT_SPACES
 _RANKING = ("ndcg", "precision", "recall")
 _N_LABELS = 10
 
@@ -135,17 +123,19 @@ def build_report(models: Any, data: Interactions, *, cv: Any = 5,
                  metrics: Sequence[str] | None = None, k: int = 10,
                  out: str | os.PathLike = "report", random_state: int | None = 0,
                  tune: bool | Mapping[str, dict] = False, tune_trials: int = 8,
-                 progress: bool = True) -> Path:
+                 progress: bool | str | None = None) -> Path:
     """Cross-validate several models on the same folds and write a comparison report.
 
     Every model is cross-validated by :func:`~matfact.evaluation.validate.cross_validate`
     on the same folds. The report directory then holds:
 
     - ``index.md`` and ``index.html``: the summary table (mean ± standard deviation
-      over the folds) and the figures, with a note for each figure that does not apply;
+      over the folds), the number of test pairs the models saw in training (0 for
+      honest folds; see :func:`~matfact.evaluation.validate.count_overlap`) and the
+      figures, with a note for each figure that does not apply;
     - ``results.csv``: one row per model and fold (metrics, ``fit_time``, ``test_time``,
-      ``n_train``, ``n_test``); ``summary.csv``: one row per model, means and ``_std``
-      columns;
+      ``n_train``, ``n_test``, ``n_overlap``); ``summary.csv``: one row per model, means
+      and ``_std`` columns;
     - ``metrics.png``: each metric per model, mean with ± one standard deviation bars;
     - ``at_k.png``: precision, recall and NDCG at k = 1, 5, 10, 20 (first fold's models);
     - ``learning_curves.png``: ``loss_history_`` per iteration (first fold's models);
@@ -180,8 +170,10 @@ def build_report(models: Any, data: Interactions, *, cv: Any = 5,
         dict maps model names to their own spaces (name → list of values).
     tune_trials : int, default=8
         Trials per tuned model: random search, or the whole grid when it is smaller.
-    progress : bool, default=True
-        Show a progress bar over the models and figures.
+    progress : bool, "bar", "lines" or None, default=None
+        Progress over the models and figures: None, a bar when stderr is a
+        terminal; ``"lines"``, plain lines for logs (see
+        :func:`matfact._progress.progress_bar`).
 
     Returns
     -------
@@ -204,7 +196,7 @@ def build_report(models: Any, data: Interactions, *, cv: Any = 5,
     ...              data, cv=5, out="report")  # doctest: +SKIP
     PosixPath('report')
     """
-    from tqdm.auto import tqdm
+    from matfact._progress import progress_bar
 
     if not isinstance(data, Interactions):
         raise DataError(f"data must be a matfact.Interactions, got {type(data).__name__}")
@@ -227,9 +219,8 @@ def build_report(models: Any, data: Interactions, *, cv: Any = 5,
 
     frames: dict[str, pd.DataFrame] = {}
     fitted: dict[str, Any] = {}
-    bar = tqdm(total=len(named) + 5 + len(spaces), desc="Report", unit="step",
-               disable=not progress,
-               leave=False)
+    bar = progress_bar(progress=progress, desc="Report", total=len(named) + 5 + len(spaces),
+                       unit="step")
     with bar:
         for name, model in named.items():
             bar.set_postfix_str(name)
@@ -279,7 +270,7 @@ def build_report(models: Any, data: Interactions, *, cv: Any = 5,
     for filename in FIGURES:
         if filename not in drawn:
             (target / filename).unlink(missing_ok=True)
-    blocks = _blocks(data, folds, summary, columns, figures, k)
+    blocks = _blocks(data, folds, summary, columns, figures, k, _overlap_text(results))
     _write_text(target / "index.md", _markdown(blocks))
     _write_text(target / "index.html", _html(blocks))
     return target
@@ -300,12 +291,36 @@ def _summary(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     for name, frame in frames.items():
         row: dict[str, Any] = {"model": name}
         for column in frame.columns:
-            if column in ("n_train", "n_test", "test_time"):
+            if column in ("n_train", "n_test", "test_time", "n_overlap"):
                 continue
             row[column] = float(frame.loc["mean", column])
             row[f"{column}_std"] = float(frame.loc["std", column])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _overlap_text(results: pd.DataFrame) -> str:
+    """The report's line on leakage: test pairs each model saw in its fold's training part."""
+    if "n_overlap" not in results:
+        return "Test pairs seen in training: not counted."
+    counts = pd.to_numeric(results["n_overlap"], errors="coerce")
+    unknown = sorted(set(results.loc[counts.isna(), "model"]))
+    leaky = results[counts > 0]
+    if leaky.empty:
+        text = ("Test pairs seen in training: 0 in every fold, for every model (each fold's "
+                "test part is held out from its training part).")
+    else:
+        parts = []
+        for name, rows in leaky.groupby("model", sort=False):
+            n = int(rows["n_overlap"].sum())
+            total = int(results.loc[results["model"] == name, "n_test"].sum())
+            parts.append(f"{name}: {n:,} of {total:,} ({n / max(total, 1):.1%})")
+        text = ("Leakage: test pairs seen in training, over the folds — " + "; ".join(parts)
+                + ". Those figures measure what the model remembers, not what it predicts.")
+    if unknown:
+        text += (f" {', '.join(unknown)} keep(s) no training pairs, so their overlap could not "
+                 f"be checked.")
+    return text
 
 
 def _metric_order(plans: dict[str, list[str]]) -> list[str]:
@@ -605,7 +620,8 @@ def _tuning_figure(tuned: dict[str, Any], target: Path) -> tuple[str, str | None
 
 # ------------------------------------------------------------------------------ index pages
 def _blocks(data: Interactions, folds: list, summary: pd.DataFrame, columns: list[str],
-            figures: list[tuple[str, str, str | None]], k: int) -> list[tuple[str, Any]]:
+            figures: list[tuple[str, str, str | None]], k: int,
+            overlap: str) -> list[tuple[str, Any]]:
     kind = "implicit feedback" if data.is_implicit else "explicit ratings"
     headers, rows = summary_rows(summary, columns)
     blocks: list[tuple[str, Any]] = [
@@ -617,6 +633,7 @@ def _blocks(data: Interactions, folds: list, summary: pd.DataFrame, columns: lis
               f"model that predicts no ratings)."),
         ("table", (headers, rows)),
         ("p", "Per-fold results: results.csv; this table: summary.csv."),
+        ("p", overlap),
     ]
     for title, filename, note in figures:
         blocks.append(("h2", title))

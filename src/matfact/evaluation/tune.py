@@ -3,7 +3,8 @@
 ``tune(model, params, train)`` holds out part of ``train`` (by default 10%: a
 ``random`` split for rating metrics, ``per_user`` for ranking metrics, seed 1),
 fits one clone per parameter set on the rest, scores it on the held-out part and
-refits the best parameters on all of ``train``. Grid and random search use
+refits the best parameters on all of ``train``. ``params=None`` searches the model
+class's :data:`DEFAULT_SPACES` entry (also what ``matfact evaluate --models`` tunes). Grid and random search use
 scikit-learn's ``ParameterGrid`` / ``ParameterSampler``; ``search="bayes"`` runs
 Optuna's TPE sampler. Models with early stopping stop on the validation part and
 the refit keeps the best number of iterations.
@@ -29,11 +30,55 @@ from matfact.evaluation.validate import (
 )
 from matfact.exceptions import DataError, ParameterError
 
-__all__ = ["tune", "TuneResult"]
+__all__ = ["tune", "TuneResult", "DEFAULT_SPACES", "default_space"]
 
 #: Validation share and split seed when ``validation`` does not say.
 DEFAULT_VALIDATION = 0.1
 VALIDATION_SEED = 1
+
+#: What :func:`tune` searches with ``params=None``, per model class (and what
+#: ``matfact evaluate --models`` and :func:`~matfact.evaluation.report.build_report` tune):
+#: the parameters that move its accuracy most, a few values each. ImplicitALS searches its
+#: confidence transform too: ``"auto"`` (linear on binary and narrow weights, the log with
+#: quantile-set α and ε on weights spanning orders of magnitude) and ``"log"`` (α and ε as
+#: given, on any weights); ``"linear"`` is left out, as ``"auto"`` is linear wherever the
+#: linear form is sound. BPR and HybridMF's ranking losses count every interaction as one
+#: positive whatever its weight, so they have no confidence to tune.
+DEFAULT_SPACES: dict[str, dict[str, list]] = {
+    "Baseline": {"reg_user": [2.0, 5.0, 15.0, 30.0], "reg_item": [2.0, 5.0, 10.0, 25.0]},
+    "BiasedMF": {"n_factors": [20, 50, 100], "reg": [0.01, 0.02, 0.05, 0.1],
+                 "learning_rate": [0.005, 0.01, 0.02]},
+    "SVDPlusPlus": {"n_factors": [10, 20, 50], "reg": [0.01, 0.02, 0.05]},
+    "ALS": {"n_factors": [10, 20, 50], "reg": [0.02, 0.05, 0.1, 0.2]},
+    "ImplicitALS": {"confidence": ["auto", "log"], "n_factors": [32, 64, 128],
+                    "alpha": [1.0, 2.0, 4.0], "reg": [1.0, 3.0, 10.0]},
+    "BPR": {"n_factors": [32, 64], "learning_rate": [0.01, 0.02, 0.05],
+            "reg": [0.0005, 0.002, 0.01]},
+    "BayesianMF": {"n_factors": [5, 10, 20]},
+    "NMF": {"n_components": [15, 30, 50], "alpha_W": [0.02, 0.08, 0.2]},
+    "PureSVD": {"n_factors": [10, 20, 50, 100]},
+    "HybridMF": {"n_factors": [32, 64], "learning_rate": [0.05, 0.1], "reg": [1e-4, 1e-3]},
+}
+
+
+def default_space(model: Any) -> dict[str, list]:
+    """The search space :func:`tune` uses for ``model`` with ``params=None`` (a copy).
+
+    Parameters
+    ----------
+    model : matfact model or class
+
+    Raises
+    ------
+    ParameterError
+        If :data:`DEFAULT_SPACES` has no entry for the model's class.
+    """
+    name = model.__name__ if isinstance(model, type) else type(model).__name__
+    if name not in DEFAULT_SPACES:
+        raise ParameterError(f"no default search space for {name}; give params= "
+                             f"(name → list of values). Classes with one: "
+                             f"{', '.join(DEFAULT_SPACES)}")
+    return {key: list(values) for key, values in DEFAULT_SPACES[name].items()}
 
 
 @dataclass
@@ -174,7 +219,7 @@ def _check_params(params: Any, search: str) -> None:
                                     else "") + f", got {values!r}")
 
 
-def tune(model: Any, params: dict, data: Interactions, metric: str = "rmse", *,
+def tune(model: Any, params: dict | None, data: Interactions, metric: str = "rmse", *,
          search: str = "grid", n_iter: int = 20, validation: Any = None, cv: Any = None,
          k: int = 10, n_jobs: int = 1, random_state: Any = 0,
          warm_start: bool = True) -> TuneResult:
@@ -184,10 +229,11 @@ def tune(model: Any, params: dict, data: Interactions, metric: str = "rmse", *,
     ----------
     model : matfact model
         The other parameters stay as set on it.
-    params : dict
+    params : dict or None
         Parameter name → list of values (``grid``/``random``), a scipy.stats
         distribution (``random``), or a ``(low, high)`` / ``(low, high, "log")`` range
-        (``bayes``, ints give integer ranges).
+        (``bayes``, ints give integer ranges). ``None``: :func:`default_space` of the
+        model (lists: categorical in ``bayes``).
     data : Interactions
         Training data. Test rows must not be in it: tuning reads nothing else.
     metric : str, default="rmse"
@@ -227,6 +273,8 @@ def tune(model: Any, params: dict, data: Interactions, metric: str = "rmse", *,
     if not isinstance(n_iter, int) or isinstance(n_iter, bool) or n_iter < 1:
         raise ParameterError(f"n_iter must be a positive int, got {n_iter!r}")
     metric = _check_metric(metric, data)
+    if params is None:
+        params = default_space(model)
     _check_params(params, search)
     unknown = sorted(set(params) - set(model.get_params()))
     if unknown:

@@ -31,10 +31,11 @@ from matfact.evaluation.metrics import (
     parse_metric,
 )
 from matfact.evaluation.split import Split, kfold
-from matfact.exceptions import DataError, MatfactWarning, ParameterError
+from matfact.exceptions import DataError, LeakageWarning, ParameterError
 
 __all__ = ["evaluate", "evaluate_ranking", "cross_validate", "evaluate_by_activity", "score",
-           "default_metrics", "predicts_ratings", "relevant_items",
+           "count_overlap", "warn_overlap", "default_metrics", "predicts_ratings",
+           "relevant_items",
            "resolve_folds", "jobs_and_threads", "run_parallel", "DEFAULT_RANKING_METRICS"]
 
 DEFAULT_RANKING_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate", "coverage")
@@ -55,6 +56,62 @@ def _metric_names(metrics: Any) -> list[str]:
     return list(metrics)
 
 
+# ------------------------------------------------------------------------------ leakage
+def count_overlap(model: Any, test: Interactions) -> int | None:
+    """How many pairs of ``test`` the fitted ``model`` saw in training.
+
+    A pair is matched by raw user and item id against the training interactions
+    the model keeps (:meth:`~matfact.models.base.Recommender.seen_pairs_mask`).
+    Scoring such pairs measures what the model remembers, not what it predicts:
+    rating errors look smaller, and ranking metrics look worse because seen items
+    are never recommended.
+
+    Parameters
+    ----------
+    model : fitted matfact model
+    test : Interactions
+
+    Returns
+    -------
+    int or None
+        The number of test pairs in training; None when the model keeps no
+        training interactions, so it cannot tell.
+
+    Examples
+    --------
+    >>> import matfact
+    >>> data = matfact.Interactions.from_arrays([1, 1, 2], [10, 20, 10], [4.0, 3.0, 5.0])
+    >>> model = matfact.Baseline().fit(data, progress=False)
+    >>> count_overlap(model, data.subset(users=[1]))
+    2
+    """
+    test = _check_test(test)
+    users = model.user_index_.get_indexer(test.user_ids)[test.user_codes]
+    items = model.item_index_.get_indexer(test.item_ids)[test.item_codes]
+    seen = model.seen_pairs_mask(users, items)
+    return None if seen is None else int(seen.sum())
+
+
+_HELD_OUT = "evaluate on pairs held out from training (e.g. matfact.train_test_split)"
+
+
+def warn_overlap(model: Any, n_overlap: int | None, n_test: int, consequence: str, *,
+                 fix: str = _HELD_OUT, stacklevel: int = 2) -> None:
+    """Warn (:class:`~matfact.exceptions.LeakageWarning`) if ``n_overlap`` test pairs > 0.
+
+    The one message for every place that evaluates: the count, the share of the
+    ``n_test`` test pairs, what it does to the figures (``consequence``) and ``fix``.
+    ``stacklevel`` counts from the caller of this function.
+    """
+    if not n_overlap:
+        return
+    warnings.warn(
+        f"{n_overlap:,} of {n_test:,} test pairs ({n_overlap / max(n_test, 1):.1%}) were in "
+        f"{type(model).__name__}'s training data: {consequence}; {fix}",
+        LeakageWarning, stacklevel=stacklevel + 1,
+    )
+
+
 def evaluate(model: Any, test: Interactions, metrics: Iterable[str] = ("rmse", "mae")) -> dict:
     """Rating accuracy of ``model`` on the explicit ratings of ``test``.
 
@@ -71,8 +128,15 @@ def evaluate(model: Any, test: Interactions, metrics: Iterable[str] = ("rmse", "
     Returns
     -------
     dict
-        One float per metric, plus ``n`` (test ratings) and ``n_unknown``
-        (ratings whose user or item the model did not see).
+        One float per metric, plus ``n`` (test ratings), ``n_unknown``
+        (ratings whose user or item the model did not see) and ``n_overlap``
+        (test pairs the model saw in training, :func:`count_overlap`; None when
+        the model cannot tell).
+
+    Warns
+    -----
+    LeakageWarning
+        When ``n_overlap`` > 0: their errors are training errors.
     """
     test = _check_test(test)
     if test.is_implicit:
@@ -83,6 +147,9 @@ def evaluate(model: Any, test: Interactions, metrics: Iterable[str] = ("rmse", "
         if name not in RATING_METRICS:
             raise ParameterError(f"unknown rating metric {name!r}; choose from "
                                  f"{sorted(RATING_METRICS)}")
+    n_overlap = count_overlap(model, test)
+    warn_overlap(model, n_overlap, test.nnz, "their errors are training errors, so RMSE and "
+                 "MAE look better than on new data", stacklevel=2)
     users, items = test.users, test.items
     predictions = model.predict(users, items)
     known = (model.user_index_.get_indexer(users) >= 0) & (model.item_index_.get_indexer(items) >= 0)
@@ -93,6 +160,7 @@ def evaluate(model: Any, test: Interactions, metrics: Iterable[str] = ("rmse", "
     }
     result["n"] = test.nnz
     result["n_unknown"] = int((~known).sum())
+    result["n_overlap"] = n_overlap
     return result
 
 
@@ -127,9 +195,15 @@ def evaluate_ranking(model: Any, test: Interactions, k: int = 10,
     -------
     summary : dict
         ``"<metric>@<k>"`` → mean over users (users with NaN skipped), plus
-        ``n_users`` and ``n_unknown_users``.
+        ``n_users``, ``n_unknown_users`` and ``n_overlap`` (test pairs the model saw
+        in training, :func:`count_overlap`; None when the model cannot tell).
     per_user : pandas.DataFrame
         Only when ``per_user=True``.
+
+    Warns
+    -----
+    LeakageWarning
+        When ``n_overlap`` > 0: those items are never recommended, so never hit.
     """
     test = _check_test(test)
     k = check_n(k, "k")
@@ -142,9 +216,12 @@ def evaluate_ranking(model: Any, test: Interactions, k: int = 10,
     max_k = max(metric_k for base, metric_k in parsed if base != "auc") if any(
         base != "auc" for base, _ in parsed) else k
 
+    n_overlap = count_overlap(model, test)
+    warn_overlap(model, n_overlap, test.nnz, "seen items are never recommended "
+                 "(exclude_seen), so they can never be hit and the metrics look worse",
+                 stacklevel=2)
     users_raw, relevant = relevant_items(test, model.item_index_)
     model_users = model.user_index_.get_indexer(users_raw)
-    _warn_overlap(model, model_users, relevant)
 
     recommended = model.recommend_codes(model_users, max_k, exclude_seen=True)[0]
     values: dict[str, np.ndarray] = {}
@@ -170,6 +247,7 @@ def evaluate_ranking(model: Any, test: Interactions, k: int = 10,
             summary[key] = aggregate(values[key])
     summary["n_users"] = len(users_raw)
     summary["n_unknown_users"] = int((model_users < 0).sum())
+    summary["n_overlap"] = n_overlap
     if per_user:
         frame = pd.DataFrame(values, index=pd.Index(users_raw, name="user"))
         return summary, frame
@@ -212,21 +290,6 @@ def _relevant_popularity(relevant: sp.csr_matrix, popularity: np.ndarray) -> np.
     sums = np.bincount(rows, weights=popularity[known.indices], minlength=known.shape[0])
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-
-
-def _warn_overlap(model: Any, model_users: np.ndarray, relevant: sp.csr_matrix) -> None:
-    known = model_users >= 0
-    if not known.any():
-        return
-    seen = model.seen_[model_users[known]]
-    rel = relevant[np.flatnonzero(known)][:, : model.n_items_]
-    overlap = int(seen.multiply(rel).nnz)
-    if overlap:
-        warnings.warn(
-            f"{overlap} test interaction(s) were also in the training data; they can never be "
-            f"recommended (exclude_seen) and lower recall: split train and test without overlap",
-            MatfactWarning, stacklevel=3,
-        )
 
 
 def _auc(model: Any, model_users: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
@@ -343,7 +406,7 @@ def _fit_and_score(model: Any, train: Interactions, test: Interactions, metrics:
     start = time.perf_counter()
     row = score(fitted, test, metrics, k)
     row.update(fit_time=fit_time, test_time=time.perf_counter() - start,
-               n_train=train.nnz, n_test=test.nnz)
+               n_train=train.nnz, n_test=test.nnz, n_overlap=count_overlap(fitted, test))
     return row, fitted
 
 
@@ -392,8 +455,9 @@ def cross_validate(model: Any, data: Interactions, cv: Any = 5, metrics: Any = N
     -------
     results : pandas.DataFrame
         One row per fold (index 0, 1, ...) with a column per metric, ``fit_time`` and
-        ``test_time`` (seconds), ``n_train`` and ``n_test``; then rows ``"mean"`` and
-        ``"std"`` (sample standard deviation over the folds).
+        ``test_time`` (seconds), ``n_train``, ``n_test`` and ``n_overlap`` (test pairs
+        in the fold's training part: 0 for honest folds; see :func:`count_overlap`); then
+        rows ``"mean"`` and ``"std"`` (sample standard deviation over the folds).
     models : list
         Only with ``return_models=True``.
     """

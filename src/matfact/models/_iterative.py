@@ -4,7 +4,8 @@ It runs one step (an SGD epoch or an ALS iteration) at a time and handles
 what every iterative model needs around it: the loss history, the RMSE on a
 validation set, early stopping with patience (keeping the best iteration),
 a tolerance with :class:`~matfact.ConvergenceWarning`, a per-iteration
-callback, a progress bar, and a clear error when the loss diverges.
+callback, progress (:func:`matfact._progress.progress_bar`: by default a bar only
+when stderr is a terminal), and a clear error when the loss diverges.
 
 What a step does stays with its model: the SGD epochs, schedule and
 ``partial_fit`` steps in :mod:`matfact.models.sgd`, the ALS iterations in
@@ -20,8 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from matfact._progress import progress_bar, progress_mode
 from matfact.data.interactions import Interactions
 from matfact.exceptions import ConvergenceWarning, DivergenceError, ParameterError
 from matfact.models.base import FactorModel
@@ -46,7 +47,8 @@ class IterativeModel(FactorModel):
     _callback: Callback | None = None
 
     def fit(self, interactions: Interactions, *, validation: Interactions | None = None,
-            progress: bool = True, callback: Callback | None = None) -> IterativeModel:
+            progress: bool | str | None = None,
+            callback: Callback | None = None) -> IterativeModel:
         """Learn from ``interactions``.
 
         Parameters
@@ -56,8 +58,12 @@ class IterativeModel(FactorModel):
             Held-out ratings: their RMSE is recorded after each iteration, and
             with ``early_stopping=True`` training stops after ``patience``
             iterations without improvement, keeping the best iteration's factors.
-        progress : bool, default=True
-            Show a progress bar over iterations.
+        progress : bool, "bar", "lines" or None, default=None
+            Report progress over iterations: None, a bar when stderr is a
+            terminal (nothing in a log or a batch job); True (or ``"bar"``),
+            always a bar; ``"lines"``, plain lines on stderr at most every 10
+            seconds (``"ALS: iteration 10/50 (train=0.9123) 12 s"``); False,
+            nothing.
         callback : callable, default=None
             ``callback(iteration, info)`` after each iteration; ``info`` holds
             ``train_rmse`` (or ``train_loss``), ``validation_rmse`` (or None),
@@ -69,6 +75,7 @@ class IterativeModel(FactorModel):
         """
         if callback is not None and not callable(callback):
             raise ParameterError(f"callback must be callable, got {callback!r}")
+        progress_mode(progress)  # a bad value fails before any work
         self._callback = callback
         try:
             return super().fit(interactions, validation=validation, progress=progress)
@@ -101,8 +108,8 @@ class IterativeModel(FactorModel):
         converged = False
         self.n_iter_ = 0
         n_iter = self.max_iter if n_iter is None else n_iter
-        bar = tqdm(range(n_iter), desc=name, disable=not progress, leave=False)
-        for iteration in bar:
+        bar = progress_bar(progress=progress, desc=name, total=n_iter)
+        for iteration in range(n_iter):
             start = time.perf_counter()
             value, extra = step(iteration)
             seconds = time.perf_counter() - start
@@ -124,6 +131,7 @@ class IterativeModel(FactorModel):
                 bar.set_postfix(train=f"{train:.4f}", validation=f"{val_rmse:.4f}")
             else:
                 bar.set_postfix(train=f"{train:.4f}")
+            bar.update()
             self.loss_history_ = history
             stop = False
             if self._callback is not None:

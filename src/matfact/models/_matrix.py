@@ -16,7 +16,25 @@ from matfact._kernels.sparse import csr_times_dense
 from matfact.data.interactions import Interactions
 from matfact.exceptions import DataError
 
-__all__ = ["as_matrix", "csr_parts", "sparse_times", "MatrixProducts"]
+__all__ = ["as_matrix", "csr_parts", "sparse_times", "MatrixProducts", "NonNumericError"]
+
+
+class NonNumericError(DataError, TypeError):
+    """A matrix holds values that are not numbers.
+
+    Also a ``TypeError``, as NumPy's (and scikit-learn's ``check_array``) for the
+    same input, so code written against scikit-learn catches it unchanged.
+    """
+
+
+def _first_non_number(X: np.ndarray) -> str:
+    """The position and value of the first cell of an object array that is not a number."""
+    for position, value in np.ndenumerate(X):
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return f"X[{', '.join(map(str, position))}] = {value!r}"
+    return "a cell"
 
 
 def as_matrix(X: Any, what: str) -> sp.csr_matrix | np.ndarray:
@@ -55,7 +73,9 @@ def as_matrix(X: Any, what: str) -> sp.csr_matrix | np.ndarray:
         try:
             X = X.astype(np.float64)
         except (TypeError, ValueError) as err:
-            raise DataError(f"{what} must be numeric, got dtype {X.dtype}: {err}") from None
+            where = "" if sp.issparse(X) else f" ({_first_non_number(X)})"
+            raise NonNumericError(f"{what} must be numeric, got dtype {X.dtype}{where}: "
+                                  f"{err}") from None
         values = X.data if sp.issparse(X) else X
     elif X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)

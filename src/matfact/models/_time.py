@@ -87,6 +87,13 @@ def require_timestamps(data: Interactions, model: str, option: str) -> np.ndarra
     return data.timestamps
 
 
+def _full_scale(data: Interactions) -> tuple[float, ...] | None:
+    """``data``'s declared rating scale with its step, to rebuild data on the same scale."""
+    if data.rating_scale is None or data.rating_step is None:
+        return data.rating_scale
+    return (*data.rating_scale, data.rating_step)
+
+
 def decayed(data: Interactions, half_life_days: float, now: int) -> Interactions:
     """``data`` with its weights multiplied by :func:`decay_weights` (ages before ``now``).
 
@@ -100,7 +107,7 @@ def decayed(data: Interactions, half_life_days: float, now: int) -> Interactions
         data.user_codes, data.item_codes, data.user_index, data.item_index,
         ratings=data.ratings, weights=weights, timestamps=data.timestamps,
         user_features=data.user_features, item_features=data.item_features,
-        rating_scale=data.rating_scale,
+        rating_scale=_full_scale(data),
     )
 
 
@@ -176,7 +183,7 @@ def with_timestamps(data: Interactions, times: np.ndarray) -> Interactions:
         data.user_codes, data.item_codes, data.user_index, data.item_index,
         ratings=data.ratings, weights=data.weights if data.has_weights else None,
         timestamps=times, user_features=data.user_features,
-        item_features=data.item_features, rating_scale=data.rating_scale,
+        item_features=data.item_features, rating_scale=_full_scale(data),
     )
 
 

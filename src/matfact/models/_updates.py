@@ -25,8 +25,9 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from matfact._linalg import forget_gram
 from matfact._threads import single_thread
-from matfact.data.interactions import MAX_TIMESTAMP, IdIndex, Interactions
+from matfact.data.interactions import MAX_TIMESTAMP, IdIndex, Interactions, off_scale
 from matfact.exceptions import DataError, ParameterError
 
 __all__ = ["ModelUpdates", "RatingBatch", "UserVector", "all_or_nothing"]
@@ -145,6 +146,7 @@ def _store_row(factors: np.ndarray | None, bias: np.ndarray | None, code: int,
         if not factors.flags.writeable:
             factors = factors.copy()
         factors[code] = vector.factors
+        forget_gram(factors)  # a Gram kept for fold-in (ImplicitALS) is now stale
     if bias is not None:
         if not bias.flags.writeable:
             bias = bias.copy()
@@ -193,6 +195,8 @@ class ModelUpdates:
         if new.is_implicit != self.is_implicit_:
             kind = "implicit" if self.is_implicit_ else "explicit"
             raise DataError(f"the model was fitted on {kind} data; partial_fit needs the same")
+        if not self.is_implicit_:
+            self._check_values(np.asarray(new.values, dtype=np.float64), "new ratings")
         old_users, old_items = self.n_users_, self.n_items_
         user_index = self.user_index_.extend(new.user_ids)
         item_index = self.item_index_.extend(new.item_ids)
@@ -209,7 +213,7 @@ class ModelUpdates:
             users[keep], items[keep], user_index, item_index,
             ratings=None if self.is_implicit_ else values[keep],
             weights=values[keep] if self.is_implicit_ else None,
-            rating_scale=self.rating_scale_,
+            rating_scale=self._scale(),
         )
         self.user_index_, self.item_index_ = user_index, item_index
         self.seen_ = merged.to_scipy().copy()
@@ -444,6 +448,7 @@ class ModelUpdates:
                     np.copyto(state[name], kept)
                 else:
                     state[name][user_rows] = kept
+                forget_gram(state[name])  # written in place again: a kept Gram may be stale
             raise
 
     def _user_state(self) -> tuple[str, ...]:
@@ -453,17 +458,35 @@ class ModelUpdates:
         if not self.is_implicit_ and self._needs_ratings:
             raise DataError(f"{type(self).__name__} was fitted on ratings; pass {what}")
 
+    def _scale(self) -> tuple[float, ...] | None:
+        """The training scale as ``(min, max)`` or ``(min, max, step)``; None without one."""
+        scale = getattr(self, "rating_scale_", None)
+        if scale is None:
+            return None
+        step = getattr(self, "rating_step_", None)
+        return (*map(float, scale), *(() if step is None else (float(step),)))
+
     def _check_values(self, values: np.ndarray, what: str) -> np.ndarray:
-        """The one rule for new values: finite, in the training scale (> 0 if implicit)."""
+        """The one rule for new values: finite, on the training scale (> 0 if implicit).
+
+        On the scale is :func:`~matfact.data.interactions.off_scale`'s rule, the one
+        :class:`~matfact.data.Interactions` applies to data: within ``rating_scale_``
+        and, when the model keeps a ``rating_step_``, on its steps. ``apply_ratings``,
+        ``partial_fit``, ``fold_in``, ``recommend_for_history`` and the service all
+        check through here.
+        """
         if not np.isfinite(values).all():
             raise DataError(f"NaN or infinite values in the {what}")
         if not len(values):
             return values
-        scale = getattr(self, "rating_scale_", None)
-        if scale is not None and (values.min() < scale[0] or values.max() > scale[1]):
-            raise DataError(f"ratings must lie in the model's scale [{scale[0]:g}, "
-                            f"{scale[1]:g}]; got values in [{values.min():g}, "
-                            f"{values.max():g}]")
+        scale = self._scale()
+        refused = None if scale is None else off_scale(values, scale)
+        if refused is not None:
+            bad, problem = refused
+            first = int(np.flatnonzero(bad)[0])
+            raise DataError(f"ratings must lie on the model's scale: {what} hold "
+                            f"{float(values[first]):g} (position {first}), {problem}; "
+                            f"got values in [{values.min():g}, {values.max():g}]")
         if self.is_implicit_ and values.min() <= 0:
             raise DataError(f"implicit feedback must be > 0, got {values.min():g} in the {what}")
         return values

@@ -7,6 +7,7 @@ rows; the kernels are in :mod:`matfact._kernels.als`.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import numba
@@ -15,7 +16,7 @@ import scipy.sparse as sp
 
 from matfact._kernels._common import predict_pairs
 from matfact._kernels.als import implicit_cg, implicit_cholesky, implicit_loss, solve_rows
-from matfact._linalg import gram64
+from matfact._linalg import forget_gram, gram64, ridge_gram
 from matfact._params import (
     BOOLEAN,
     N_THREADS,
@@ -26,8 +27,16 @@ from matfact._params import (
 )
 from matfact._threads import numba_threads
 from matfact.data.interactions import Interactions
-from matfact.exceptions import DataError, ParameterError
+from matfact.exceptions import ConfidenceWarning, DataError, NotFittedError, ParameterError
 from matfact.models import _time
+from matfact.models._confidence import (
+    HEAVY_TAIL_SPREAD,
+    Confidence,
+    choose_confidence,
+    confidence_values,
+    user_stacklevel,
+    weight_spread,
+)
 from matfact.models._iterative import IterativeModel
 from matfact.models._matrix import csr_parts
 from matfact.models._updates import all_or_nothing
@@ -291,7 +300,10 @@ class ImplicitALS(IterativeModel):
     interaction of weight :math:`w` (plays, hours, count; 1 by default)
     :math:`c = 1 + \alpha w` (``confidence="linear"``) or
     :math:`c = 1 + \alpha \log(1 + w/\epsilon)` (``"log"``); unobserved cells
-    have :math:`c = 1`. It minimizes
+    have :math:`c = 1`. By default (``"auto"``) the fit chooses from the weights:
+    linear as given for binary and narrow weights, the log with :math:`\alpha` and
+    :math:`\epsilon` from the weights' quantiles for weights spanning orders of
+    magnitude (see ``confidence`` below). It minimizes
 
     .. math::
         \sum_{u,i} c_{ui}(p_{ui} - x_u\cdot y_i)^2
@@ -314,9 +326,21 @@ class ImplicitALS(IterativeModel):
         :math:`n` interactions gets :math:`\lambda n^\nu`; 0 gives plain λ,
         as in implicit and Spark.
     alpha : float, default=2.0
-        Confidence scale :math:`\alpha`.
+        Confidence scale :math:`\alpha`. With ``confidence="auto"`` choosing the log,
+        the confidence of the heaviest 1 % of interactions.
     max_iter : int, default=15
-    confidence : {"linear", "log"}, default="linear"
+    confidence : {"auto", "linear", "log"}, default="auto"
+        ``"auto"`` chooses at fit from the training weights :math:`w` (before any
+        ``time_decay``), by their quantiles :math:`q_p` (``numpy.quantile``):
+        if :math:`q_{0.99} < 100\,q_{0.01}` (binary, constant, rating-like or
+        event-count weights) it is ``"linear"`` with ``alpha`` and ``epsilon`` as given,
+        the very model ``confidence="linear"`` fits; otherwise ``"log"`` with
+        :math:`\epsilon = q_{0.5}` and :math:`\alpha = \texttt{alpha} / \log(1 +
+        q_{0.99}/q_{0.5})`, so the heaviest 1 % get the confidence
+        :math:`1 + \texttt{alpha}` every interaction gets on binary data and the choice
+        does not depend on the unit. The choice is in ``confidence_``, ``alpha_`` and
+        ``epsilon_`` (saved with the model). An explicit ``"linear"`` on weights
+        spanning that range warns (:class:`~matfact.ConfidenceWarning`).
     epsilon : float, default=1.0
         :math:`\epsilon` of the log scaling.
     solver : {"cg", "cholesky"}, default="cg"
@@ -336,6 +360,12 @@ class ImplicitALS(IterativeModel):
     Attributes
     ----------
     user_factors_, item_factors_ : ndarray, float32
+    confidence_ : {"linear", "log"}
+        The confidence transform used (``"auto"`` resolved).
+    alpha_, epsilon_ : float
+        The :math:`\alpha` and :math:`\epsilon` used: the parameters, or with
+        ``confidence="auto"`` choosing the log, those derived from the weights.
+        ``partial_fit`` keeps them.
     n_iter_ : int
     loss_history_ : dict
         ``train_loss`` per iteration (empty unless ``calculate_loss``).
@@ -363,7 +393,7 @@ class ImplicitALS(IterativeModel):
         "reg_exponent": [Interval(float, 0, None)],
         "alpha": [Interval(float, 0, None)],
         "max_iter": [Interval(int, 1, None)],
-        "confidence": [Options("linear", "log")],
+        "confidence": [Options("auto", "linear", "log")],
         "epsilon": [Interval(float, 0, None, closed="neither")],
         "solver": [Options("cg", "cholesky")],
         "cg_steps": [Interval(int, 1, None)],
@@ -377,7 +407,7 @@ class ImplicitALS(IterativeModel):
     _step_returns_sse = False
 
     def __init__(self, *, n_factors: int = 64, reg: float = 3.0, reg_exponent: float = 0.5,
-                 alpha: float = 2.0, max_iter: int = 15, confidence: str = "linear", epsilon: float = 1.0,
+                 alpha: float = 2.0, max_iter: int = 15, confidence: str = "auto", epsilon: float = 1.0,
                  solver: str = "cg", cg_steps: int = 3, init_std: float = 0.01,
                  calculate_loss: bool = False, time_decay: float | None = None,
                  random_state: Any = None, n_threads: int | None = None) -> None:
@@ -397,7 +427,7 @@ class ImplicitALS(IterativeModel):
         self.n_threads = n_threads
 
     def fit(self, interactions: Interactions, *, validation: Interactions | None = None,
-            progress: bool = True, callback: Any = None) -> ImplicitALS:
+            progress: bool | str | None = None, callback: Any = None) -> ImplicitALS:
         """Learn from implicit interactions (explicit ratings count as interactions of weight 1).
 
         See :meth:`IterativeModel.fit <matfact.models._iterative.IterativeModel.fit>`.
@@ -408,9 +438,24 @@ class ImplicitALS(IterativeModel):
     def confidence_of(self, weights: np.ndarray) -> np.ndarray:
         """The confidences ``c = 1 + α·f(w)`` of interaction weights (float32).
 
-        ``f`` is the identity, or ``log(1 + w/ε)`` with ``confidence="log"``.
+        ``f`` is the identity, or ``log(1 + w/ε)`` with ``confidence="log"``; a fitted
+        model uses its ``confidence_``, ``alpha_`` and ``epsilon_``.
         """
         return self._confidence(weights)
+
+    def confidence_params(self) -> dict[str, Any]:
+        """The resolved ``confidence``, ``alpha`` and ``epsilon`` as parameters.
+
+        A model built with them (e.g. the per-block copies :mod:`matfact.distributed`
+        makes) computes the same confidences as this fitted one.
+
+        Raises
+        ------
+        NotFittedError
+            With ``confidence="auto"`` before a fit has chosen.
+        """
+        rule = self._confidence_rule()
+        return {"confidence": rule.kind, "alpha": rule.alpha, "epsilon": rule.epsilon}
 
     def half_step(self, rows: tuple, other: np.ndarray, out: np.ndarray) -> None:
         """Solve the rows of one side with the other side fixed (one ALS half-step).
@@ -429,14 +474,33 @@ class ImplicitALS(IterativeModel):
         self._solve(rows, other, out)
 
     def _confidence(self, weights: np.ndarray) -> np.ndarray:
-        # In float32 and in place: at 30M interactions a float64 temporary is 240 MB.
-        conf = np.array(weights, dtype=np.float32)
-        if self.confidence == "log":
-            conf /= np.float32(self.epsilon)
-            np.log1p(conf, out=conf)
-        conf *= np.float32(self.alpha)
-        conf += np.float32(1.0)
-        return conf
+        return confidence_values(weights, self._confidence_rule())
+
+    def _confidence_rule(self) -> Confidence:
+        """The fitted choice, else the parameters (``"auto"`` has no choice before a fit)."""
+        if getattr(self, "confidence_", None) is not None:
+            return Confidence(self.confidence_, float(self.alpha_), float(self.epsilon_))
+        if self.confidence == "auto":
+            raise NotFittedError("ImplicitALS(confidence='auto') chooses its confidence from "
+                                 "the training weights: fit it first, or pass "
+                                 "confidence='linear' or 'log'")
+        return Confidence(self.confidence, float(self.alpha), float(self.epsilon))
+
+    def _choose_confidence(self, weights: np.ndarray | None) -> None:
+        """Resolve ``confidence`` on the training weights (None: binary) into
+        ``confidence_``, ``alpha_``, ``epsilon_``."""
+        if self.confidence == "auto":
+            rule = choose_confidence(weights, self.alpha, self.epsilon)
+        else:
+            rule = Confidence(self.confidence, float(self.alpha), float(self.epsilon))
+            spread = weight_spread(weights)
+            if self.confidence == "linear" and spread >= HEAVY_TAIL_SPREAD:
+                warnings.warn(
+                    f"ImplicitALS: the weights span {spread:,.0f}× (99th / 1st percentile), "
+                    f"so confidence='linear' lets the heaviest interactions outweigh the "
+                    f"rest by that much; use confidence='auto' (or 'log')",
+                    ConfidenceWarning, stacklevel=user_stacklevel())
+        self.confidence_, self.alpha_, self.epsilon_ = rule
 
     def _gram(self, factors: np.ndarray) -> np.ndarray:
         return self._gram64(factors).astype(np.float32)
@@ -488,18 +552,23 @@ class ImplicitALS(IterativeModel):
         return (self.reg * (counts**self.reg_exponent - 1.0)).astype(np.float32)
 
     def _solve(self, rows: tuple, other: np.ndarray, out: np.ndarray) -> None:
-        if self.solver != "cg":
-            self._exact(rows, other, out, numba.get_num_threads())
-            return
-        indptr, indices, conf = rows
-        implicit_cg(indptr, indices, conf, other, self._gram(other), self._row_reg(indptr), out,
-                    self.cg_steps, numba.get_num_threads())
+        try:
+            if self.solver != "cg":
+                self._exact(rows, other, out, numba.get_num_threads())
+                return
+            indptr, indices, conf = rows
+            implicit_cg(indptr, indices, conf, other, self._gram(other), self._row_reg(indptr),
+                        out, self.cg_steps, numba.get_num_threads())
+        finally:
+            forget_gram(out)  # ``out`` was written in place: fold-in's kept Gram of it is stale
 
     def _fit(self, data: Interactions, *, validation, progress: bool) -> None:
         if validation is not None:
             raise ParameterError("ImplicitALS does not take validation= (its loss is not an "
                                  "RMSE); evaluate held-out data with evaluate_ranking")
         self.rating_scale_ = None
+        # Before any time decay: the rule reads the data's own weights.
+        self._choose_confidence(data.weights if data.has_weights else None)
         rng = check_random_state(self.random_state)
         data = _start_decay(self, data)
         self.user_factors_ = self._init_factors(rng, data.n_users)
@@ -568,10 +637,17 @@ class ImplicitALS(IterativeModel):
         return data_term + penalty
 
     def _fold_in(self, items: np.ndarray, values: np.ndarray) -> UserVector:
-        factors = np.zeros((1, self.n_factors), np.float32)
+        # The exact row, factored (the Woodbury path of ``_exact`` would rotate every
+        # item for one row). ``YᵀY + λI`` over every item is the costly part (O(n_items
+        # k²): 2-3 ms at 17,632 items) and the same for every call: ``ridge_gram`` keeps
+        # it until the item factors change (every in-place writer calls ``forget_gram``).
+        other = self.item_factors_
+        k = other.shape[1]
+        factors = np.zeros((1, k), np.float32)
         indptr = np.array([0, len(items)], dtype=np.int64)
-        self._exact((indptr, items.astype(np.int32), self._confidence(values)),
-                    self.item_factors_, factors, 1, woodbury=False)
+        implicit_cholesky(indptr, items.astype(np.int32), self._confidence(values), other,
+                          ridge_gram(other, self.reg, np.float32), self._row_reg(indptr),
+                          factors, np.zeros((0, k), np.float32), np.ones(k), np.eye(k), 0, 1)
         return UserVector(factors[0], 0.0)
 
 

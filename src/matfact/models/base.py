@@ -24,9 +24,24 @@ Unknown ids
 ``predict`` scores an unknown user or item with the best baseline the model
 has: the global mean plus whichever bias is known (``unknown="fallback"``,
 the default); ``unknown="raise"`` raises :class:`~matfact.UnknownIdError`
-naming the ids, and ``unknown="nan"`` returns NaN for them. ``recommend``
-ranks items for an unknown user by that same fallback (item biases, or
-popularity for models without biases) and excludes nothing.
+naming the ids, and ``unknown="nan"`` returns NaN for them.
+
+``recommend`` has one policy for a user it cannot place, the same in Python,
+the CLI and the service: the :data:`FALLBACK` ``"popularity"`` ranking, the
+items most users interacted with (:meth:`~Recommender.item_popularity`),
+excluding nothing. It applies to an unknown user and to a history with no
+item the model knows (``recommend_for_history``). Their scores are then those
+counts (how many training users had the item), not ratings:
+``recommend(..., return_fallback=True)`` says which users fell back.
+
+Scores
+------
+What a known user's scores mean is :attr:`Recommender.score_kind`: predicted
+ratings (``"rating"``: models fitted on ratings, scores clipped to the
+training ``rating_scale_`` by ``predict``, ``recommend`` and
+``recommend_for_history`` alike; the ranking uses the unclipped scores, so
+items beyond the top of the scale keep their order) or ranking scores
+(``"ranking"``: implicit feedback and ranking losses, not on any scale).
 """
 
 from __future__ import annotations
@@ -35,10 +50,9 @@ import copy
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
-from matfact._params import check_n, validate_params
-from matfact._threads import single_thread
+from matfact._params import HasParams, check_n, validate_params
+from matfact._threads import blas_single_thread_for, single_thread
 from matfact.data.interactions import IdIndex, Interactions
 from matfact.exceptions import DataError, NotFittedError, ParameterError, UnknownIdError
 from matfact.models._updates import (
@@ -52,12 +66,14 @@ from matfact.models._updates import (
 from matfact.models.ranking import top_n_rows
 
 __all__ = ["Recommender", "FactorModel", "UserVector", "RatingBatch", "ItemSide",
-           "MODEL_REGISTRY"]
+           "MODEL_REGISTRY", "FALLBACK"]
 
 #: Every concrete model class by name; :func:`matfact.load` only builds these.
 MODEL_REGISTRY: dict[str, type[Recommender]] = {}
 
 _UNKNOWN_POLICIES = ("fallback", "raise", "nan")
+#: How ``recommend`` ranks a user it cannot place (see the module doc).
+FALLBACK = "popularity"
 _RECOMMEND_BATCH = 2048  # users scored per matrix product; bounds memory at ~n_items × 8 KB
 
 
@@ -81,7 +97,7 @@ class ItemSide(NamedTuple):
     factors: np.ndarray | None
 
 
-class Recommender(ModelUpdates, BaseEstimator):
+class Recommender(ModelUpdates, HasParams):
     """Base class of every matfact model: parameters, fitted vocabulary, inference.
 
     Subclasses declare ``_parameter_constraints`` (checked at :meth:`fit`),
@@ -104,6 +120,9 @@ class Recommender(ModelUpdates, BaseEstimator):
     #: Whether the model only ranks (its scores are not ratings): evaluated by ranking
     #: metrics by default.
     _ranks_only: ClassVar[bool] = False
+    #: The step between ratings of the training scale (``rating_scale=(min, max, step)``),
+    #: or None: set by ``fit``; None for files saved before steps were kept.
+    rating_step_: float | None = None
 
     @classmethod
     def learns_from(cls, kind: str) -> bool:
@@ -122,7 +141,7 @@ class Recommender(ModelUpdates, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
     def fit(self, interactions: Interactions, *, validation: Interactions | None = None,
-            progress: bool = True) -> Recommender:
+            progress: bool | str | None = None) -> Recommender:
         """Learn from ``interactions``.
 
         Parameters
@@ -131,8 +150,10 @@ class Recommender(ModelUpdates, BaseEstimator):
             Training data; side features travel on it.
         validation : Interactions, default=None
             Held-out data some models report (and stop early) on.
-        progress : bool, default=True
-            Show a progress bar for long fits.
+        progress : bool, "bar", "lines" or None, default=None
+            Progress of long fits: None, a bar only when stderr is a terminal;
+            True, always a bar; ``"lines"``, plain lines for logs; False, nothing
+            (see :func:`matfact._progress.progress_bar`).
 
         Returns
         -------
@@ -161,6 +182,7 @@ class Recommender(ModelUpdates, BaseEstimator):
         self.item_index_ = data.item_index
         self.is_implicit_ = data.is_implicit
         self.rating_scale_ = None if data.is_implicit else data.rating_scale
+        self.rating_step_ = None if data.is_implicit else data.rating_step
         # The training values ride along (ratings, or weights for implicit data):
         # recommend only reads the pattern, partial_fit continues from the values.
         self.seen_ = data.to_scipy()  # shared with the data's cache; never modified in place
@@ -204,6 +226,29 @@ class Recommender(ModelUpdates, BaseEstimator):
         self._check_fitted()
 
     @property
+    def score_kind(self) -> str:
+        """What a known user's scores are: ``"rating"`` or ``"ranking"``.
+
+        ``"rating"`` when the model predicts ratings (it keeps a ``rating_scale_``;
+        scores are clipped to it), ``"ranking"`` when its scores only order items
+        (implicit feedback, ranking losses). Fallback answers for unknown users
+        are item popularity counts instead (see the module doc).
+        """
+        self._check_fitted()
+        return "rating" if self.rating_scale_ is not None else "ranking"
+
+    def clip_scores(self, scores: np.ndarray) -> np.ndarray:
+        """``scores`` clipped in place to the training ``rating_scale_`` (rating models only).
+
+        The one clip of predicted ratings: ``predict``, ``recommend``,
+        ``recommend_for_history`` and the service report scores through it.
+        Ranking scores (:attr:`score_kind` ``"ranking"``) are returned unchanged.
+        """
+        if getattr(self, "rating_scale_", None) is not None:
+            np.clip(scores, *self.rating_scale_, out=scores)
+        return scores
+
+    @property
     def n_users_(self) -> int:
         self._check_fitted()
         return len(self.user_index_)
@@ -225,15 +270,19 @@ class Recommender(ModelUpdates, BaseEstimator):
 
     def _empty_ids(self, index: IdIndex, shape: tuple[int, ...]) -> np.ndarray:
         if index.kind == "str":
-            return np.full(shape, "", dtype=index.ids.dtype if len(index) else "<U1")
+            return np.full(shape, "", dtype="<U1")
         return np.full(shape, -1, dtype=np.int64)
 
     def _to_raw(self, codes: np.ndarray, index: IdIndex) -> np.ndarray:
         """Raw ids of a 2-D array of indices; padding (-1) becomes -1 or ''."""
-        out = self._empty_ids(index, codes.shape)
         valid = codes >= 0
+        if valid.all() and codes.size:
+            return index.to_ids(codes)
+        out = self._empty_ids(index, codes.shape)
+        if index.kind == "str":
+            out = out.astype(object)
         out[valid] = index.ids[codes[valid]]
-        return out
+        return out.astype(str) if index.kind == "str" else out
 
     # ------------------------------------------------------------------ scoring hooks
     # Subclasses implement these three; everything else scores through them.
@@ -271,22 +320,25 @@ class Recommender(ModelUpdates, BaseEstimator):
         scores = np.asarray(self._score_pairs(np.asarray(users, dtype=np.int64),
                                               np.asarray(items, dtype=np.int64)),
                             dtype=np.float64)
-        if clip and self.rating_scale_ is not None:
-            np.clip(scores, *self.rating_scale_, out=scores)
-        return scores
+        return self.clip_scores(scores) if clip else scores
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
-        """Scores of every item for users given as codes (-1: an unknown user's fallback).
+        """Scores of every item for users given as codes (-1: the baseline ``predict`` gives).
 
-        The ranking scores ``recommend`` sorts: not clipped, so the order of items
-        beyond the top of the scale is kept.
+        The ranking scores ``recommend`` sorts for known users: not clipped, so the
+        order of items beyond the top of the scale is kept. (``recommend`` ranks an
+        unknown user by popularity instead: :data:`FALLBACK`.)
 
         Returns
         -------
         scores : ndarray of shape (len(users), n_items), float32
         """
         self._check_fitted()
-        return np.asarray(self._score_users(np.asarray(users, dtype=np.int64)), dtype=np.float32)
+        users = np.asarray(users, dtype=np.int64)
+        # One user (a request): BLAS on one thread, whose waking costs more than the
+        # product (a median of 8 ms against 0.07 ms at 17,632 items, loaded 2 cores).
+        with blas_single_thread_for(users.size):
+            return np.asarray(self._score_users(users), dtype=np.float32)
 
     def score_vector(self, vector: UserVector) -> np.ndarray:
         """Scores of every item for a user placed by :meth:`fold_in` / :meth:`fold_in_codes`.
@@ -296,7 +348,8 @@ class Recommender(ModelUpdates, BaseEstimator):
         scores : ndarray of shape (n_items,), float32
         """
         self._check_fitted()
-        return np.asarray(self._score_vector(vector), dtype=np.float32)
+        with blas_single_thread_for(1):  # one user's scores: as score_users for one
+            return np.asarray(self._score_vector(vector), dtype=np.float32)
 
     def item_side(self) -> ItemSide | None:
         """The item half of a dot-product score, or None when the score is not one.
@@ -342,6 +395,50 @@ class Recommender(ModelUpdates, BaseEstimator):
         start, end = seen.indptr[user], seen.indptr[user + 1]
         return seen.indices[start:end], seen.data[start:end]
 
+    def seen_pairs_mask(self, users: np.ndarray, items: np.ndarray) -> np.ndarray | None:
+        """Which (user, item) pairs, given as codes, the model holds from training.
+
+        The batch form of :meth:`history`, for checking that test pairs were held
+        out: a pair is seen when it is stored in ``seen_`` (whatever its value,
+        including pairs added later by ``partial_fit`` or :meth:`apply_ratings`).
+
+        Parameters
+        ----------
+        users, items : ndarray of shape (n,), int
+            Codes, paired element-wise; -1 (an id the model does not know) is never seen.
+
+        Returns
+        -------
+        mask : ndarray of shape (n,), bool, or None
+            None when the model keeps no training interactions, so it cannot tell.
+        """
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        if len(users) != len(items):
+            raise ParameterError(f"got {len(users)} users but {len(items)} items to pair")
+        seen = getattr(self, "seen_", None)
+        if seen is None:
+            return None
+        n_users, n_items = seen.shape
+        if (users >= n_users).any() or (items >= n_items).any():
+            raise DataError(f"codes must lie below ({n_users}, {n_items}), the model's "
+                            f"users and items")
+        mask = np.zeros(len(users), dtype=bool)
+        known = np.flatnonzero((users >= 0) & (items >= 0))
+        if len(known) == 0 or seen.nnz == 0:
+            return mask
+        # One row-major key per stored pair; sorted as they stand when every row's indices
+        # are, so a binary search answers all the pairs at once.
+        rows = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(seen.indptr))
+        keys = rows * n_items + seen.indices
+        if not seen.has_sorted_indices:
+            keys.sort()
+        query = users[known] * n_items + items[known]
+        found = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+        mask[known] = keys[found] == query
+        return mask
+
     def item_popularity(self) -> np.ndarray:
         """How many users interacted with each item in the data the model holds.
 
@@ -350,7 +447,16 @@ class Recommender(ModelUpdates, BaseEstimator):
         counts : ndarray of shape (n_items,), float32
         """
         self._check_fitted()
-        return np.bincount(self.seen_.indices, minlength=self.n_items_).astype(np.float32)
+        return self._popularity().copy()
+
+    def _popularity(self) -> np.ndarray:
+        # Counted once per seen_ matrix (which is replaced, never changed in place, when
+        # ratings arrive), so the fallback of a request costs no pass over the data.
+        kept = getattr(self, "_popularity_of", None)
+        if kept is None or kept[0] is not self.seen_:
+            counts = np.bincount(self.seen_.indices, minlength=self.n_items_).astype(np.float32)
+            kept = self._popularity_of = (self.seen_, counts)
+        return kept[1]
 
     # ------------------------------------------------------------------ inference
     def predict(self, users: Any, items: Any, *, unknown: str = "fallback",
@@ -383,7 +489,8 @@ class Recommender(ModelUpdates, BaseEstimator):
         return scores
 
     def recommend(self, users: Any, n: int = 10, *, exclude_seen: bool = True,
-                  items: Any = None, unknown: str = "fallback") -> tuple[np.ndarray, np.ndarray]:
+                  items: Any = None, unknown: str = "fallback",
+                  return_fallback: bool = False) -> tuple[np.ndarray, ...]:
         """Top-``n`` items for each user.
 
         Parameters
@@ -398,7 +505,10 @@ class Recommender(ModelUpdates, BaseEstimator):
             Restrict to these raw item ids (unknown ones are dropped, or raise
             with ``unknown="raise"``).
         unknown : {"fallback", "raise"}, default="fallback"
-            An unknown user is ranked by the model's fallback (see module doc).
+            An unknown user gets the :data:`FALLBACK` ranking (the most popular
+            items; see the module doc), or raises :class:`~matfact.UnknownIdError`.
+        return_fallback : bool, default=False
+            Also return which users got the fallback ranking.
 
         Returns
         -------
@@ -406,6 +516,22 @@ class Recommender(ModelUpdates, BaseEstimator):
             Raw item ids, best first. Slots with no eligible item hold -1 (or
             ``""`` for string ids) and score NaN.
         scores : ndarray of shape (n_users, n), float32
+            Known users: what :attr:`score_kind` says (predicted ratings, clipped
+            to the scale, or ranking scores). Users who fell back: how many
+            training users interacted with each item.
+        fallback : ndarray of shape (n_users,), bool
+            Only with ``return_fallback=True``: True for the users ranked by
+            popularity because the model does not know them.
+
+        Examples
+        --------
+        >>> import matfact
+        >>> data = matfact.Interactions.from_arrays([1, 1, 2, 3], [10, 11, 10, 12],
+        ...                                          [4, 5, 3, 1], rating_scale=(1, 5, 1))
+        >>> model = matfact.Baseline().fit(data, progress=False)
+        >>> ids, scores, fallback = model.recommend([1, 99], n=2, return_fallback=True)
+        >>> ids[1].tolist(), scores[1].tolist(), fallback.tolist()
+        ([10, 11], [2.0, 1.0], [False, True])
         """
         self._check_fitted()
         n = check_n(n)
@@ -417,6 +543,8 @@ class Recommender(ModelUpdates, BaseEstimator):
             candidates = self._indices(items, self.item_index_, "item", unknown)
             candidates = np.unique(candidates[candidates >= 0])
         idx, val = self.recommend_codes(u, n, exclude_seen=exclude_seen, candidates=candidates)
+        if return_fallback:
+            return self._to_raw(idx, self.item_index_), val, u < 0
         return self._to_raw(idx, self.item_index_), val
 
     def recommend_codes(self, users: np.ndarray, n: int, *, exclude_seen: bool = True,
@@ -426,7 +554,8 @@ class Recommender(ModelUpdates, BaseEstimator):
         Parameters
         ----------
         users : ndarray of shape (n_users,), int
-            User codes; -1 is ranked by the fallback and excludes nothing.
+            User codes; -1 gets the :data:`FALLBACK` ranking (popularity) and
+            excludes nothing.
         n : int
         exclude_seen : bool, default=True
         candidates : ndarray of item codes, default=None
@@ -437,7 +566,8 @@ class Recommender(ModelUpdates, BaseEstimator):
         codes : ndarray of shape (n_users, min(n, n_candidates)), int64
             Item codes, best first; -1 where fewer items are eligible.
         scores : ndarray of the same shape, float32
-            Their ranking scores (:meth:`score_users`); NaN in the padding.
+            Their scores (:meth:`score_users`, clipped by :meth:`clip_scores` after
+            ranking), or popularity counts for -1; NaN in the padding.
         """
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64).reshape(-1)
@@ -448,13 +578,23 @@ class Recommender(ModelUpdates, BaseEstimator):
             return out_idx, out_val
         for start in range(0, len(users), _RECOMMEND_BATCH):
             batch = users[start:start + _RECOMMEND_BATCH]
-            scores = self.score_users(batch)
+            unknown = batch < 0
+            if unknown.all():
+                scores = np.broadcast_to(self._popularity(), (len(batch), self.n_items_))
+            else:
+                scores = self.score_users(batch)
+                if unknown.any():
+                    scores = np.array(scores)  # score_users may give a read-only view
+                    scores[unknown] = self._popularity()
             indptr, indices = self._exclusions(batch, exclude_seen)
             if candidates is not None:
                 scores, indptr, indices = _restrict(scores, indptr, indices, candidates)
             idx, val = top_n_rows(scores, width, indptr, indices)
             if candidates is not None:
                 idx = np.where(idx >= 0, candidates[np.maximum(idx, 0)], -1)
+            if not unknown.all():
+                # Ranked on the raw scores; reported on the scale (popularity counts stay).
+                val[~unknown] = self.clip_scores(val[~unknown])
             out_idx[start:start + len(batch)] = idx
             out_val[start:start + len(batch)] = val
         return out_idx, out_val
@@ -525,25 +665,51 @@ class Recommender(ModelUpdates, BaseEstimator):
         raise NotImplementedError
 
     def recommend_for_history(self, items: Any, ratings: Any = None, n: int = 10, *,
-                              exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                              exclude_seen: bool = True, return_fallback: bool = False
+                              ) -> tuple[np.ndarray, ...]:
         """Top-``n`` items for an anonymous history (fold-in; the model is unchanged).
+
+        The history is checked as :meth:`apply_ratings` checks ratings (finite, on
+        the training scale); items the model does not know are ignored. A history
+        with no known item places no one: it gets the :data:`FALLBACK` ranking,
+        as an unknown user does in :meth:`recommend`.
+
+        Parameters
+        ----------
+        items, ratings : array-like of shape (n_items,)
+            As :meth:`fold_in`.
+        n : int, default=10
+        exclude_seen : bool, default=True
+            Never recommend an item of the history.
+        return_fallback : bool, default=False
+            Also return whether the answer is the fallback ranking.
 
         Returns
         -------
         ids, scores : ndarray of shape (n,)
-            As one row of :meth:`recommend`.
+            As one row of :meth:`recommend` (scores clipped to the rating scale
+            for a rating model; popularity counts for the fallback).
+        fallback : bool
+            Only with ``return_fallback=True``.
         """
         self._check_fitted()
         n = check_n(n)
         codes, values = self._history(items, ratings, "ignore")
-        with single_thread():
-            vector = self._fold_in(codes, values)
-        scores = self.score_vector(vector)
+        fallback = len(codes) == 0
+        if fallback:
+            scores = self._popularity()
+        else:
+            with single_thread():
+                vector = self._fold_in(codes, values)
+            scores = self.score_vector(vector)
         width = min(n, self.n_items_)
         excluded = np.sort(codes).astype(np.int32) if exclude_seen else np.zeros(0, np.int32)
         idx, val = top_n_rows(scores.reshape(1, -1), width,
                               np.array([0, len(excluded)], dtype=np.int64), excluded)
-        return self._to_raw(idx, self.item_index_)[0], val[0]
+        if not fallback:
+            self.clip_scores(val)
+        ids = self._to_raw(idx, self.item_index_)[0]
+        return (ids, val[0], fallback) if return_fallback else (ids, val[0])
 
     def similar_items(self, items: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` items most similar to each given item (cosine of item factors)."""
@@ -578,6 +744,21 @@ class Recommender(ModelUpdates, BaseEstimator):
             raise ValueError("seen matrix does not match the id maps")
         if self.item_titles_ is not None and len(self.item_titles_) != len(self.item_index_):
             raise ValueError("item titles do not match the item ids")
+
+
+def fold_in_negatives(n_items: int, history: np.ndarray, size: int) -> np.ndarray:
+    """The fixed sample of negatives a ranking fold-in (BPR, HybridMF) ascends against.
+
+    ``size`` distinct item codes outside ``history`` (fewer only if the catalogue has
+    no more), drawn with seed 0 so fold-in is deterministic. Drawn as
+    ``size + len(history)`` distinct codes of the whole catalogue, less those in the
+    history: O(size) rather than the O(n_items log n_items) of building the
+    complement, which alone took 1.2 ms at 17,632 items.
+    """
+    history = np.asarray(history)
+    draw = np.random.default_rng(0).choice(n_items, min(size + len(history), n_items),
+                                           replace=False)
+    return draw[~np.isin(draw, history)][:size]
 
 
 def _restrict(scores, indptr, indices, candidates):
@@ -663,7 +844,8 @@ class FactorModel(Recommender):
         base = self._item_base().astype(np.float32, copy=False)
         if known.all() and self._has_factors():
             # The common case, without a gather and scatter of the whole score block; one
-            # user (a request) as a matrix-vector product, which BLAS runs on one thread.
+            # user (a request) as a matrix-vector product (score_users holds BLAS to one
+            # thread for it).
             vectors, offsets = self.user_side(users)
             scores = (self.item_factors_ @ vectors[0])[None, :] if len(users) == 1 else \
                 vectors @ self.item_factors_.T

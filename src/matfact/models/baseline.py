@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from matfact._params import BOOLEAN, Interval
+from matfact._progress import progress_bar
 from matfact.data.interactions import Interactions
 from matfact.models.base import FactorModel, Recommender, UserVector
 
@@ -92,7 +92,7 @@ class Baseline(FactorModel):
         residual = ratings - mu
         self.loss_history_ = []
         self.n_iter_ = 0
-        for _ in tqdm(range(self.max_iter), desc="Baseline", disable=not progress, leave=False):
+        for _ in progress_bar(range(self.max_iter), progress=progress, desc="Baseline"):
             new_bi = (np.bincount(items, weights * (residual - bu[users]), minlength=data.n_items)
                       / (self.reg_item + item_weight + (item_weight + self.reg_item == 0)))
             new_bu = (np.bincount(users, weights * (residual - new_bi[items]),

@@ -29,7 +29,7 @@ from matfact._params import (
     Options,
     check_random_state,
 )
-from matfact._threads import numba_threads
+from matfact._threads import numba_threads, single_thread
 from matfact.data.features import FeatureEncoder
 from matfact.data.interactions import Interactions
 from matfact.exceptions import DataError, ParameterError
@@ -64,20 +64,109 @@ def _sample_hyper(vectors: np.ndarray, beta0: float, nu0: float, w0_inv: np.ndar
         W*⁻¹ = W₀⁻¹ + N S + β₀ N / (β₀ + N) · x̄ x̄ᵀ
         Λ ~ Wishart(W*, ν*),  μ ~ N(μ*, (β* Λ)⁻¹)
     """
-    n, d = vectors.shape
+    n = len(vectors)
+    mu_star, w = _hyper_posterior(vectors, beta0, w0_inv)
+    precision = wishart.rvs(df=nu0 + n, scale=w, random_state=rng)
+    precision = np.atleast_2d(precision)
+    cov = np.linalg.inv((beta0 + n) * precision)
+    mu = rng.multivariate_normal(mu_star, (cov + cov.T) / 2)
+    return mu, precision
+
+
+def _hyper_posterior(vectors: np.ndarray, beta0: float,
+                     w0_inv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(μ*, W*)`` of the Normal–Wishart posterior given the row vectors (μ₀ = 0).
+
+    The draw of :func:`_sample_hyper` and the summary of a fitted model
+    (:func:`_summarize_samples`: ``E[μ] = μ*``, ``E[Λ] = ν* W*``) share it.
+    """
+    n = len(vectors)
     x = vectors.astype(np.float64)
     mean = x.mean(axis=0)
     centered = x - mean
     scatter = centered.T @ centered
     w_inv = w0_inv + scatter + (beta0 * n / (beta0 + n)) * np.outer(mean, mean)
     w = np.linalg.inv(w_inv)
-    w = (w + w.T) / 2
-    precision = wishart.rvs(df=nu0 + n, scale=w, random_state=rng)
-    precision = np.atleast_2d(precision)
-    mu_star = n * mean / (beta0 + n)
-    cov = np.linalg.inv((beta0 + n) * precision)
-    mu = rng.multivariate_normal(mu_star, (cov + cov.T) / 2)
-    return mu, precision
+    return n * mean / (beta0 + n), (w + w.T) / 2
+
+
+#: Power iterations of the randomized SVD that summarizes the kept samples: the
+#: spectrum of the averaged product falls off fast past rank k (ML-100K, k = 10:
+#: σ₁₀ ≈ 2 σ₁₁), so a few iterations give the rank-k subspace to float32 accuracy.
+_SUMMARY_POWER_ITERATIONS = 6
+_SUMMARY_OVERSAMPLES = 10
+
+
+def _rank_k_basis(left: np.ndarray, right: np.ndarray, k: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The top-``k`` right singular vectors ``V`` and values ``σ`` of ``M = left rightᵀ``.
+
+    A randomized range finder (Halko et al. 2011) on the product, never formed:
+    ``M x = left (rightᵀ x)``, so the cost is O((n_users + n_items) · S k · (k + 10))
+    per pass instead of a dense SVD of the S k columns.
+    """
+    size = min(k + _SUMMARY_OVERSAMPLES, min(len(left), len(right)))
+    basis = rng.standard_normal((len(right), size))
+    for _ in range(_SUMMARY_POWER_ITERATIONS):
+        basis = np.linalg.qr(left @ (right.T @ basis))[0]      # range of M
+        basis = np.linalg.qr(right @ (left.T @ basis))[0]      # range of Mᵀ
+    basis = np.linalg.qr(left @ (right.T @ basis))[0]
+    mt_basis = right @ (left.T @ basis)                         # Mᵀ Q = W Σ Zᵀ
+    w, sigma, _ = np.linalg.svd(mt_basis, full_matrices=False)
+    # A product of rank < k (tiny data) keeps only its non-zero directions.
+    rank = int(np.count_nonzero(sigma > 1e-12 * sigma[0])) if len(sigma) and sigma[0] > 0 else 0
+    k = min(k, rank)
+    return w[:, :k], sigma[:k]
+
+
+def _summarize_samples(model: BayesianMF, user_design: sp.csr_matrix | None,
+                       rng: np.random.Generator) -> None:
+    """Replace the kept samples by one summary "sample": what predicting and fold-in need.
+
+    The posterior mean of the scores, ``M = (1/S) Σ_s P_s Q_sᵀ`` (the samples side by side,
+    ``user_factors_ item_factors_ᵀ``), is replaced by its projection on its top ``k``
+    right singular vectors ``V``, ``M V Vᵀ = (M V Σ^-½)(V Σ^½)ᵀ``: ``user_factors_`` and
+    ``item_factors_`` become ``n_factors`` wide, as any factor model's. The user side is a
+    linear map of the samples, ``M V Σ^-½ = [P_1 … P_S]/√S · T``, so the same ``T`` carries
+    each side-information column's per-sample vectors ``v_c`` into the summary space. The
+    biases (and the column biases ``w_c``) are posterior means, exactly. Fold-in's prior
+    is the Normal–Wishart posterior mean given the summarized id vectors
+    (``E[μ] = μ*``, ``E[Λ] = ν* W*``), with ``alpha_`` as before.
+    """
+    k, n_kept = model.n_factors, model.n_kept_
+    d = k + 1 if model.biased else k
+    left = model.user_factors_.astype(np.float64)
+    right = model.item_factors_.astype(np.float64)
+    v, sigma = _rank_k_basis(left, right, k, rng)
+    # Columns beyond the product's rank (tiny data) stay zero: still n_factors wide.
+    transform = np.zeros((left.shape[1], k))
+    transform[:, :len(sigma)] = (right.T @ v) / np.sqrt(sigma)          # T
+    item = np.zeros((len(right), k))
+    item[:, :len(sigma)] = v * np.sqrt(sigma)
+    user = left @ transform
+    ids = user.copy()                        # the id part [p_u, b_u] of each user's vector
+    bias = model.user_bias_.astype(np.float64) if model.biased else None
+    columns = getattr(model, "user_columns_", None)
+    if columns is not None:
+        per_sample = columns.astype(np.float64).reshape(len(columns), n_kept, k + 1)
+        column_factors = (per_sample[:, :, :k].reshape(len(columns), -1) / np.sqrt(n_kept)
+                          ) @ transform
+        column_bias = per_sample[:, :, k].mean(axis=1)
+        model.user_columns_ = np.hstack([column_factors, column_bias[:, None]]).astype(
+            np.float32)
+        if user_design is not None and user_design.shape[1]:
+            ids -= user_design @ column_factors
+            if bias is not None:
+                bias = bias - user_design @ column_bias
+    vectors = np.hstack([ids, bias[:, None]]) if bias is not None else ids
+    mu, w = _hyper_posterior(vectors, model.beta0, np.eye(d))
+    model.user_prior_mean_ = mu[None, :].astype(np.float32)
+    model.user_prior_precision_ = ((d + len(vectors)) * w)[None].astype(np.float32)
+    model.user_factors_ = user.astype(np.float32)
+    model.item_factors_ = item.astype(np.float32)
+    if model.biased:
+        model.item_bias_samples_ = model.item_bias_[:, None].copy()
+    model.n_kept_ = 1
 
 
 
@@ -185,10 +274,17 @@ class BayesianMF(IterativeModel):
     Predictions average the model's output over the samples after
     ``burn_in``. Since :math:`\frac1S\sum_s p_u^{(s)}\cdot q_i^{(s)}` is the dot
     product of the samples laid side by side (divided by :math:`\sqrt S` each),
-    the fitted model stores exactly that: ``user_factors_`` and
-    ``item_factors_`` have ``n_factors × n_kept`` columns and the biases are
-    the sample means, so scoring, recommending and saving work as for any
-    factor model.
+    ``keep_samples=True`` stores exactly that: ``user_factors_`` and
+    ``item_factors_`` have ``n_factors × n_kept`` columns (ML-100K: a 21.6 MB
+    file, 14× a ``BiasedMF(n_factors=10)``'s). By default the fit then summarizes the
+    samples into one: the posterior-mean score matrix
+    :math:`M = \frac1S\sum_s P_s Q_s^\top` projected on its top ``n_factors``
+    right singular vectors (:math:`M V V^\top`, the best rank-``n_factors``
+    approximation of the averaged scores; ML-100K 5-fold RMSE 0.8936 against
+    0.8933), so the factors are ``n_factors`` wide and a saved model is about
+    the size of a ``BiasedMF`` of the same ``n_factors``. The biases are the sample means
+    either way, and scoring, recommending and saving work as for any factor
+    model.
 
     **Side information** (``user_features``, ``item_features``, ``implicit``)
     turns the model into a Bayesian factorization machine over user–item
@@ -243,6 +339,10 @@ class BayesianMF(IterativeModel):
     bins : dict of str to list of float, or None, default=None
         Bucket edges of numeric feature columns (either side), e.g.
         :data:`ML100K_BINS`; a column without edges enters standardized.
+    keep_samples : bool, default=False
+        Keep every kept sample side by side (exact posterior averages, per-sample
+        fold-in; memory and file size grow with the samples) instead of the
+        ``n_factors``-wide summary. See Notes.
     random_state : int, Generator or None, default=None
     n_threads : int or None, default=None
         The same seed gives the same samples for any thread count: all random
@@ -251,11 +351,13 @@ class BayesianMF(IterativeModel):
     Attributes
     ----------
     user_factors_, item_factors_ : ndarray of shape (n, n_factors · n_kept), float32
+        The summary (``n_kept_ = 1``), or the samples side by side.
     user_bias_, item_bias_ : ndarray, float32, or None
         Posterior means of the biases.
     global_mean_ : float
     n_kept_ : int
-        Samples averaged.
+        Samples stored: 1 (the summary) by default; with ``keep_samples=True`` the
+        samples averaged, ``len(range(burn_in, n_iter_, thin))``.
     alpha_ : float
         The last sampled noise precision.
     loss_history_ : dict
@@ -265,7 +367,13 @@ class BayesianMF(IterativeModel):
         :meth:`FeatureEncoder.get_state` of the encoders used (plain JSON).
     user_columns_ : ndarray of shape (n_user_columns, n_kept · (n_factors + 1)), float32
         Each kept sample's :math:`[v_c, w_c]` of the user-side columns (features
-        then implicit items), for :meth:`fold_in`; absent without side information.
+        then implicit items), for :meth:`fold_in` (the summary: :math:`v_c` mapped
+        into the summary's space, :math:`w_c` averaged); absent without side
+        information.
+    user_prior_mean_, user_prior_precision_ : ndarray of shape (n_kept, d), (n_kept, d, d)
+        The user hyper-prior :math:`(\mu_U, \Lambda_U)` of each kept sample, for
+        :meth:`fold_in` (the summary: its Normal–Wishart posterior mean given the
+        summarized users); ``d = n_factors + 1`` with biases.
     n_user_features_ : int
         How many of the user-side columns are encoded features (the rest are
         implicit items).
@@ -274,9 +382,15 @@ class BayesianMF(IterativeModel):
     -----
     :meth:`fold_in` places a new user in every kept sample by the mean of
     their Gaussian conditional (the sample's user hyper-prior and item
-    vectors), side by side as the fitted users are. With side information
-    the new user's implicit items are their history, and their features
-    (``fold_in(..., features=...)``) are optional.
+    vectors), side by side as the fitted users are; the summary is one such
+    "sample" (its prior the posterior mean of the user hyper-prior, its item
+    vectors the summarized ones), an approximation of the per-sample average.
+    With side information the new user's implicit items are their history,
+    and their features (``fold_in(..., features=...)``) are optional.
+
+    Nothing else needs the samples: the model has no predictive-variance
+    method. Models saved before ``keep_samples`` existed hold their samples
+    and load, predict and fold in as with ``keep_samples=True``.
 
     References
     ----------
@@ -298,11 +412,13 @@ class BayesianMF(IterativeModel):
     ...                                         user_features=users, rating_scale=(1, 5))
     >>> model = matfact.BayesianMF(n_factors=2, max_iter=8, burn_in=2, user_features=True,
     ...                            implicit=True, bins={"age": [18, 40]}, random_state=0)
-    >>> model.fit(data, progress=False).n_kept_
-    6
+    >>> model.fit(data, progress=False).user_factors_.shape  # the 6 samples, summarized
+    (60, 2)
     >>> [group["name"] for group in model.user_encoder_["groups"]]
     ['age']
-    >>> model.user_columns_.shape  # 4 age buckets + 30 implicit items, 6 samples × (2 + 1)
+    >>> model.user_columns_.shape  # 4 age buckets + 30 implicit items, (2 + 1) each
+    (34, 3)
+    >>> model.set_params(keep_samples=True).fit(data, progress=False).user_columns_.shape
     (34, 18)
     """
 
@@ -320,6 +436,7 @@ class BayesianMF(IterativeModel):
         "item_features": [Options(None, True, False), Instance(list, tuple)],
         "implicit": [Options(False, True, "both")],
         "bins": [Options(None), Instance(dict)],
+        "keep_samples": [BOOLEAN],
         "random_state": RANDOM_STATE,
         "n_threads": N_THREADS,
     }
@@ -331,7 +448,8 @@ class BayesianMF(IterativeModel):
                  user_features: bool | list[str] | None = None,
                  item_features: bool | list[str] | None = None,
                  implicit: bool | str = False, bins: dict[str, list[float]] | None = None,
-                 random_state: Any = None, n_threads: int | None = None) -> None:
+                 keep_samples: bool = False, random_state: Any = None,
+                 n_threads: int | None = None) -> None:
         self.n_factors = n_factors
         self.max_iter = max_iter
         self.burn_in = burn_in
@@ -345,6 +463,7 @@ class BayesianMF(IterativeModel):
         self.item_features = item_features
         self.implicit = implicit
         self.bins = bins
+        self.keep_samples = keep_samples
         self.random_state = random_state
         self.n_threads = n_threads
 
@@ -433,6 +552,8 @@ class BayesianMF(IterativeModel):
         finally:
             self._publisher = None
         self.alpha_ = float(alpha)
+        if not self.keep_samples:
+            _summarize_samples(self, None, rng)
 
     # ------------------------------------------------------------ side information
     def _encoder(self, side: str, request: Any, frame: pd.DataFrame | None,
@@ -605,6 +726,8 @@ class BayesianMF(IterativeModel):
         finally:
             self._publisher = None
         self.alpha_ = float(alpha)
+        if not self.keep_samples:
+            _summarize_samples(self, user_side.design, rng)
 
     def _publish_side_information(self, kept: dict[str, list]) -> None:
         n = len(kept["user"])
@@ -710,7 +833,8 @@ class BayesianMF(IterativeModel):
         """
         self._check_fitted()
         codes, values = self._history(items, ratings, unknown)
-        return self._fold_in(codes, values, features)
+        with single_thread():  # as every model's fold-in: numba and BLAS on this thread
+            return self._fold_in(codes, values, features)
 
     def _new_user_columns(self, items: np.ndarray, features: Any) -> np.ndarray:
         """The new user's row ``z`` of the user-side design (features, implicit items)."""

@@ -26,14 +26,17 @@ Masked objective, ``R(u)`` the items user ``u`` rated, ``s_u = |R(u)|`` with
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
+from functools import update_wrapper
+from types import MethodType
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.extmath import randomized_svd
-from tqdm.auto import tqdm
 
 from matfact._kernels.nmf import (
     cd_rows,
@@ -51,11 +54,17 @@ from matfact._params import (
     Options,
     validate_params,
 )
+from matfact._progress import progress_bar
 from matfact._threads import numba_threads
 from matfact.data.interactions import Interactions
 from matfact.exceptions import ConvergenceWarning, DataError, NotFittedError, ParameterError
 from matfact.models._iterative import IterativeModel
-from matfact.models._matrix import MatrixProducts, as_matrix, csr_parts
+from matfact.models._matrix import (
+    MatrixProducts,
+    as_matrix,
+    csr_parts,
+)
+from matfact.models._sklearn import TransformerNotFittedError, check_features
 from matfact.models.base import UserVector
 
 __all__ = ["NMF"]
@@ -79,7 +88,32 @@ _INNER_FACTOR, _INNER_TOL, _INNER_MAX = 0.5, 0.1, 10
 _BETA = {"frobenius": 2, "kullback-leibler": 1, 2: 2, 1: 1}
 
 
-class NMF(IterativeModel):
+class _MaskedOnly:
+    """A recommender method that exists only on an NMF fitted on Interactions.
+
+    scikit-learn reads ``hasattr(estimator, "predict")`` as "this is a predictor"
+    and calls ``predict(X)`` (its pipelines, its estimator checks); an NMF fitted on
+    a matrix, or not yet fitted, is a transformer. Until a masked-mode fit, getting
+    the method raises NotFittedError, an AttributeError: ``hasattr`` is False, and a
+    call says why.
+    """
+
+    def __init__(self, method: Any) -> None:
+        self.method = method
+        update_wrapper(self, method)
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self.method  # the class attribute, for help() and the API docs
+        if not hasattr(obj, "user_index_"):
+            mode = ("was fitted on a matrix (transformer mode)" if hasattr(obj, "components_")
+                    else "is not fitted yet")
+            raise NotFittedError(f"this NMF {mode}; {self.method.__name__}() needs a fit on "
+                                 f"Interactions (masked mode)")
+        return MethodType(self.method, obj)
+
+
+class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator, IterativeModel):
     """Non-negative matrix factorization, whole-matrix (transformer) or masked (recommender).
 
     Parameters
@@ -140,6 +174,9 @@ class NMF(IterativeModel):
     reconstruction_err_ : float
         ``‖X − WH‖_F`` (Frobenius) or ``sqrt(2 D_KL)``, as scikit-learn.
     n_components_, n_features_in_, n_iter_ : int
+    feature_names_in_ : ndarray of str
+        Whole-matrix mode, when ``X`` had column names (a data frame); checked at
+        :meth:`transform`, as in scikit-learn.
     loss_history_ : dict
         ``train_loss`` per iteration: the objective (whole-matrix mode:
         β-divergence + penalties; masked mode: divided by the number of
@@ -147,6 +184,16 @@ class NMF(IterativeModel):
     user_factors_, item_factors_ : ndarray (masked mode)
         ``W`` and ``Hᵀ``, float32, ≥ 0.
     global_mean_, user_bias_, item_bias_ : masked mode with ``biased=True``.
+
+    Notes
+    -----
+    In whole-matrix mode the class passes scikit-learn's estimator checks and keeps
+    its input and error conventions (``tests/models/test_sklearn_compat.py``):
+    negative input raises "Negative values in data passed to NMF (input X)." and
+    ``transform`` before ``fit`` an error that is also scikit-learn's
+    ``NotFittedError``. ``predict`` exists only after a fit on ``Interactions``
+    (``hasattr(NMF(), "predict")`` is False), so scikit-learn never mistakes the
+    transformer for a predictor.
     """
 
     _parameter_constraints: ClassVar[dict[str, list]] = {
@@ -211,7 +258,9 @@ class NMF(IterativeModel):
         validation : Interactions, default=None
             Masked mode: held-out ratings whose RMSE is recorded per iteration.
         progress : bool, default=None
-            Progress bar; ``None`` means on in masked mode, ``verbose > 0`` otherwise.
+            Progress; ``None`` means a bar when stderr is a terminal in masked mode
+            (see :meth:`IterativeModel.fit <matfact.models._iterative.IterativeModel.fit>`),
+            ``verbose > 0`` otherwise.
         callback : callable, default=None
             ``callback(iteration, info)`` after each iteration with ``info``
             holding ``train_loss`` and ``seconds``; returning ``True`` stops.
@@ -224,8 +273,7 @@ class NMF(IterativeModel):
             if W is not None or H is not None:
                 raise ParameterError("NMF: W= and H= are for whole-matrix mode; masked mode "
                                      "(Interactions) starts from init='random'")
-            return super().fit(X, validation=validation,
-                               progress=True if progress is None else progress,
+            return super().fit(X, validation=validation, progress=progress,
                                callback=callback)
         if validation is not None:
             raise ParameterError("NMF: validation= needs Interactions (masked mode)")
@@ -255,8 +303,9 @@ class NMF(IterativeModel):
             raise DataError("NMF.fit_transform factors a matrix; for Interactions call fit() "
                             "(masked mode) and use the model as a recommender")
         self._check_whole_params()
-        matrix = _check_matrix(X, "NMF")
+        matrix = _check_matrix(X)
         self._clear_fitted_state()
+        check_features(self, X, reset=True)
         k = self._whole_components(matrix.shape, W, H)
         W, H = self._initial_factors(matrix, k, W, H)
         problem = _WholeProblem(matrix, self)
@@ -286,10 +335,8 @@ class NMF(IterativeModel):
         W : ndarray of shape (n_samples, n_components)
         """
         H = self._components()
-        matrix = _check_matrix(X, "NMF.transform")
-        if matrix.shape[1] != H.shape[1]:
-            raise DataError(f"NMF.transform: X has {matrix.shape[1]} features, the model was "
-                            f"fitted on {H.shape[1]}")
+        matrix = _check_matrix(X)
+        check_features(self, X, reset=False)
         problem = _WholeProblem(matrix, self)
         W = problem.start_codes(H.astype(matrix.dtype, copy=False))
         W, _, _, _ = problem.solve(W, H.astype(matrix.dtype, copy=False), update_H=False,
@@ -315,6 +362,20 @@ class NMF(IterativeModel):
                             f"got {codes.shape}")
         return codes @ H
 
+    predict = _MaskedOnly(IterativeModel.predict)
+
+    @property
+    def _n_features_out(self) -> int:
+        return len(self._components())
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # As scikit-learn's NMF: its estimator checks then feed non-negative data.
+        tags.input_tags.positive_only = True
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
     # ------------------------------------------------------------------ fitted state
     @property
     def is_fitted(self) -> bool:
@@ -333,9 +394,9 @@ class NMF(IterativeModel):
     def _components(self) -> np.ndarray:
         if not hasattr(self, "components_"):
             if hasattr(self, "user_index_"):
-                raise NotFittedError("this NMF was fitted on Interactions (masked mode); "
-                                     "transform needs a fit on a matrix")
-            raise NotFittedError("this NMF is not fitted yet; call fit() first")
+                raise TransformerNotFittedError("this NMF was fitted on Interactions (masked "
+                                                "mode); transform needs a fit on a matrix")
+            raise TransformerNotFittedError("this NMF is not fitted yet; call fit() first")
         return self.components_
 
     def _validate_state(self) -> None:
@@ -521,20 +582,29 @@ def sklearn_random_state(random_state: Any) -> np.random.RandomState:
     return np.random.RandomState(random_state)
 
 
-def _check_matrix(X: Any, who: str) -> Any:
-    """A finite, non-negative, non-empty float32/float64 CSR matrix or array."""
-    if not (isinstance(X, (np.ndarray, list, tuple)) or sp.issparse(X)):
-        raise DataError(f"{who}: X must be a NumPy array, a SciPy sparse matrix or (for "
-                        f"masked mode) matfact.Interactions, got {type(X).__name__}")
-    X = as_matrix(X, f"{who}: X")
+def _check_matrix(X: Any) -> Any:
+    """A finite, non-negative, non-empty float32/float64 CSR matrix or array.
+
+    Takes what scikit-learn's ``NMF`` takes: arrays, sparse matrices, lists, data
+    frames, object arrays of numbers. The negative-values message starts with
+    scikit-learn's own words (``check_non_negative(X, "NMF (input X)")``), which
+    users and their tests match on.
+    """
+    if isinstance(X, (str, bytes, dict, os.PathLike)):
+        # Not array-like at all (a file name, a mapping): name both modes rather than
+        # let NumPy make a 0-d array of it.
+        raise DataError(f"NMF: X must be a matrix (NumPy array, SciPy sparse matrix, data "
+                        f"frame) or, for masked mode, matfact.Interactions; got "
+                        f"{type(X).__name__}")
+    X = as_matrix(X, "NMF: X")
     if not sp.issparse(X):
         X = np.ascontiguousarray(X)
     values = X.data if sp.issparse(X) else X
     negative = int((values < 0).sum())
     if negative:
-        raise DataError(f"{who}: NMF needs non-negative data, but X has {negative} negative "
-                        f"values (min {values.min():g}); shift or clip them, or factor the "
-                        f"observed ratings with Interactions and biased=True")
+        raise DataError(f"Negative values in data passed to NMF (input X). X has {negative} "
+                        f"negative values (min {values.min():g}); shift or clip them, or "
+                        f"factor the observed ratings with Interactions and biased=True")
     return X
 
 
@@ -734,7 +804,7 @@ class _WholeProblem:
         violation_init = None
         gram_H = None
         n_iter = 0
-        bar = tqdm(range(model.max_iter), desc="NMF", disable=not progress, leave=False)
+        bar = progress_bar(range(model.max_iter), progress=progress, desc="NMF")
         for n_iter in bar:
             start = time.perf_counter()
             perm = rng.permutation(k).astype(np.int64) if model.shuffle else order
@@ -792,7 +862,7 @@ class _WholeProblem:
         want_loss = model._callback is not None and update_H
         n_iter = 0
         converged = False
-        bar = tqdm(range(model.max_iter), desc="NMF", disable=not progress, leave=False)
+        bar = progress_bar(range(model.max_iter), progress=progress, desc="NMF")
         for n_iter in bar:
             start = time.perf_counter()
             self._mu_update(W, Ht, l1_W, l2_W, kl, transposed=False)

@@ -9,6 +9,7 @@ A model file is a ``.zip`` (or a directory with the same layout) holding
   ``allow_pickle=False``.
 
 Loading builds only classes from :data:`matfact.models.base.MODEL_REGISTRY`
+(found by :func:`matfact.models.model_class`, which imports that class's module only)
 and never executes anything from the file. Saving writes a temporary file (or
 directory) beside the target and renames it into place, so a crash at any
 moment leaves either the previous model or the new one.
@@ -103,7 +104,11 @@ def _split_state(model: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, 
         elif isinstance(value, (list, dict)):
             kinds[name], state[name] = "json", _json_clean(value)
         elif isinstance(value, IdIndex):
-            kinds[name], arrays[name] = "index", value.ids
+            if value.kind == "str":
+                kinds[name] = {"kind": "text_index", "count": len(value)}
+                arrays[name] = _utf8_ids(value.ids)
+            else:
+                kinds[name], arrays[name] = "index", value.ids
         elif sp.issparse(value):
             csr = sp.csr_matrix(value)
             kinds[name] = {"kind": "csr", "shape": list(csr.shape)}
@@ -497,8 +502,7 @@ def load_model(path: str | os.PathLike) -> Any:
 
 
 def _load(reader: _Reader, path: Path) -> Any:
-    import matfact.models  # noqa: F401  (registers every model class)
-    from matfact.models.base import MODEL_REGISTRY
+    from matfact.models import model_class
 
     try:
         meta = _parse_meta(reader.read("meta.json", MAX_META_BYTES))
@@ -518,7 +522,7 @@ def _load(reader: _Reader, path: Path) -> Any:
             f"{FORMAT_VERSION}: upgrade matfact"
         )
     name = meta.get("class")
-    cls = MODEL_REGISTRY.get(name) if isinstance(name, str) else None
+    cls = model_class(name)
     if cls is None:
         raise ModelFormatError(f"{path}: unknown model class {str(name)[:80]!r}")
     try:
@@ -548,6 +552,8 @@ def _load(reader: _Reader, path: Path) -> Any:
             _check_values(plan, array)
             if plan.role == "index":
                 indexes[plan.name] = IdIndex(array)  # distinct ids, id length, Unicode
+            elif plan.role == "utf8":
+                indexes[plan.name] = IdIndex(_ids_of_utf8(array, plan.count))
         except (ValueError, MatfactError) as err:
             raise ModelFormatError(f"{path}: array {plan.name}: {err}") from None
         arrays[plan.name] = array
@@ -560,7 +566,7 @@ def _load(reader: _Reader, path: Path) -> Any:
                 value = tuple(state[attr])
             elif kind == "ndarray":
                 value = arrays[attr]
-            elif kind == "index":
+            elif kind == "index" or kind.get("kind") == "text_index":
                 value = indexes[attr]
             else:  # a csr kind: _plan accepted nothing else
                 value = sp.csr_matrix(
@@ -589,6 +595,8 @@ class _Array:
     sha256: str
     #: CSR row pointers: (number of entries, columns); indices: (columns, columns).
     ends: tuple[int, int] | None = None
+    #: A text id map (UTF-8 bytes): the number of ids its meta.json declares.
+    count: int | None = None
 
     @property
     def member(self) -> str:
@@ -607,6 +615,7 @@ _ROLE_DTYPES = {
     "int": ("<i4", "<i8"),
     "number": ("<f4", "<f8", "<i4", "<i8"),
     "index": ("<i8", "text"),
+    "utf8": ("|u1",),
     "text": ("text",),
 }
 _TEXT_DTYPE = re.compile(r"<U([1-9][0-9]{0,6})")
@@ -763,11 +772,41 @@ def _check_shape(name: str, shape: tuple[int, ...], dims: list) -> None:
                              f"must be {expected} for this model's ids and parameters")
 
 
-def _index_plan(specs: dict, attr: str) -> _Array:
-    dtype, shape, digest = _spec(specs, attr, "index")
-    if len(shape) != 1:
-        raise ValueError(f"array {attr} must be one-dimensional, got {list(shape)}")
-    return _Array(attr, "index", dtype, shape, digest)
+def _index_plan(specs: dict, attr: str, kind: Any) -> _Array:
+    """An id map: ``index`` (int64, or fixed-width text from older files) or ``text_index``
+    (the ids' UTF-8 bytes joined by NUL, which no id may hold), its count declared."""
+    if kind == "index":
+        dtype, shape, digest = _spec(specs, attr, "index")
+        if len(shape) != 1:
+            raise ValueError(f"array {attr} must be one-dimensional, got {list(shape)}")
+        return _Array(attr, "index", dtype, shape, digest, count=shape[0])
+    if set(kind) != {"kind", "count"}:
+        raise ValueError(f"unknown kind {str(kind)[:40]!r} for {attr}")
+    count = _count(kind["count"], f"the id count of {attr}")
+    dtype, shape, digest = _spec(specs, attr, "utf8")
+    # At most 4 UTF-8 bytes per character, plus one separator between ids.
+    most = count * (4 * max_id_length() + 1)
+    if len(shape) != 1 or shape[0] > most or (count and shape[0] < count - 1):
+        raise ValueError(f"array {attr} declares shape {list(shape)}: {count} ids of at most "
+                         f"{max_id_length()} characters take 0 to {most} bytes")
+    return _Array(attr, "utf8", dtype, shape, digest, count=count)
+
+
+def _utf8_ids(ids: np.ndarray) -> np.ndarray:
+    """String ids as one UTF-8 byte array, NUL between ids (see :func:`_index_plan`)."""
+    return np.frombuffer("\x00".join(ids.tolist()).encode("utf-8"), dtype=np.uint8).copy()
+
+
+def _ids_of_utf8(array: np.ndarray, count: int) -> np.ndarray:
+    """The ids :func:`_utf8_ids` wrote, or ValueError."""
+    if count == 0:
+        if array.size:
+            raise ValueError("declares no ids but holds bytes")
+        return np.empty(0, dtype=object)
+    ids = array.tobytes().decode("utf-8").split("\x00")  # UnicodeDecodeError: a ValueError
+    if len(ids) != count:
+        raise ValueError(f"holds {len(ids)} ids; meta.json declares {count}")
+    return np.array(ids, dtype=object)
 
 
 def _plan(params: dict, state: dict, kinds: dict, specs: dict) -> list[_Array]:
@@ -790,13 +829,14 @@ def _plan(params: dict, state: dict, kinds: dict, specs: dict) -> list[_Array]:
     if orphans:
         raise ValueError(f"state entries {sorted(str(o)[:40] for o in orphans)[:5]} belong "
                          f"to no attribute")
-    indexes = [_index_plan(specs, attr) for attr, kind in kinds.items() if kind == "index"]
-    n_users = next((p.shape[0] for p in indexes if p.name == "user_index_"), None)
-    n_items = next((p.shape[0] for p in indexes if p.name == "item_index_"), None)
+    indexes = [_index_plan(specs, attr, kind) for attr, kind in kinds.items()
+               if kind == "index" or (isinstance(kind, dict) and kind.get("kind") == "text_index")]
+    n_users = next((p.count for p in indexes if p.name == "user_index_"), None)
+    n_items = next((p.count for p in indexes if p.name == "item_index_"), None)
     matrices: list[_Array] = []
     nnz = None
     for attr, kind in kinds.items():
-        if not isinstance(kind, dict):
+        if not isinstance(kind, dict) or kind.get("kind") == "text_index":
             continue
         if kind.get("kind") != "csr" or set(kind) != {"kind", "shape"}:
             raise ValueError(f"unknown kind {str(kind)[:40]!r} for {attr}")
@@ -881,6 +921,11 @@ def _check_scalars(state: dict, kinds: dict) -> None:
                                  f"{str(scale)[:60]}")
             if scale[0] > scale[1]:
                 raise ValueError(f"rating_scale_ {scale} is inverted (min > max)")
+    if "rating_step_" in kinds:  # absent from files written before steps: no step
+        step = state.get("rating_step_")
+        if kinds["rating_step_"] != "json" or not (step is None or (_real(step) and step > 0)):
+            raise ValueError(f"rating_step_ must be a finite number > 0 or null, got "
+                             f"{str(step)[:40]}")
     if "global_mean_" in kinds:
         if kinds["global_mean_"] != "json" or not _real(state.get("global_mean_")):
             raise ValueError(f"global_mean_ must be a finite number, got "

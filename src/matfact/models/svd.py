@@ -28,8 +28,14 @@ from matfact._params import (
 )
 from matfact._threads import numba_threads
 from matfact.data.interactions import Interactions
-from matfact.exceptions import DataError, NotFittedError, ParameterError
-from matfact.models._matrix import MatrixProducts, as_matrix, csr_parts, sparse_times
+from matfact.exceptions import DataError, ParameterError
+from matfact.models._matrix import (
+    MatrixProducts,
+    as_matrix,
+    csr_parts,
+    sparse_times,
+)
+from matfact.models._sklearn import TransformerNotFittedError, check_features
 from matfact.models.base import FactorModel, UserVector
 
 __all__ = ["TruncatedSVD", "PureSVD"]
@@ -39,16 +45,22 @@ _NORMALIZERS = ("auto", "QR", "LU", "none")
 
 
 # ---------------------------------------------------------------------- input checks
-def _check_rank(k: int, shape: tuple[int, int], algorithm: str, owner: str, name: str) -> None:
-    """ARPACK needs ``k < min(shape)``; the randomized solver ``k ≤ min(shape)``."""
+def _check_rank(k: int, shape: tuple[int, int], algorithm: str, owner: str, name: str,
+                axes: tuple[str, str] = ("n_samples", "n_features")) -> None:
+    """ARPACK needs ``k < min(shape)``; the randomized solver ``k ≤ min(shape)``.
+
+    The message spells each axis out (``n_samples = 1``): scikit-learn's checks, and
+    users, look for the axis that is too short.
+    """
     limit = min(shape)
+    sizes = f"{axes[0]} = {shape[0]}, {axes[1]} = {shape[1]}"
     if algorithm == "arpack" and k >= limit:
-        raise ParameterError(f"{owner}: {name}={k} must be < min(n_rows, n_columns) = {limit} "
-                             f"for algorithm='arpack' (data of shape {shape}); lower {name} or "
+        raise ParameterError(f"{owner}: {name}={k} must be < min({axes[0]}, {axes[1]}) = "
+                             f"{limit} for algorithm='arpack' ({sizes}); lower {name} or "
                              f"use algorithm='randomized'")
     if k > limit:
-        raise ParameterError(f"{owner}: {name}={k} must be ≤ min(n_rows, n_columns) = {limit} "
-                             f"(data of shape {shape}); lower {name}")
+        raise ParameterError(f"{owner}: {name}={k} must be ≤ min({axes[0]}, {axes[1]}) = "
+                             f"{limit} ({sizes}); lower {name}")
 
 
 # ---------------------------------------------------------------------- solvers
@@ -232,6 +244,8 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     explained_variance_ratio_ : ndarray of shape (n_components,)
         ``explained_variance_`` over the total variance of ``X``'s columns.
     n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        When ``X`` had column names (a data frame); checked at :meth:`transform`.
     item_index_ : IdIndex or None
         The item vocabulary when fitted on an :class:`~matfact.Interactions`:
         its columns are those items, and a later ``Interactions`` given to
@@ -313,7 +327,12 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         validate_params(self)
         item_index = X.item_index if isinstance(X, Interactions) else None
+        given = X
         X = as_matrix(X, "X")
+        if item_index is None:
+            check_features(self, given, reset=True)
+        else:  # columns named by the item vocabulary (item_index_), not by a data frame
+            self.__dict__.pop("feature_names_in_", None)
         name = type(self).__name__
         _check_rank(self.n_components, X.shape, self.algorithm, name, "n_components")
         rng = check_random_state(self.random_state)
@@ -339,8 +358,8 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "components_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit() "
-                                 f"first")
+            raise TransformerNotFittedError(f"this {type(self).__name__} is not fitted yet; "
+                                            f"call fit() first")
 
     def _columns_of(self, X: Any) -> Any:
         """An Interactions' matrix with its items placed at the fitted item columns."""
@@ -370,11 +389,14 @@ class TruncatedSVD(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         self._check_fitted()
         if isinstance(X, Interactions):
-            X = self._columns_of(X)
-        X = as_matrix(X, "X")
-        if X.shape[1] != self.n_features_in_:
-            raise DataError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
-                            f"expecting {self.n_features_in_} features as input")
+            X = as_matrix(self._columns_of(X), "X")
+            if X.shape[1] != self.n_features_in_:  # fitted on a matrix, not on these items
+                raise DataError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                                f"expecting {self.n_features_in_} features as input")
+        else:
+            given = X
+            X = as_matrix(X, "X")
+            check_features(self, given, reset=False)
         return _project(X, self.components_, self.n_threads)
 
     def inverse_transform(self, X: Any) -> np.ndarray:
@@ -497,7 +519,7 @@ class PureSVD(FactorModel):
 
     def _fit(self, data: Interactions, *, validation, progress: bool) -> None:
         _check_rank(self.n_factors, data.shape, self.algorithm, type(self).__name__,
-                    "n_factors")
+                    "n_factors", ("n_users", "n_items"))
         ratings = data.to_scipy()
         matrix = ratings
         if self.normalize:

@@ -19,6 +19,11 @@ full), with the details in the server's log only.
 Every model operation runs on the event loop's thread (they take well under a
 millisecond); the SQLite commit and the loading of a new model file run in
 threads, so neither blocks queries.
+
+The API page (``/docs``, Swagger UI) loads its script and style from this
+server, from the files the ``fastapi-offline`` package ships, never from a CDN:
+it works on a machine with no internet. There is no ``/redoc``: ReDoc fetches
+its logo from its makers' site whatever it is given.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the route functions'
@@ -34,14 +39,15 @@ import threading
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from matfact.data.interactions import max_id_length
 from matfact.exceptions import DataError, MatfactError, UnknownIdError
 from matfact.serving.service import MAX_N, ModelService
 from matfact.serving.store import Rating, RatingLogUnavailable, RatingStore
 
-__all__ = ["create_app", "MAX_BATCH", "MAX_BODY_BYTES", "API_KEY_ENV"]
+__all__ = ["create_app", "rating_scale", "MAX_BATCH", "MAX_BODY_BYTES", "API_KEY_ENV",
+           "DOCS_ASSETS_PATH"]
 
 #: Ratings (or pairs) per request.
 MAX_BATCH = 10_000
@@ -51,6 +57,45 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 API_KEY_ENV = "MATFACT_API_KEY"
 logger = logging.getLogger("matfact.serving")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+#: Where the API page's script and style are served from (the files of fastapi-offline).
+DOCS_ASSETS_PATH = "/docs-assets"
+
+
+def rating_scale(model: Any) -> dict[str, float | None] | None:
+    """The scale a rating sent to ``model`` must lie on, as ``/health`` shows it.
+
+    Parameters
+    ----------
+    model : fitted matfact model
+
+    Returns
+    -------
+    dict or None
+        ``{"min": ..., "max": ..., "step": ...}`` from the model's ``rating_scale_``
+        and ``rating_step_`` (``step`` is None where the scale has none: any value
+        in between is taken), or None where the model has no rating scale
+        (implicit feedback, ranking losses).
+    """
+    scale = getattr(model, "rating_scale_", None)
+    if scale is None:
+        return None
+    scale = tuple(scale)
+    # The step is the model's rating_step_ (or a third element of the scale, as
+    # rating_scale= is written); None or 0 means none.
+    step = scale[2] if len(scale) > 2 else getattr(model, "rating_step_", None)
+    step = step or None
+    return {"min": float(scale[0]), "max": float(scale[1]),
+            "step": None if step is None else float(step)}
+
+
+def _docs_assets() -> Path | None:
+    """The folder of Swagger UI's files (fastapi-offline's), or None if it is not installed."""
+    try:
+        folder = resources.files("fastapi_offline").joinpath("static")
+    except ModuleNotFoundError:
+        return None
+    folder = Path(str(folder))
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
 
 
 def _read_key(api_key: str | None, key_file: str | os.PathLike | None) -> str | None:
@@ -303,7 +348,9 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
     from fastapi import Depends, FastAPI, HTTPException, Query, Request
     from fastapi import Path as PathParam
     from fastapi.exceptions import RequestValidationError
+    from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+    from fastapi.staticfiles import StaticFiles
     from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -381,20 +428,31 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
         titles: list[str | None] | None = None
         model_version: str
 
+    # What the scores of an answer are: predicted ratings (clipped to the model's
+    # scale), ranking scores, popularity counts (the fallback of an unknown user) or
+    # cosine similarities. "fallback" is "popularity" when the model could not place
+    # the user, else null.
+    ScoreKind = Literal["rating", "ranking", "popularity", "similarity"]
+
     class RecommendationsOut(ItemsOut):
-        user: str
-        fallback: str | None
+        user: Id  # in the model's id type: 196, not "196", for integer ids
+        fallback: Literal["popularity"] | None
+        score_kind: ScoreKind
 
     class SimilarOut(ItemsOut):
-        item: str
+        item: Id
+        score_kind: ScoreKind
 
     class HistoryOut(ItemsOut):
         used: int
         unknown_items: list[Id]
+        fallback: Literal["popularity"] | None
+        score_kind: ScoreKind
 
     class PredictionsOut(BaseModel):
         predictions: list[Score]
         fallback: list[bool]
+        score_kind: ScoreKind
         model_version: str
 
     class RatingsOut(BaseModel):
@@ -407,6 +465,11 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
         model_version: str
         replayed: int
 
+    class ScaleOut(BaseModel):
+        min: float
+        max: float
+        step: float | None
+
     class HealthOut(BaseModel):
         status: str
         model: str
@@ -415,6 +478,8 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
         items: int
         precomputed: int
         quarantined: int
+        feedback: Literal["explicit", "implicit"]  # ratings, or interactions (weights > 0)
+        rating_scale: ScaleOut | None  # what a rating must lie on; null: no scale
 
     def answers(ok: type, *errors: int, open_route: bool = False) -> dict:
         """``responses=`` of a route: its 200 body and the errors it may give."""
@@ -447,9 +512,12 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
         state["service"].stop_warming()
         store.close(timeout=_CLOSE_SECONDS)
 
+    # The API page is this module's route (below), not FastAPI's: that one fetches Swagger
+    # UI from a CDN, and is blank on a machine with no internet.
     app = FastAPI(lifespan=lifespan, title="matfact recommendation service",
                   description="Recommendations, predictions and live ratings from a matfact "
-                              "model.", version=state["service"].version)
+                              "model.", version=state["service"].version,
+                  docs_url=None, redoc_url=None)
 
     @app.exception_handler(UnknownIdError)
     async def unknown_id(request: Request, exc: UnknownIdError) -> Response:
@@ -490,7 +558,10 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
         return json({"status": "ok", "model": type(service.model).__name__,
                      "model_version": service.version, "users": service.model.n_users_,
                      "items": service.model.n_items_, "precomputed": service.index.n_kept,
-                     "quarantined": store.quarantined})
+                     "quarantined": store.quarantined,
+                     "feedback": "implicit" if getattr(service.model, "is_implicit_", False)
+                     else "explicit",
+                     "rating_scale": rating_scale(service.model)})
 
     UserPath = Annotated[str, PathParam(max_length=id_length)]
     ItemPath = Annotated[str, PathParam(max_length=id_length)]
@@ -600,6 +671,29 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page)
+
+    assets = _docs_assets()
+    if assets is None:
+        logger.warning("the API page (/docs) needs the fastapi-offline package (the serve "
+                       "extra): pip install 'matfact[serve]'")
+    else:
+        # Behind the guard like every route: with require_key, the key too.
+        app.mount(DOCS_ASSETS_PATH, StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        if assets is None:
+            return HTMLResponse(
+                "<!DOCTYPE html><title>API page unavailable</title><p>The API page needs "
+                "the <code>fastapi-offline</code> package (the <code>serve</code> extra): "
+                "<code>pip install 'matfact[serve]'</code>. The schema is at "
+                "<a href=\"openapi.json\">/openapi.json</a>.</p>", status_code=503)
+        files = request.scope.get("root_path", "") + DOCS_ASSETS_PATH  # (behind a proxy)
+        return get_swagger_ui_html(
+            openapi_url=request.scope.get("root_path", "") + app.openapi_url,
+            title=app.title, swagger_js_url=f"{files}/swagger-ui-bundle.js",
+            swagger_css_url=f"{files}/swagger-ui.css",
+            swagger_favicon_url=f"{files}/favicon.png")
 
     def fast_recommendations(user: str, n: int, exclude_seen: bool) -> bytes:
         return _dumps(state["service"].recommend(user, n, exclude_seen))

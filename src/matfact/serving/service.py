@@ -7,7 +7,12 @@ so a query never sees a half-applied rating.
 
 It keeps no rule of its own: ids are read by the model's
 :class:`~matfact.data.interactions.IdIndex` (an id that cannot be one of the model's
-is unknown), scores and the rating-scale check come from the model, and a batch of
+is unknown, and ids go back in the model's type: ``"user": 196``, not ``"196"``),
+scores, their clipping to the rating scale and the rating-scale check come from the
+model, an unknown user (or a history with no known item) gets the model's one fallback
+(:data:`~matfact.models.base.FALLBACK`, the most popular items), and every list says
+what its scores are (``"score_kind"``: ``"rating"``, ``"ranking"`` or
+``"popularity"``; ``"fallback"``: ``"popularity"`` or null). A batch of
 ratings is checked by the model (:meth:`~matfact.models.base.Recommender.apply_ratings`
 with ``dry_run=True``) before it is logged, then applied by the same method.
 
@@ -37,8 +42,7 @@ from typing import Any
 import numpy as np
 
 from matfact.exceptions import DataError, UnknownIdError
-from matfact.models.base import RatingBatch
-from matfact.models.ranking import top_n
+from matfact.models.base import FALLBACK, RatingBatch
 from matfact.serving.index import TopKIndex
 from matfact.serving.store import Rating, RatingStore, _reason
 
@@ -183,6 +187,14 @@ class ModelService:
         """The model's code of a client's item id, or -1 (:meth:`IdIndex.code`)."""
         return self.model.item_index_.code(raw)
 
+    def user_out(self, raw: Any) -> Any:
+        """A client's user id as answers give it: in the model's type when it can be one.
+
+        ``"196"`` is the integer 196 for a model with integer ids; an id that cannot
+        be one of the model's (``"abc"`` there) is echoed as it came.
+        """
+        return self.model.user_index_.coerce([raw])[0]
+
     def _items_out(self, codes: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
         ids = self.model.item_index_.ids[codes]
         out: dict[str, Any] = {"items": ids.tolist(),
@@ -194,13 +206,26 @@ class ModelService:
 
     # ------------------------------------------------------------------ queries
     def recommend(self, user: Any, n: int, exclude_seen: bool = True) -> dict[str, Any]:
+        """The top ``n`` of a user; an unknown user gets the model's fallback ranking.
+
+        A known user's list comes from the top-k index (the model's ranking scores),
+        its scores clipped as the model reports them (:meth:`clip_scores`); an unknown
+        user's from the model's own fallback (``recommend_codes`` of -1), so the
+        library, the CLI and the service give the same list.
+        """
         code = self.user_code(user)
         if code < 0:
-            codes, scores = self.index.popular(n)
-            return {"user": user, **self._items_out(codes, scores), "fallback": "popularity",
+            codes, scores = self.model.recommend_codes(np.array([-1]), n)
+            keep = codes[0] >= 0
+            return {"user": self.user_out(user), **self._items_out(codes[0][keep],
+                                                                   scores[0][keep]),
+                    "fallback": FALLBACK, "score_kind": FALLBACK,
                     "model_version": self.version}
         codes, scores = self.index.recommend(code, n, exclude_seen)
-        return {"user": user, **self._items_out(codes, scores), "fallback": None,
+        # A copy: the index keeps its lists, and clipping works in place.
+        scores = self.model.clip_scores(np.array(scores, dtype=np.float32))
+        return {"user": self.user_out(user), **self._items_out(codes, scores),
+                "fallback": None, "score_kind": self.model.score_kind,
                 "model_version": self.version}
 
     def similar(self, item: Any, n: int) -> dict[str, Any]:
@@ -211,7 +236,8 @@ class ModelService:
         ids, scores = ids[0], scores[0]
         keep = ~np.isnan(scores)
         codes = self.model.item_index_.get_indexer(ids[keep])  # back to codes, for titles
-        return {"item": item, **self._items_out(codes, scores[keep]),
+        return {"item": self.model.item_index_.ids[code:code + 1].tolist()[0],
+                **self._items_out(codes, scores[keep]), "score_kind": "similarity",
                 "model_version": self.version}
 
     def predict(self, users: Sequence[Any], items: Sequence[Any]) -> dict[str, Any]:
@@ -222,18 +248,24 @@ class ModelService:
         scores = self.model.score_pairs(user_codes, item_codes)
         fallback = (user_codes < 0) | (item_codes < 0)
         return {"predictions": [round(float(s), 6) for s in scores],
-                "fallback": fallback.tolist(), "model_version": self.version}
+                "fallback": fallback.tolist(), "score_kind": self.model.score_kind,
+                "model_version": self.version}
 
     def recommend_for_history(self, items: Sequence[Any], ratings: Sequence[float] | None,
                               n: int) -> dict[str, Any]:
         codes = self.model.item_index_.get_indexer(list(items)) if len(items) else \
             np.zeros(0, np.int64)
-        # The model checks the history (values, scale) as its fold_in always does.
-        vector = self.model.fold_in(list(items), ratings)
-        best, scores = top_n(self.index.vector_scores(vector), n, codes[codes >= 0])
+        # The model checks the history (values, scale) as its fold_in always does, and
+        # answers a history with no known item by its fallback, as for an unknown user.
+        ids, scores, fallback = self.model.recommend_for_history(
+            list(items), ratings, n, return_fallback=True)
+        keep = ~np.isnan(scores)
+        best = self.model.item_index_.get_indexer(ids[keep])
         unknown = [raw for raw, code in zip(items, codes.tolist(), strict=True) if code < 0]
-        return {**self._items_out(best, scores), "used": int((codes >= 0).sum()),
-                "unknown_items": unknown, "model_version": self.version}
+        return {**self._items_out(best, scores[keep]), "used": int((codes >= 0).sum()),
+                "unknown_items": unknown, "fallback": FALLBACK if fallback else None,
+                "score_kind": FALLBACK if fallback else self.model.score_kind,
+                "model_version": self.version}
 
     # ------------------------------------------------------------------ live ratings
     def check_ratings(self, ratings: Sequence[Rating]) -> list[Rating]:
