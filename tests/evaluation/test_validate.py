@@ -135,3 +135,18 @@ def test_breakdown_by_user_activity(ratings):
     assert frame.index[0] == f"cold (≤ {low})"
     with pytest.raises(ParameterError, match="bins"):
         matfact.evaluate_by_activity(model, split.test, bins=(5, 5))
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_cross_validate_reports_each_fold_as_plain_lines(capsys, n_jobs):
+    # Issue 20: a long cross-validation in a log shows its folds, not one line at the end.
+    data = planted_interactions()
+    quiet = cross_validate(Baseline(), data, cv=3, n_jobs=n_jobs)
+    assert capsys.readouterr().err == ""
+    loud = cross_validate(Baseline(), data, cv=3, n_jobs=n_jobs, progress="lines")
+    err = capsys.readouterr().err
+    # The first fold and the last are always written; no bar fragments.
+    assert "Baseline cross-validation: fold 1/3" in err
+    assert "Baseline cross-validation: fold 3/3" in err and "\r" not in err
+    pd.testing.assert_frame_equal(quiet.drop(columns=["fit_time", "test_time"]),
+                                  loud.drop(columns=["fit_time", "test_time"]))

@@ -64,12 +64,17 @@ def test_a_posted_rating_changes_the_next_recommendations(server, trained_model)
         before = client.get(f"/users/{user}/recommendations").json()["items"]
         posted = client.post("/ratings", json={"ratings": [
             {"user": user, "item": before[0], "rating": 1},
-            {"user": user, "item": before[1], "rating": 1.5, "timestamp": 1.7e9}]})
+            {"user": user, "item": before[1], "rating": 2, "timestamp": 1.7e9},
+            {"user": user, "item": before[2], "rating": 1.5}]})  # not a star of 1-5
+        assert posted.status_code == 400 and "1.5" in posted.json()["detail"]
+        posted = client.post("/ratings", json={"ratings": [
+            {"user": user, "item": before[0], "rating": 1},
+            {"user": user, "item": before[1], "rating": 2, "timestamp": 1.7e9}]})
         assert posted.status_code == 200 and posted.json()["accepted"] == 2
         after = client.get(f"/users/{user}/recommendations").json()
     # The library, given the same ratings, gives the same list.
     expected = ModelService(matfact.load(trained_model))
-    expected.apply([Rating(user, before[0], 1.0), Rating(user, before[1], 1.5)])
+    expected.apply([Rating(user, before[0], 1.0), Rating(user, before[1], 2.0)])
     assert after["items"] == expected.recommend(user, 10)["items"]
     assert before[0] not in after["items"] and after["items"] != before
 

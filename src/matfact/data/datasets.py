@@ -201,7 +201,7 @@ def _load_ml_100k(folder: Path, kind: str | None) -> Interactions:
     return Interactions.from_arrays(
         ratings["user"].to_numpy(), ratings["item"].to_numpy(), ratings["rating"].to_numpy(),
         timestamps=ratings["timestamp"].to_numpy(), user_features=users,
-        item_features=item_features, rating_scale=(1, 5),
+        item_features=item_features, rating_scale=(1, 5, 1),
     )
 
 
@@ -233,7 +233,7 @@ def _load_ml_latest_small(folder: Path, kind: str | None) -> Interactions:
     return Interactions.from_arrays(
         ratings["userId"].to_numpy(), ratings["movieId"].to_numpy(), ratings["rating"].to_numpy(),
         timestamps=ratings["timestamp"].to_numpy(), item_features=item_features,
-        rating_scale=(0.5, 5),
+        rating_scale=(0.5, 5, 0.5),
     )
 
 
@@ -309,7 +309,7 @@ def _load_book_crossing(folder: Path, kind: str | None) -> Interactions:
     ratings = _read_triples(folder / "book_ratings.dat.gz")
     return Interactions.from_arrays(
         ratings["user"].to_numpy(), ratings["item"].to_numpy(), ratings["value"].to_numpy(),
-        rating_scale=(1, 10), **features,
+        rating_scale=(1, 10, 1), **features,
     )
 
 

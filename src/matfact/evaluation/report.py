@@ -224,8 +224,10 @@ def build_report(models: Any, data: Interactions, *, cv: Any = 5,
     with bar:
         for name, model in named.items():
             bar.set_postfix_str(name)
+            # Folds as plain lines in a log (a bar inside the report's bar would garble it).
             frame, fold_models = cross_validate(model, data, cv=folds, metrics=plans[name], k=k,
-                                                return_models=True, random_state=random_state)
+                                                return_models=True, random_state=random_state,
+                                                progress="lines" if bar.mode == "lines" else False)
             frames[name] = frame
             fitted[name] = fold_models[0]
             bar.update()

@@ -410,23 +410,33 @@ def _fit_and_score(model: Any, train: Interactions, test: Interactions, metrics:
     return row, fitted
 
 
-def run_parallel(function: Callable, tasks: list[tuple], jobs: int, threads: int | None) -> list:
+def run_parallel(function: Callable, tasks: list[tuple], jobs: int, threads: int | None, *,
+                 progress: Any = False, desc: str = "", unit: str = "task") -> list:
     """``[function(*task) for task in tasks]``, in ``jobs`` processes (joblib/loky) if > 1.
 
     Each worker's BLAS/OpenMP pools are held to ``threads`` so that processes and their
-    threads together stay within the cores.
+    threads together stay within the cores. ``progress`` reports each finished task
+    (:func:`matfact._progress.progress_bar`: a bar, plain lines, or nothing).
     """
+    from matfact._progress import progress_bar
+
     if jobs == 1:
-        return [function(*task) for task in tasks]
+        results = (function(*task) for task in tasks)
+        return list(progress_bar(results, progress=progress, desc=desc, total=len(tasks),
+                                 unit=unit))
     from joblib import Parallel, delayed, parallel_config
 
     with parallel_config(backend="loky", inner_max_num_threads=threads or 1):
-        return Parallel(n_jobs=jobs)(delayed(function)(*task) for task in tasks)
+        results = Parallel(n_jobs=jobs, return_as="generator")(
+            delayed(function)(*task) for task in tasks)
+        return list(progress_bar(results, progress=progress, desc=desc, total=len(tasks),
+                                 unit=unit))
 
 
 def cross_validate(model: Any, data: Interactions, cv: Any = 5, metrics: Any = None,
                    k: int = 10, n_jobs: int = 1, return_models: bool = False,
-                   random_state: int | None = 0) -> pd.DataFrame | tuple[pd.DataFrame, list]:
+                   random_state: int | None = 0, progress: Any = False
+                   ) -> pd.DataFrame | tuple[pd.DataFrame, list]:
     """Fit and score ``model`` on every fold of ``data``.
 
     Parameters
@@ -450,6 +460,10 @@ def cross_validate(model: Any, data: Interactions, cv: Any = 5, metrics: Any = N
         Also return the fitted model of each fold.
     random_state : int or None, default=0
         Seed of the k-fold split when ``cv`` is an int.
+    progress : bool, "bar", "lines" or None, default=False
+        Report each finished fold (``"lines"``: ``"BiasedMF cross-validation: fold
+        2/5 …"`` on stderr, for logs of long runs; see
+        :func:`matfact._progress.progress_bar`).
 
     Returns
     -------
@@ -469,7 +483,8 @@ def cross_validate(model: Any, data: Interactions, cv: Any = 5, metrics: Any = N
     jobs, threads = jobs_and_threads(model, n_jobs, len(folds))
     outcomes = run_parallel(_fit_and_score,
                             [(model, train, test, names, k, threads) for train, test in folds],
-                            jobs, threads)
+                            jobs, threads, progress=progress,
+                            desc=f"{type(model).__name__} cross-validation", unit="fold")
     frame = pd.DataFrame([row for row, _ in outcomes])
     frame.index.name = "fold"
     summary = pd.DataFrame([frame.mean(), frame.std(ddof=1)], index=["mean", "std"])

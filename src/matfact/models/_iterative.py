@@ -125,12 +125,14 @@ class IterativeModel(FactorModel):
             self.n_iter_ = iteration + 1
             history[key].append(train)
             val_rmse = None
+            # A loss the model does not compute (ImplicitALS without calculate_loss) is
+            # not shown as 0.0000.
+            shown = {"train": f"{train:.4f}"} if self._computes_loss() else {}
             if val is not None:
                 val_rmse = self._validation_rmse(*val)
                 history["validation_rmse"].append(val_rmse)
-                bar.set_postfix(train=f"{train:.4f}", validation=f"{val_rmse:.4f}")
-            else:
-                bar.set_postfix(train=f"{train:.4f}")
+                shown["validation"] = f"{val_rmse:.4f}"
+            bar.set_postfix(**shown)
             bar.update()
             self.loss_history_ = history
             stop = False
@@ -168,10 +170,12 @@ class IterativeModel(FactorModel):
 
     def _validation_rmse(self, users: np.ndarray, items: np.ndarray, ratings: np.ndarray) -> float:
         self._finalize()
-        scores = self._score_pairs(users, items)
-        if self.rating_scale_ is not None:
-            np.clip(scores, *self.rating_scale_, out=scores)
+        scores = self.clip_scores(np.asarray(self._score_pairs(users, items), dtype=np.float64))
         return float(np.sqrt(np.mean((scores - ratings) ** 2)))
+
+    def _computes_loss(self) -> bool:
+        """Whether ``step`` returns the training loss (else a placeholder not to report)."""
+        return True
 
     def _finalize(self) -> None:
         """Make the scoring attributes reflect the current training state."""
