@@ -203,7 +203,7 @@ def read_features(path: str | os.PathLike, role: str, *, encoding: str = "utf-8"
             frame = frame.reset_index()
     else:
         layout = readers.sniff(where, encoding=encoding)
-        if layout.header and _is_number(layout.names[0]):
+        if layout.header and readers.is_number(layout.names[0]):
             # "1<TAB>Toy Story (1995)": an id first is data, whatever the title looks like.
             layout = readers.sniff(where, sep=layout.sep, header=False, encoding=encoding)
         frame = readers.read_delimited(where, sep=layout.sep, encoding=encoding,
@@ -226,14 +226,6 @@ def read_features(path: str | os.PathLike, role: str, *, encoding: str = "utf-8"
         if titles:
             frame = frame.rename(columns={titles[0]: "title"})
     return frame
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _roles(path: Path, names: list[str] | None, n_fields: int,

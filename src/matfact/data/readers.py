@@ -88,6 +88,7 @@ __all__ = [
     "encoding_error",
     "first_line",
     "guess_wide_encoding",
+    "is_number",
     "is_parquet",
     "iter_lines",
     "normalized_name",
@@ -465,7 +466,8 @@ def _count_fields_at_most(line: str, sep: str) -> int:
     return sum(1 for _ in re.finditer(sep, line)) + 1
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether ``float()`` reads ``text`` (a header line holds names, not numbers)."""
     try:
         float(text)
     except ValueError:
@@ -514,7 +516,7 @@ def sniff(path: str | os.PathLike, *, sep: str | None = None, header: bool | Non
     if len(fields) > max_columns:
         raise _too_many_fields(path, number, len(fields), max_columns)
     if header is None:
-        header = not all(_is_number(field) for field in fields)
+        header = not all(is_number(field) for field in fields)
     names = fields if header else None
     if names is not None and len(set(names)) != len(names):
         raise DataError(f"{os.fspath(path)}: repeated column names in the header "
