@@ -5,8 +5,9 @@ popularity. ``confidence="auto"`` now picks the transform from the weights' quan
 the shared play-count and event sets (Steam hours, Retailrocket events) and on ML-100K
 (binary), each on the same per-user split, this suite scores:
 
-- ``ImplicitALS(random_state=0)`` (the defaults), and the old defaults
-  (``confidence="linear"``) for the before/after figure;
+- ``ImplicitALS(random_state=0)`` (the defaults), and for the before/after figures the
+  defaults before issue 20 (``n_factors=64, alpha=2, confidence="linear"``) and the first
+  ones of issue 20 (``n_factors=64, alpha=2``, ``confidence="auto"``);
 - ``ImplicitALS`` tuned by :func:`matfact.tune` with its default space, on the tuner's
   default validation split of the training part;
 - implicit's ``AlternatingLeastSquares`` on BM25-weighted data
@@ -29,7 +30,7 @@ import numpy as np
 import matfact
 from benchmarks.common import BenchmarkSkipped, data_home, environment, fmt_seconds, print_tables
 
-__all__ = ["PROTOCOL", "run", "IMPLICIT_GRID", "DATASETS"]
+__all__ = ["PROTOCOL", "run", "defaults_study", "IMPLICIT_GRID", "DATASETS"]
 
 K = 10
 SPLIT_SEED = 42
@@ -40,11 +41,20 @@ DATASETS = (
     ("retailrocket", "retailrocket", "all", False, "events per pair (view, cart, purchase)"),
     ("ml-100k", "ml-100k", None, True, "none: every rating is an interaction of weight 1"),
 )
-#: implicit's grid (BM25 weights with its defaults K1=100, B=0.8), full run and --quick.
-IMPLICIT_GRID = {"factors": (32, 64, 128), "regularization": (0.01, 0.1, 1.0, 10.0),
+#: implicit's grid (BM25 weights with its defaults K1=100, B=0.8), full run and --quick;
+#: its factors reach the 256 ImplicitALS() has by default.
+IMPLICIT_GRID = {"factors": (32, 64, 128, 256), "regularization": (0.01, 0.1, 1.0, 10.0),
                  "alpha": (1.0, 10.0, 40.0)}
 QUICK_IMPLICIT_GRID = {"factors": (64,), "regularization": (0.1,), "alpha": (1.0, 10.0)}
-QUICK_SPACE = {"confidence": ["auto", "log"], "alpha": [2.0], "reg": [3.0]}
+QUICK_SPACE = {"confidence": ["auto", "log"], "alpha": [3.0], "reg": [3.0]}
+#: Earlier defaults, for the before/after rows: (row key, label, parameters).
+EARLIER_DEFAULTS = (
+    ("old defaults", '`ImplicitALS(n_factors=64, alpha=2, confidence="linear")` '
+                     "(before issue 20)",
+     {"n_factors": 64, "alpha": 2.0, "confidence": "linear"}),
+    ("first auto", "`ImplicitALS(n_factors=64, alpha=2)` (first issue-20 defaults)",
+     {"n_factors": 64, "alpha": 2.0}),
+)
 ITERATIONS = 15
 GOAL_WITHIN = 0.05
 GOAL_ML100K = 0.45
@@ -69,9 +79,11 @@ def _protocol(quick: bool) -> str:
 - **Validation split** (tuning only, cut from the training part): `train_test_split(train,
   {DEFAULT_VALIDATION}, "per_user", random_state={VALIDATION_SEED})`, the split
   `matfact.tune` makes by default for a ranking metric; implicit is tuned on the very same rows.
-- **matfact**: `ImplicitALS(random_state={SEED})` at its defaults (`confidence="auto"`; the
-  table shows what it chose), the old defaults `ImplicitALS(confidence="linear",
-  random_state={SEED})` (before issue 20), `Popularity()`; and `matfact.tune(ImplicitALS(
+- **matfact**: `ImplicitALS(random_state={SEED})` at its defaults (256 factors, α = 3, λ = 3,
+  `confidence="auto"`; the table shows what it chose), the defaults before issue 20
+  `ImplicitALS(n_factors=64, alpha=2, confidence="linear", random_state={SEED})` and the
+  first ones of issue 20 `ImplicitALS(n_factors=64, alpha=2, random_state={SEED})`,
+  `Popularity()`; and `matfact.tune(ImplicitALS(
   random_state={SEED}), None, train, metric="ndcg@10")`, the tuner's default space
   {_space_text(space)} searched as a grid, the best point refitted on the whole training part.
 - **implicit** {_implicit_version()}: `AlternatingLeastSquares(factors, regularization,
@@ -201,9 +213,10 @@ def _one_dataset(label: str, data: Any, quick: bool, have_implicit: bool) -> dic
     model, seconds = _fit(matfact.ImplicitALS(random_state=SEED), train)
     rows["defaults"] = {**_matfact_scores(model, test), "fit_s": seconds,
                         "chosen": _chosen(model)}
-    model, seconds = _fit(matfact.ImplicitALS(confidence="linear", random_state=SEED), train)
-    rows["old defaults"] = {**_matfact_scores(model, test), "fit_s": seconds,
-                            "chosen": _chosen(model)}
+    for key, _label, params in EARLIER_DEFAULTS:
+        model, seconds = _fit(matfact.ImplicitALS(random_state=SEED, **params), train)
+        rows[key] = {**_matfact_scores(model, test), "fit_s": seconds,
+                     "chosen": _chosen(model)}
 
     space = QUICK_SPACE if quick else default_space(matfact.ImplicitALS)
     start = time.perf_counter()
@@ -236,6 +249,49 @@ def _one_dataset(label: str, data: Any, quick: bool, have_implicit: bool) -> dic
             "fit_s": tuned["fit_s"], "tune_s": time.perf_counter() - start,
             "n_points": tuned["n_points"]}
     return out
+
+
+#: The candidate defaults :func:`defaults_study` compares (ImplicitALS parameters).
+STUDY_CANDIDATES = (
+    {"n_factors": 64, "alpha": 2.0}, {"n_factors": 128, "alpha": 2.0},
+    {"n_factors": 128, "alpha": 4.0}, {"n_factors": 256, "alpha": 2.0},
+    {"n_factors": 256, "alpha": 3.0}, {"n_factors": 256, "alpha": 4.0},
+    {"n_factors": 256, "alpha": 3.0, "reg": 2.0}, {"n_factors": 256, "alpha": 3.0, "reg": 5.0},
+    {"n_factors": 512, "alpha": 3.0}, {"n_factors": 64, "alpha": 2.0, "max_iter": 30},
+)
+
+
+def defaults_study(seeds: tuple[int, ...] = (1, 2, 3), candidates: tuple = STUDY_CANDIDATES,
+                   datasets: tuple = DATASETS) -> list[dict[str, Any]]:
+    """Validation NDCG@10 of candidate defaults, never touching the test part.
+
+    How ``ImplicitALS``'s defaults were chosen: each dataset is split as in :func:`run`
+    (seed :data:`SPLIT_SEED`), and from its training part only, one per-user validation
+    split (share ``DEFAULT_VALIDATION``) per seed in ``seeds``; each candidate is fitted
+    (``random_state=0``, the other parameters at their defaults) on every validation
+    training part and scored on its held-out rows. Prints one line per dataset and
+    candidate: the mean over the seeds, then each seed's figure.
+
+    Run: ``python -c "from benchmarks.implicit_defaults import defaults_study;
+    defaults_study()"`` (about 5 minutes on 2 free cores).
+    """
+    from matfact.evaluation.tune import DEFAULT_VALIDATION
+
+    rows = []
+    for label, name, kind, to_implicit, _ in datasets:
+        train, _test = matfact.train_test_split(_load(name, kind, to_implicit), 0.2,
+                                                "per_user", random_state=SPLIT_SEED)
+        parts = [matfact.train_test_split(train, DEFAULT_VALIDATION, "per_user",
+                                          random_state=seed) for seed in seeds]
+        for params in candidates:
+            scores = [_matfact_scores(_fit(matfact.ImplicitALS(random_state=SEED, **params),
+                                           val_train)[0], val_test)["ndcg"]
+                      for val_train, val_test in parts]
+            rows.append({"data": label, "params": params, "mean": float(np.mean(scores)),
+                         "scores": scores})
+            print(f"{label:13s} {_params_text(params):36s} {np.mean(scores):.4f}  "
+                  + " ".join(f"{s:.4f}" for s in scores), flush=True)
+    return rows
 
 
 def _params_text(params: dict) -> str:
@@ -274,10 +330,9 @@ def run(quick: bool = False) -> dict[str, Any]:
                      "—" if tuned["defaults_validation_ndcg"] is None
                      else f"{tuned['defaults_validation_ndcg']:.4f}",
                      fmt_seconds(default["fit_s"])])
-        rows.append([where, "matfact", "`ImplicitALS(confidence=\"linear\")` (old defaults)",
-                     r["old defaults"]["chosen"], f"{r['old defaults']['ndcg']:.4f}",
-                     f"{r['old defaults']['recall']:.4f}", "",
-                     fmt_seconds(r["old defaults"]["fit_s"])])
+        for key, label_, _params in EARLIER_DEFAULTS:
+            rows.append([where, "matfact", label_, r[key]["chosen"], f"{r[key]['ndcg']:.4f}",
+                         f"{r[key]['recall']:.4f}", "", fmt_seconds(r[key]["fit_s"])])
         rows.append([where, "matfact",
                      f"`tune(ImplicitALS())` best: {_params_text(tuned['params'])}",
                      tuned["chosen"], f"{tuned['ndcg']:.4f}", f"{tuned['recall']:.4f}",

@@ -624,7 +624,7 @@ def test_auto_confidence_on_binary_data_is_the_linear_model():
     auto = ImplicitALS(n_factors=4, max_iter=3, random_state=0).fit(data, progress=False)
     linear = ImplicitALS(n_factors=4, max_iter=3, random_state=0,
                          confidence="linear").fit(data, progress=False)
-    assert (auto.confidence_, auto.alpha_, auto.epsilon_) == ("linear", 2.0, 1.0)
+    assert (auto.confidence_, auto.alpha_, auto.epsilon_) == ("linear", 3.0, 1.0)
     np.testing.assert_array_equal(auto.user_factors_, linear.user_factors_)
     np.testing.assert_array_equal(auto.item_factors_, linear.item_factors_)
 
@@ -642,7 +642,8 @@ def test_auto_confidence_on_heavy_tailed_counts_takes_the_log_of_the_quantile_ru
     import math
 
     data, weights = heavy_tailed_counts()
-    model = ImplicitALS(n_factors=2, max_iter=1, random_state=0).fit(data, progress=False)
+    model = ImplicitALS(n_factors=2, max_iter=1, alpha=2.0, random_state=0).fit(
+        data, progress=False)
     # ε = q_0.5 = 2^5; α = alpha / log(1 + q_0.99 / q_0.5) = 2 / log(1 + 2^4.9).
     assert model.confidence_ == "log"
     assert model.epsilon_ == pytest.approx(32.0, rel=1e-6)
@@ -699,3 +700,26 @@ def test_auto_confidence_needs_a_fit_before_confidences():
         ImplicitALS().confidence_of(np.ones(3))
     np.testing.assert_allclose(ImplicitALS(confidence="log", epsilon=2.0, alpha=1.0)
                                .confidence_of(np.array([2.0])), [1.0 + np.log(2.0)])
+
+
+def test_implicit_als_defaults_are_a_point_of_its_default_search_space():
+    # tune(ImplicitALS(), None, ...) then scores the defaults among its points, so its best
+    # is never below the defaults on the tuner's own validation split.
+    from matfact.evaluation.tune import default_space
+
+    defaults = ImplicitALS().get_params()
+    space = default_space(ImplicitALS)
+    assert {"confidence", "n_factors", "alpha", "reg"} <= set(space)
+    for name, values in space.items():
+        assert defaults[name] in values, name
+
+
+def test_auto_confidence_at_the_defaults_gives_binary_interactions_one_plus_alpha():
+    # Binary data: every confidence is 1 + alpha with the default alpha (3), the heaviest
+    # 1 % of long-tailed counts get the same 1 + alpha (hand values: 4.0 both).
+    binary = ImplicitALS(n_factors=2, max_iter=1, random_state=0).fit(
+        binary_interactions(), progress=False)
+    np.testing.assert_allclose(binary.confidence_of(np.ones(2)), [4.0, 4.0])
+    data, _ = heavy_tailed_counts()
+    heavy = ImplicitALS(n_factors=2, max_iter=1, random_state=0).fit(data, progress=False)
+    np.testing.assert_allclose(heavy.confidence_of(np.array([2.0**9.9])), [4.0], rtol=1e-5)
