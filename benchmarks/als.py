@@ -201,7 +201,7 @@ way in another process, with its CSR matrix of `1 + w` built before "before".
 - **matfact**: fitted on the training `Interactions`, scored by
   `matfact.evaluate_ranking(model, test, k={TOP_K}, metrics=("ndcg", "precision", "map"))`
   (every test user; training items never recommended; all test items relevant).
-  `ImplicitALS(random_state={SEED})` (defaults: 64 factors, α = 2, λ = 3, `reg_exponent=0.5`,
+  `ImplicitALS(random_state={SEED})` (defaults: 256 factors, α = 3, λ = 3, `reg_exponent=0.5`,
   15 iterations), `BPR(random_state={SEED})`, `Popularity()`.
 - **implicit**: fitted on `train.to_scipy()` (float32; values = the weights, 1 on ML-100K and
   Book-Crossing) with `random_state={SEED}` and its default `num_threads=0` (all cores); the

@@ -555,7 +555,8 @@ def wrong_dtype(model: Model, rng: random.Random, big: bool) -> Case:
         choices += ["<f8", "<i4", "<f4"]
     elif array.dtype.kind != "U":
         choices += ["<U3"]
-    dtype = np.dtype(rng.choice(choices))
+    # Never the array's own dtype (|u1 is right for a text id map): that file is no case.
+    dtype = np.dtype(rng.choice([c for c in choices if np.dtype(c) != array.dtype]))
     if dtype.hasobject:
         cast = np.empty(array.shape, dtype=object)
         cast[...] = 0
@@ -574,10 +575,14 @@ def long_ids(model: Model, rng: random.Random, big: bool) -> Case:
     name = rng.choice(["user_index_", "item_index_"])
     if name not in model.meta["arrays"]:
         return wrong_dtype(model, rng, big)
-    old = model.array(name)
-    ids = [f"id{j}" for j in range(len(old))]
+    kind = model.meta["kinds"][name]
+    count = kind["count"] if isinstance(kind, dict) else len(model.array(name))
+    ids = [f"id{j}" for j in range(count)]
     ids[rng.randrange(len(ids))] = "L" * rng.choice([257, 300, 5_000])
-    model.set_array(name, np.array(ids))
+    if isinstance(kind, dict):  # a text id map: UTF-8 joined by NUL, its count unchanged
+        model.set_array(name, np.frombuffer("\x00".join(ids).encode(), dtype=np.uint8))
+    else:
+        model.set_array(name, np.array(ids))
     return f"long id in {name}", model.pack()
 
 
