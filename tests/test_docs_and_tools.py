@@ -68,7 +68,7 @@ def test_every_benchmark_suite_runs(data_dir, tmp_path):
 
 
 #: Guide pages whose Python blocks run as they are, in order, on the real data.
-RUNNABLE_PAGES = ("sgd.md", "als.md", "svd.md", "hybrid.md", "onboarding.md")
+RUNNABLE_PAGES = ("sgd.md", "als.md", "svd.md", "hybrid.md", "onboarding.md", "explanations.md")
 
 
 @pytest.mark.parametrize("page", RUNNABLE_PAGES)

@@ -17,6 +17,7 @@ _MODULES = {
     "UserVector": "base",
     "Baseline": "baseline", "Popularity": "baseline",
     "BayesianMF": "bayesian",
+    "Contribution": "explain", "Explanation": "explain", "explain_features": "explain",
     "BPR": "bpr",
     "HybridMF": "hybrid",
     "NMF": "nmf",
@@ -28,7 +29,8 @@ __all__ = ["MODEL_REGISTRY", "FactorModel", "Recommender", "UserVector", "ItemSi
            "RatingBatch", "Baseline", "Popularity",
            "BiasedMF", "SVDPlusPlus",
            "ALS", "ImplicitALS", "BPR", "BayesianMF", "HybridMF", "NMF", "TruncatedSVD", "PureSVD",
-           "bm25_weight", "tfidf_weight", "model_class"]
+           "bm25_weight", "tfidf_weight", "model_class", "Explanation", "Contribution",
+           "explain_features"]
 
 
 def model_class(name: str) -> type | None:

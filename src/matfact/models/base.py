@@ -490,7 +490,8 @@ class Recommender(ModelUpdates, HasParams):
 
     def recommend(self, users: Any, n: int = 10, *, exclude_seen: bool = True,
                   items: Any = None, unknown: str = "fallback",
-                  return_fallback: bool = False) -> tuple[np.ndarray, ...]:
+                  return_fallback: bool = False, explain: int | None = None
+                  ) -> tuple[Any, ...]:
         """Top-``n`` items for each user.
 
         Parameters
@@ -509,6 +510,10 @@ class Recommender(ModelUpdates, HasParams):
             items; see the module doc), or raises :class:`~matfact.UnknownIdError`.
         return_fallback : bool, default=False
             Also return which users got the fallback ranking.
+        explain : int or None, default=None
+            Also return, for each recommended item, its :meth:`explain` with the
+            ``explain`` history items that contribute most (None: no explanations,
+            and the return value is as without this keyword).
 
         Returns
         -------
@@ -522,6 +527,11 @@ class Recommender(ModelUpdates, HasParams):
         fallback : ndarray of shape (n_users,), bool
             Only with ``return_fallback=True``: True for the users ranked by
             popularity because the model does not know them.
+        explanations : list of (list of Explanation or None)
+            Only with ``explain=k``: per user, one
+            :class:`~matfact.models.explain.Explanation` per recommended item (the
+            padding slots have none); None for a user who fell back, since a
+            popularity ranking has no explanation.
 
         Examples
         --------
@@ -542,10 +552,19 @@ class Recommender(ModelUpdates, HasParams):
         if items is not None:
             candidates = self._indices(items, self.item_index_, "item", unknown)
             candidates = np.unique(candidates[candidates >= 0])
+        if explain is not None:
+            explain = check_n(explain, "explain")
         idx, val = self.recommend_codes(u, n, exclude_seen=exclude_seen, candidates=candidates)
+        out: tuple[Any, ...] = (self._to_raw(idx, self.item_index_), val)
         if return_fallback:
-            return self._to_raw(idx, self.item_index_), val, u < 0
-        return self._to_raw(idx, self.item_index_), val
+            out += (u < 0,)
+        if explain is not None:
+            raw_users = _as_id_array(users)
+            out += ([None if code < 0 else
+                     self._explain_codes(int(code), self.history(int(code)),
+                                         row[row >= 0], explain, user_id=raw_users[r])
+                     for r, (code, row) in enumerate(zip(u, idx, strict=True))],)
+        return out
 
     def recommend_codes(self, users: np.ndarray, n: int, *, exclude_seen: bool = True,
                         candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -665,8 +684,8 @@ class Recommender(ModelUpdates, HasParams):
         raise NotImplementedError
 
     def recommend_for_history(self, items: Any, ratings: Any = None, n: int = 10, *,
-                              exclude_seen: bool = True, return_fallback: bool = False
-                              ) -> tuple[np.ndarray, ...]:
+                              exclude_seen: bool = True, return_fallback: bool = False,
+                              explain: int | None = None) -> tuple[Any, ...]:
         """Top-``n`` items for an anonymous history (fold-in; the model is unchanged).
 
         The history is checked as :meth:`apply_ratings` checks ratings (finite, on
@@ -683,6 +702,9 @@ class Recommender(ModelUpdates, HasParams):
             Never recommend an item of the history.
         return_fallback : bool, default=False
             Also return whether the answer is the fallback ranking.
+        explain : int or None, default=None
+            Also return each recommended item's explanation by this history, with the
+            ``explain`` items that contribute most (see :meth:`explain`).
 
         Returns
         -------
@@ -691,9 +713,14 @@ class Recommender(ModelUpdates, HasParams):
             for a rating model; popularity counts for the fallback).
         fallback : bool
             Only with ``return_fallback=True``.
+        explanations : list of Explanation, or None
+            Only with ``explain=k``: one per recommended item (``user`` is None); None
+            for the fallback ranking, which has no explanation.
         """
         self._check_fitted()
         n = check_n(n)
+        if explain is not None:
+            explain = check_n(explain, "explain")
         codes, values = self._history(items, ratings, "ignore")
         fallback = len(codes) == 0
         if fallback:
@@ -709,7 +736,78 @@ class Recommender(ModelUpdates, HasParams):
         if not fallback:
             self.clip_scores(val)
         ids = self._to_raw(idx, self.item_index_)[0]
-        return (ids, val[0], fallback) if return_fallback else (ids, val[0])
+        out: tuple[Any, ...] = (ids, val[0], fallback) if return_fallback else (ids, val[0])
+        if explain is not None:
+            out += (None if fallback else
+                    self._explain_codes(-1, (codes, values), idx[0][idx[0] >= 0], explain,
+                                        vector=vector),)
+        return out
+
+    # ------------------------------------------------------------------ explanations
+    def explain(self, user: Any, item: Any, n: int = 5) -> Any:
+        """Why ``user`` gets ``item``: the score split into the user's history items.
+
+        The user is placed from their history by the model's own fold-in, whose
+        linear solve makes the score a sum over the history items (Hu, Koren &
+        Volinsky 2008, §5, for every model) plus the terms that are not history
+        (global mean, item bias, the user's bias, a prior): the parts sum to the
+        score the model gives the user so placed, which ``trained_score`` and
+        ``vector_gap`` compare with the trained user. Models without a linear
+        fold-in (BPR, HybridMF with a ranking loss) get an approximation, labelled
+        ``exact=False``. The math of each model is in docs/explanations.md.
+
+        Parameters
+        ----------
+        user : int or str
+            A raw user id the model knows.
+        item : raw item id, or a sequence of them
+            Any known item, seen by the user or not.
+        n : int, default=5
+            History items listed (largest contribution first); the others are
+            summed in ``rest``.
+
+        Returns
+        -------
+        Explanation, or a list of them for a sequence of items
+            See :class:`~matfact.models.explain.Explanation` (``to_dict()`` gives JSON).
+
+        Raises
+        ------
+        UnknownIdError
+            For a user or item the model does not know (an unknown user is ranked by
+            popularity, which has no explanation).
+        ParameterError
+            For a model whose scores are not a user's (``Popularity``).
+
+        Examples
+        --------
+        >>> import matfact
+        >>> data = matfact.Interactions.from_arrays([1, 1, 2, 2, 3], [10, 11, 10, 12, 11],
+        ...                                          [5, 3, 4, 1, 2], rating_scale=(1, 5, 1))
+        >>> model = matfact.ALS(n_factors=2, random_state=0).fit(data, progress=False)
+        >>> why = model.explain(1, 12, n=2)
+        >>> abs(why.total() - why.score) < 1e-4, why.exact
+        (True, True)
+        """
+        self._check_fitted()
+        n = check_n(n)
+        if _as_id_array(user).shape != (1,):
+            raise ParameterError(f"explain takes one user id, got {user!r}")
+        code = int(self._indices(user, self.user_index_, "user", "raise")[0])
+        items = self._indices(item, self.item_index_, "item", "raise")
+        explanations = self._explain_codes(code, self.history(code), items, n,
+                                           user_id=_as_id_array(user)[0])
+        return explanations if np.ndim(item) else explanations[0]
+
+    def _explain_codes(self, user: int, history: tuple[np.ndarray, np.ndarray],
+                       items: np.ndarray, n: int, *, user_id: Any = None,
+                       vector: UserVector | None = None) -> list:
+        from matfact.models.explain import explain_codes
+
+        if user_id is not None:
+            user_id = self.user_index_.ids[user]
+            user_id = user_id.item() if hasattr(user_id, "item") else user_id
+        return explain_codes(self, user, history, items, n, user_id=user_id, vector=vector)
 
     def similar_items(self, items: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` items most similar to each given item (cosine of item factors)."""
