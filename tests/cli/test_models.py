@@ -331,3 +331,113 @@ def test_recommend_states_the_fallback_and_the_score_kind(capsys, tmp_path, comm
     code, out, _ = run(capsys, "recommend", "--model", target, "--user", "1", "--user",
                        "nobody", "-n", "2")
     assert "scores: predicted ratings on [1, 5]" in out and "fallback: popularity" in out
+
+
+# ------------------------------------------------------------------------------ recommend --explain
+@pytest.fixture
+def titled_als(tmp_path, comma_csv, capsys):
+    """A small ALS saved with item titles ("Film 101", ...), trained through the CLI."""
+    titles = tmp_path / "titles.csv"
+    pd.DataFrame({"item": range(101, 131),
+                  "title": [f"Film {i}" for i in range(101, 131)]}).to_csv(titles, index=False)
+    target = tmp_path / "als.zip"
+    assert main(["-q", "train", "--data", str(comma_csv), "--item-features", str(titles),
+                 "--model", "als", "--param", "n_factors=4", "--param", "max_iter=3",
+                 "--out", str(target)]) == 0
+    capsys.readouterr()
+    return target
+
+
+def test_recommend_explain_json_is_the_models_explanation(capsys, titled_als):
+    """Issue 22: a "because" list per item, the numbers model.explain gives, with titles."""
+    code, out, err = run(capsys, "recommend", "--model", titled_als, "--user", "3", "--user",
+                         "nobody", "-n", "3", "--explain", "2", "--json")
+    assert code == 0, err
+    known, unknown = json.loads(out)
+    model = matfact.load(titled_als)
+    ids, _ = model.recommend([3], n=3)
+    assert [row["item"] for row in known["items"]] == ids[0].tolist()
+    assert known["explained_by"] == "ridge fold-in (ALS)"
+    for row in known["items"]:
+        why = model.explain(3, row["item"], n=2)
+        assert row["exact"] is True and row["folded_in"] is True
+        assert [b["item"] for b in row["because"]] == [c.item for c in why.contributions]
+        assert [b["title"] for b in row["because"]] == [f"Film {c.item}"
+                                                        for c in why.contributions]
+        assert [b["contribution"] for b in row["because"]] == pytest.approx(
+            [c.contribution for c in why.contributions], rel=1e-12)
+        # The value is the user's rating of that item in the training data.
+        history = dict(zip(*model.history(model.user_index_.code(3)), strict=True))
+        assert [b["value"] for b in row["because"]] == [
+            history[model.item_index_.code(b["item"])] for b in row["because"]]
+    # The popularity fallback has no explanation, and says so.
+    assert unknown["explained_by"] is None
+    assert all(row["because"] is None for row in unknown["items"])
+
+
+def test_recommend_explain_text_lists_titles_and_the_parts_of_the_score(capsys, titled_als,
+                                                                       tmp_path):
+    code, out, err = run(capsys, "recommend", "--model", titled_als, "--user", "3", "--user",
+                         "nobody", "-n", "2", "--explain")
+    assert code == 0, err
+    model = matfact.load(titled_als)
+    ids, _ = model.recommend([3], n=2)
+    lines = out.splitlines()
+    for item in ids[0].tolist():
+        why = model.explain(3, item, n=3)  # --explain alone lists 3
+        row = next(i for i, line in enumerate(lines) if line.split()[1:2] == [str(item)])
+        because = lines[row + 1].strip()
+        assert because.startswith("because you rated Film ")
+        listed = ", ".join(f"Film {c.item} ({c.value:g}, {c.contribution:+.3f})"
+                           for c in why.contributions)
+        assert listed.startswith(because.removeprefix("because you rated ").rstrip(","))
+        # The rest of the history and the other terms, then the score they sum to.
+        tail = " ".join(line.strip() for line in lines[row + 2:row + 5]
+                        if not line.strip().startswith(("because", "Film"))
+                        and line.startswith("        "))
+        assert f"rest of the history {why.rest:+.3f}" in tail
+        assert f"global mean {why.other_terms['global mean']:+.3f}" in tail
+        assert f"= {why.score:.3f}" in tail
+    assert "explained by ridge fold-in (ALS)" in out
+    assert "no explanation: popularity ranks by what most users had" in out
+    # --item-titles replaces the model's titles under the items too.
+    other = tmp_path / "other.csv"
+    pd.DataFrame({"item": range(101, 131),
+                  "title": [f"Renamed {i}" for i in range(101, 131)]}).to_csv(other, index=False)
+    code, out, _ = run(capsys, "recommend", "--model", titled_als, "--user", "3", "-n", "1",
+                       "--explain", "1", "--item-titles", other)
+    assert code == 0 and "because you rated Renamed 1" in out and "Film" not in out
+
+
+def test_recommend_explain_refuses_bad_k_and_models_without_explanations(capsys, tmp_path,
+                                                                         comma_csv, titled_als):
+    code, _, err = run(capsys, "recommend", "--model", titled_als, "--user", "3",
+                       "--explain", "0")
+    assert code != 0 and "--explain must be at least 1, got 0" in err
+    target = tmp_path / "pop.zip"
+    assert main(["-q", "train", "--data", str(comma_csv), "--model", "popularity",
+                 "--out", str(target)]) == 0
+    capsys.readouterr()
+    code, _, err = run(capsys, "recommend", "--model", target, "--user", "3", "--explain")
+    assert code == 1
+    assert_one_error_line(err)
+    assert "has no explanation" in err
+
+
+def test_recommend_explain_implicit_says_had(capsys, tmp_path, comma_csv):
+    target = tmp_path / "ials.zip"
+    assert main(["-q", "train", "--data", str(comma_csv), "--implicit", "--model",
+                 "implicit_als", "--param", "n_factors=4", "--param", "max_iter=2",
+                 "--out", str(target)]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "recommend", "--model", target, "--user", "5", "-n", "1",
+                         "--explain", "1", "--json")
+    assert code == 0, err
+    model = matfact.load(target)
+    row = json.loads(out)[0]["items"][0]
+    why = model.explain(5, row["item"], n=1)
+    assert row["because"][0]["contribution"] == pytest.approx(why.contributions[0].contribution,
+                                                              rel=1e-12)
+    code, out, _ = run(capsys, "recommend", "--model", target, "--user", "5", "-n", "1",
+                       "--explain", "1")
+    assert "because you had item " in out and "weight if not 1" in out

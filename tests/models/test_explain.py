@@ -387,3 +387,67 @@ def test_hybrid_features_split_the_trained_score():
     assert partial.total() == pytest.approx(partial.score, abs=1e-9)
     with pytest.raises(ParameterError, match="HybridMF"):
         explain_features(fitted("als"), user, item)
+
+
+def test_because_list_is_the_listed_contributions_with_titles():
+    """because_list (the CLI's and the service's JSON): one dict per listed item, with
+    titles looked up by raw id in a mapping or by code in the model's title array."""
+    from matfact.models.explain import because_list
+
+    strings = matfact.Interactions.from_arrays(["a", "a", "a", "b", "b"],
+                                               ["x", "y", "w", "x", "z"],
+                                               [5, 1, 3, 4, 2], rating_scale=(1, 5, 1))
+    model = ALS(n_factors=2, max_iter=2, random_state=0).fit(strings, progress=False)
+    why = model.explain("a", "z", n=2)
+    plain = because_list(why)
+    assert plain == [{"item": c.item, "title": None, "contribution": c.contribution,
+                      "value": c.value} for c in why.contributions]
+    assert len(plain) == 2 and json.loads(json.dumps(plain)) == plain
+    # An array in code order (ids sorted: w, x, y, z), "" read as no title.
+    titles = np.array(["Walk", "", "Yes", "Zed"])
+    by_code = {"w": "Walk", "x": None, "y": "Yes"}
+    assert [b["title"] for b in because_list(why, titles, index=model.item_index_)] == \
+        [by_code[c.item] for c in why.contributions]
+    assert [b["title"] for b in because_list(why, {"x": "Ex"})] == \
+        ["Ex" if c.item == "x" else None for c in why.contributions]
+    with pytest.raises(ParameterError, match="index=model.item_index_"):
+        because_list(why, titles)
+    # Integer ids stay int (JSON numbers), numpy scalars included.
+    ints = fitted("als")
+    item = ints.item_index_.ids[3]
+    listed = because_list(ints.explain(ints.user_index_.ids[0], item, n=3))
+    assert all(type(b["item"]) is int for b in listed)
+
+
+@pytest.mark.parametrize("loss", ["squared", "bpr"])
+def test_hybrid_explain_says_where_its_features_are(loss):
+    """The model keeps encoders, not feature rows: explain() cannot split by feature, and
+    its method says so (pointing to explain_features) instead of leaving them out silently."""
+    import pandas as pd
+
+    base = _data(5)
+    genres = pd.DataFrame({"genre": np.random.default_rng(5).choice(["x", "y"], N_ITEMS)},
+                          index=base.item_index.ids)
+    codes = base.to_scipy().tocoo()
+    with_features = matfact.Interactions.from_arrays(
+        base.user_index.ids[codes.row], base.item_index.ids[codes.col], codes.data,
+        rating_scale=(1, 5, 1), item_features=genres)
+    model = HybridMF(n_factors=3, max_iter=3, loss=loss, random_state=0).fit(
+        with_features, progress=False)
+    user, item = model.user_index_.ids[1], model.item_index_.ids[2]
+    why = model.explain(user, item)
+    assert "explain_features" in why.method and "item bias" in why.method
+    assert ("not read by the fold-in" in why.method) == (loss == "squared")
+    _sums(why)
+    ids, _, listed = model.recommend([user], n=2, explain=1)
+    assert all("explain_features" in e.method for e in listed[0])
+    # Identity features only: nothing is left out, nothing to say.
+    assert "explain_features" not in fitted("hybrid").explain(user, item).method
+    # because_list of a feature split: feature names are not item ids, so no titles.
+    from matfact.models.explain import because_list, explain_features
+
+    split = explain_features(model, user, item, item_features=genres, n=3)
+    listed = because_list(split, np.array([f"t{i}" for i in range(N_ITEMS)]),
+                          index=model.item_index_)
+    assert [b["item"] for b in listed] == [c.item for c in split.contributions]
+    assert all(b["title"] is None for b in listed)

@@ -248,13 +248,14 @@ def test_metrics_and_openapi(server):
 
 def test_the_fast_path_answers_as_the_validating_route(server):
     with server.client() as client:
-        for query in ("n=7", "n=7&exclude_seen=false", "", "exclude_seen=0&n=3"):
+        for query in ("n=7", "n=7&exclude_seen=false", "", "exclude_seen=0&n=3",
+                      "explain=3", "n=4&explain=20&exclude_seen=false"):
             fast = client.get(f"/users/196/recommendations?{query}").json()
             # An extra parameter sends the request through FastAPI's route instead.
             routed = client.get(f"/users/196/recommendations?{query}&via=route").json()
             assert fast == routed
         metrics = client.get("/metrics").text
-    assert 'endpoint="/users/{user}/recommendations",status="200"} 8.0' in metrics
+    assert 'endpoint="/users/{user}/recommendations",status="200"} 12.0' in metrics
 
 
 def test_the_service_logs_to_postgresql_and_replays_it_after_kill_9(model_copy, postgres_url):
@@ -310,3 +311,68 @@ def test_a_refused_write_is_not_logged_and_the_server_restarts(model_copy, tmp_p
                                   ).fetchall()
     assert rows == [("42", 1, "7", 1)]  # logged as the model's integer ids
     Server(model_copy, db).start().stop()
+
+
+def test_because_lists_over_http_follow_live_ratings_and_are_checked(server, trained_model):
+    """Issue 22: ``explain=k`` adds the library's explanations of exactly the listed items."""
+    model = matfact.load(trained_model)
+    user = 196
+    code = model.user_index_.code(user)
+    rated = set(model.item_index_.ids[model.history(code)[0]].tolist())
+    with server.client(API_KEY) as client:
+        body = client.get(f"/users/{user}/recommendations", params={"n": 5, "explain": 3}).json()
+        assert len(body["because"]) == 5 and body["because_exact"] == [True] * 5
+        for item, because in zip(body["items"], body["because"], strict=True):
+            why = model.explain(user, item, n=3)
+            assert [c["item"] for c in because] == [c.item for c in why.contributions]
+            assert {c["item"] for c in because} <= rated
+            np.testing.assert_allclose([c["contribution"] for c in because],
+                                       [c.contribution for c in why.contributions], rtol=1e-6)
+            assert [c["title"] for c in because] == model.item_titles_[
+                model.item_index_.get_indexer([c["item"] for c in because])].tolist()
+        # A fallback user: no explanation, and the fallback said.
+        nobody = client.get("/users/nobody/recommendations", params={"explain": 2}).json()
+        assert nobody["because"] is None and nobody["fallback"] == "popularity"
+        # A history: explained by its own items.
+        history = client.post("/recommendations", json={
+            "items": [50, 181, 172], "ratings": [5, 5, 4], "n": 3, "explain": 2}).json()
+        assert all({c["item"] for c in b} <= {50, 181, 172} for b in history["because"])
+        assert history["because"][0][0]["title"] == model.item_titles_[
+            model.item_index_.code(history["because"][0][0]["item"])]
+        # After live ratings: a new user's list is explained by the two items just rated,
+        # and a known user's as the library explains it with the same rating applied.
+        assert client.post("/ratings", json={"ratings": [
+            {"user": 100_001, "item": 50, "rating": 5},
+            {"user": 100_001, "item": 98, "rating": 4}]}).status_code == 200
+        fresh = client.get("/users/100001/recommendations", params={"explain": 3}).json()
+        assert fresh["fallback"] is None
+        assert all(sorted(c["item"] for c in b) == [50, 98] for b in fresh["because"])
+        assert client.post("/ratings", json={"ratings": [
+            {"user": user, "item": body["items"][0], "rating": 5}]}).status_code == 200
+        after = client.get(f"/users/{user}/recommendations",
+                           params={"n": 5, "explain": 3}).json()
+        # Bad values: refused by the schema, with the parameter named.
+        for query in ("explain=0", "explain=21", "explain=three", "explain=2.5"):
+            answer = client.get(f"/users/{user}/recommendations?{query}")
+            assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == [
+                "query", "explain"], query
+        for bad in (0, 21, True, "3", 2.5):
+            answer = client.post("/recommendations", json={"items": [50], "explain": bad})
+            assert answer.status_code == 422 and "explain" in answer.json()["detail"][0]["loc"]
+        schema = client.get("/openapi.json").json()
+    expected = ModelService(matfact.load(trained_model))
+    expected.apply([Rating(user, body["items"][0], 5.0)])
+    wanted = expected.recommend(user, 5, explain=3)
+    assert after["items"] == wanted["items"]
+    for got, want in zip(after["because"], wanted["because"], strict=True):
+        assert [c["item"] for c in got] == [c["item"] for c in want]
+        np.testing.assert_allclose([c["contribution"] for c in got],
+                                   [c["contribution"] for c in want], rtol=1e-6)
+    # The schema documents the parameter and the answer's lists.
+    parameters = schema["paths"]["/users/{user}/recommendations"]["get"]["parameters"]
+    assert "explain" in [p["name"] for p in parameters]
+    outs = schema["components"]["schemas"]
+    for name in ("RecommendationsOut", "HistoryOut"):
+        assert {"because", "because_exact"} <= set(outs[name]["properties"])
+    assert set(outs["BecauseOut"]["properties"]) == {"item", "title", "contribution", "value"}
+    assert "explain" in outs["HistoryIn"]["properties"]

@@ -239,3 +239,91 @@ def test_history_refuses_what_the_model_refuses(fitted):
     with pytest.raises(DataError) as by_model:
         fitted.recommend_for_history(items, [3.0, 7.0])
     assert str(by_service.value) == str(by_model.value)
+
+
+# ---------------------------------------------------------------------- issue 22: "because you rated"
+def test_because_lists_are_the_models_explanations_of_the_listed_items(fitted):
+    service = ModelService(fitted)
+    user = int(fitted.user_index_.ids[4])
+    answer = service.recommend(str(user), 5, explain=3)
+    assert len(answer["because"]) == len(answer["items"]) == 5
+    assert answer["because_exact"] == [True] * 5
+    for item, because in zip(answer["items"], answer["because"], strict=True):
+        why = fitted.explain(user, item, n=3)
+        assert [c["item"] for c in because] == [c.item for c in why.contributions]
+        np.testing.assert_allclose([c["contribution"] for c in because],
+                                   [c.contribution for c in why.contributions], rtol=1e-12)
+        assert [c["value"] for c in because] == [c.value for c in why.contributions]
+        assert all(c["title"] is None for c in because)  # the model has no titles
+    # The whole history listed (it is shorter than 20): the contributions add up to the
+    # factor part of the score of the user folded in from that history, q_i·p.
+    whole = service.recommend(user, 3, explain=20)
+    code = service.user_code(user)
+    codes, values = fitted.history(code)
+    vector = fitted.fold_in(fitted.item_index_.ids[codes].tolist(), values.tolist())
+    for item, because in zip(whole["items"], whole["because"], strict=True):
+        assert sorted(c["item"] for c in because) == sorted(
+            fitted.item_index_.ids[codes].tolist())
+        q = fitted.item_factors_[service.item_code(item)].astype(np.float64)
+        np.testing.assert_allclose(sum(c["contribution"] for c in because),
+                                   q @ vector.factors, rtol=1e-4, atol=1e-6)
+    # Without explain= the answer is as it was: no because at all.
+    assert "because" not in service.recommend(user, 5)
+
+
+def test_explanations_follow_live_ratings(fitted):
+    service = ModelService(matfact.clone(fitted).fit(planted_interactions("explicit"),
+                                                     progress=False))
+    model = service.model
+    user = int(model.user_index_.ids[7])
+    seen = set(model.item_index_.ids[model.history(7)[0]].tolist())
+    new_item = next(i for i in model.item_index_.ids.tolist() if i not in seen)
+    before = service.recommend(user, 3, explain=20)
+    assert all(new_item not in [c["item"] for c in b] for b in before["because"])
+    service.apply([Rating(user, new_item, 5.0)])
+    after = service.recommend(user, 3, explain=20)
+    for item, because in zip(after["items"], after["because"], strict=True):
+        rated = {c["item"]: c["value"] for c in because}
+        assert rated[new_item] == 5.0  # the rating just posted explains the list
+        why = model.explain(user, item, n=20)
+        np.testing.assert_allclose([c["contribution"] for c in because],
+                                   [c.contribution for c in why.contributions], rtol=1e-12)
+
+
+def test_explain_is_checked_and_the_fallback_has_no_explanation(fitted):
+    service = ModelService(fitted)
+    user = int(fitted.user_index_.ids[0])
+    for bad in (0, 21, -1, 2.5, True, "3"):
+        with pytest.raises(DataError, match="explain must be an integer between 1 and 20"):
+            service.recommend(user, 3, explain=bad)
+        with pytest.raises(DataError, match="explain must be"):
+            service.recommend_for_history([0], [4], 3, explain=bad)
+    unknown = service.recommend("424242", 3, explain=2)
+    assert unknown["fallback"] == "popularity"
+    assert unknown["because"] is None and unknown["because_exact"] is None
+    nothing = service.recommend_for_history([10**9], [4], 3, explain=2)
+    assert nothing["fallback"] == "popularity" and nothing["because"] is None
+    # A history: each list names only the history's items, as the model explains them.
+    items = fitted.item_index_.ids[:3].tolist()
+    history = service.recommend_for_history(items, [5, 1, 4], 4, explain=2)
+    ids, _, explanations = fitted.recommend_for_history(items, [5, 1, 4], 4, explain=2)
+    assert history["items"] == ids.tolist()
+    assert history["because"] == [[{"item": c.item, "title": None,
+                                    "contribution": c.contribution, "value": c.value}
+                                   for c in e.contributions] for e in explanations]
+    assert all({c["item"] for c in b} <= set(items) for b in history["because"])
+
+
+def test_approximate_explanations_say_so_and_popularity_has_none():
+    data = planted_interactions("implicit")
+    bpr = ModelService(matfact.BPR(n_factors=3, max_iter=3, random_state=0).fit(
+        data, progress=False))
+    answer = bpr.recommend(int(data.user_ids[0]), 3, explain=2)
+    assert answer["because_exact"] == [False] * 3 and len(answer["because"]) == 3
+    assert bpr.explains
+    popular = ModelService(matfact.Popularity().fit(data, progress=False))
+    with pytest.raises(matfact.exceptions.ParameterError, match="no explanation"):
+        popular.recommend(int(data.user_ids[0]), 3, explain=2)
+    # /health says so, and the page then asks for no explanation.
+    assert not popular.explains and "because" not in popular.recommend(
+        int(data.user_ids[0]), 3)

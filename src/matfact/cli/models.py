@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -20,6 +21,7 @@ from matfact.cli.data import read_data
 from matfact.cli.names import cli_name
 from matfact.cli.output import (
     Output,
+    because_text,
     item_titles_file,
     number,
     print_recommendations,
@@ -427,24 +429,32 @@ def cmd_recommend(args: argparse.Namespace, out: Output) -> int:
 
     if args.n < 1:
         raise UsageError(f"-n must be at least 1, got {args.n}")
+    explain = getattr(args, "explain", None)
+    if explain is not None and explain < 1:
+        raise UsageError(f"--explain must be at least 1, got {explain}")
     model = matfact.load(Path(args.model).expanduser())
     from matfact.models.base import FALLBACK
 
     users = model.user_index_.coerce(args.user)
     # The library's one policy for unknown users (popularity), stated in every answer as
     # the service states it: "fallback" and what the scores are ("score_kind").
-    ids, scores, fallback = model.recommend(
+    ids, scores, fallback, *why = model.recommend(
         users, n=args.n, exclude_seen=not args.include_seen,
-        unknown="raise" if args.strict else "fallback", return_fallback=True)
+        unknown="raise" if args.strict else "fallback", return_fallback=True,
+        explain=explain)
     titles = None if args.item_titles is None else item_titles_file(args.item_titles)
     report = []
+    under: list[list[list[str]] | None] = []
     for pos, user in enumerate(users.tolist()):
         rows = recommendation_rows(model, ids[pos], scores[pos], titles=titles)
         fell_back = bool(fallback[pos])
-        report.append({"user": user, "known": not fell_back,
-                       "fallback": FALLBACK if fell_back else None,
-                       "score_kind": FALLBACK if fell_back else model.score_kind,
-                       "items": rows})
+        entry = {"user": user, "known": not fell_back,
+                 "fallback": FALLBACK if fell_back else None,
+                 "score_kind": FALLBACK if fell_back else model.score_kind,
+                 "items": rows}
+        under.append(None if explain is None else
+                     _explain_rows(model, entry, why[0][pos], titles))
+        report.append(entry)
     if args.json:
         out.result(json.dumps(report, indent=2, default=str))
         return 0
@@ -461,5 +471,42 @@ def cmd_recommend(args: argparse.Namespace, out: Output) -> int:
                         f"had; score: how many users had the item)")
         else:
             heading += f" (scores: {meaning})"
-        print_recommendations(out, heading + ":", entry["items"])
+        print_recommendations(out, heading + ":", entry["items"], under=under[pos])
+        if explain is not None:
+            if entry["fallback"]:
+                note = (f"no explanation: {FALLBACK} ranks by what most users had, not by "
+                        f"this user's history")
+            else:
+                value = "weight if not 1" if model.is_implicit_ else "rating"
+                note = (f"in brackets: ({value}, contribution to the score); explained by "
+                        f"{entry['explained_by']}")
+            out.result(textwrap.fill(note, 94, initial_indent="  ", subsequent_indent="    ",
+                                     break_on_hyphens=False))
     return 0
+
+
+def _explain_rows(model: Any, entry: dict[str, Any], explanations: list | None,
+                  titles: dict[Any, str] | None) -> list[list[str]] | None:
+    """``recommend --explain``: add each item's ``because`` (and ``exact``, ``folded_in``)
+    to ``entry`` for --json and return the lines to print under each row.
+
+    A fallback user (``explanations`` None) gets ``because: null`` and no lines.
+    """
+    from matfact.models.explain import because_list
+
+    if explanations is None:
+        entry["explained_by"] = None
+        for row in entry["items"]:
+            row["because"] = None
+        return None
+    # --item-titles' mapping, else the model's own titles (in item-code order).
+    names, index = ((titles, None) if titles is not None
+                    else (getattr(model, "item_titles_", None), model.item_index_))
+    lines = []
+    # recommendation_rows dropped the padding slots, which have no explanation either.
+    for row, why in zip(entry["items"], explanations, strict=True):
+        row["because"] = because_list(why, names, index=index)
+        row["exact"], row["folded_in"] = why.exact, why.folded_in
+        lines.append(because_text(why, row["because"], bool(model.is_implicit_)))
+    entry["explained_by"] = explanations[0].method if explanations else None
+    return lines

@@ -14,8 +14,8 @@ from typing import Any
 
 from matfact._text import format_table
 
-__all__ = ["PROG", "Output", "boxed", "item_titles_file", "number", "print_recommendations",
-           "recommendation_rows", "shorten"]
+__all__ = ["PROG", "Output", "because_text", "boxed", "item_titles_file", "number",
+           "print_recommendations", "recommendation_rows", "shorten"]
 
 PROG = "matfact"
 
@@ -121,7 +121,63 @@ def recommendation_rows(model: Any, ids: Any, scores: Any,
     return rows
 
 
-def print_recommendations(out: Output, heading: str, rows: list[dict[str, Any]]) -> None:
+def because_text(explanation: Any, because: list[dict[str, Any]], implicit: bool,
+                 width: int = 88) -> list[str]:
+    """``recommend --explain``: the lines under one recommended item.
+
+    ``because`` is :func:`matfact.models.explain.because_list` of ``explanation`` (what
+    ``--json`` prints), so the text and the JSON show the same items, titles and numbers:
+    "because you rated X (5, +0.412), ..." (rating, contribution; for implicit data the
+    weight, shown when it is not 1), then the rest of the history and the terms that are
+    not history, summing to the explained score.
+    """
+    def signed(value: float) -> str:
+        return f"{value:+.3f}"
+
+    parts = []
+    for entry in because:
+        name = shorten(entry["title"], 40) if entry["title"] else f"item {entry['item']}"
+        value = entry["value"]
+        shown = f"{value:g}, " if not implicit or value != 1 else ""
+        parts.append(f"{name} ({shown}{signed(entry['contribution'])})")
+    verb = "because you had" if implicit else "because you rated"
+    first = ([f"{verb} {parts[0]}", *parts[1:]] if parts else
+             ["because of no history item (the terms below are the whole score)"])
+    terms = []
+    if because and explanation.rest:
+        terms.append(f"rest of the history {signed(explanation.rest)}")
+    terms += [f"{label} {signed(value)}" for label, value in explanation.other_terms.items()]
+    total = f"= {explanation.score:.3f}"
+    if not explanation.exact:
+        total += " (approximate)"
+    if (explanation.folded_in and explanation.trained_score is not None
+            and abs(explanation.trained_score - explanation.score) >= 5e-4):
+        # The table shows the trained user's score; the parts are the folded-in user's.
+        total += f" (folded-in user; trained {explanation.trained_score:.3f})"
+    if terms:
+        terms[-1] += " " + total
+    else:
+        terms = [total]
+    return _fill(first, width) + _fill(terms, width)
+
+
+def _fill(pieces: list[str], width: int) -> list[str]:
+    """``", ".join(pieces)`` wrapped at the pieces' boundaries only (a title and its
+    numbers stay on one line), continuation lines indented by two spaces."""
+    lines = [pieces[0]]
+    for piece in pieces[1:]:
+        if len(lines[-1]) + 2 + len(piece) <= width:
+            lines[-1] += ", " + piece
+        else:
+            lines[-1] += ","
+            lines.append("  " + piece)
+    return lines
+
+
+def print_recommendations(out: Output, heading: str, rows: list[dict[str, Any]],
+                          under: list[list[str]] | None = None) -> None:
+    """Print one user's list as a table; ``under`` gives lines to print below each row
+    (``recommend --explain``'s "because ..."), indented under the item column."""
     out.result(heading)
     if not rows:
         out.result("  (no item left to recommend)")
@@ -137,4 +193,14 @@ def print_recommendations(out: Output, heading: str, rows: list[dict[str, Any]])
         cells.append(f"{row['score']:.{decimals}f}")
         table.append(cells)
     right = {0, len(headers) - 1}
-    out.result(textwrap.indent(format_table(headers, table, right), "  "))
+    text = textwrap.indent(format_table(headers, table, right), "  ")
+    if under is None:
+        out.result(text)
+        return
+    lines = text.split("\n")
+    indent = " " * (lines[0].index("item") if "item" in lines[0] else 2)
+    out.result("\n".join(lines[:2]))  # the header and its rule
+    for line, notes in zip(lines[2:], under, strict=True):
+        out.result(line)
+        for note in notes:
+            out.result(indent + note)

@@ -99,7 +99,8 @@ _EXAMPLES = {
       --cv 5 --out report/""",
     "recommend": """examples:
   matfact recommend --model model.zip --user 42 -n 10
-  matfact recommend --model model.zip --user 7 --user 42 --include-seen --json""",
+  matfact recommend --model model.zip --user 7 --user 42 --include-seen --json
+  matfact recommend --model model.zip --user 42 -n 5 --explain""",
     "demo": """examples:
   matfact demo
   matfact demo --out /tmp/demo --data-home ~/datasets""",
@@ -227,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--item-titles", metavar="FILE",
                            help="a CSV/TSV/Parquet file of item ids and titles (e.g. item,title) "
                                 "to show, instead of the titles stored in the model")
+    recommend.add_argument("--explain", type=int, nargs="?", const=3, default=None,
+                           metavar="K",
+                           help="under each item, the K items of the user's history that "
+                                "add most to its score (\"because you rated X (5, +0.41), "
+                                "...\") and the other terms; with --json a \"because\" "
+                                "list per item (K defaults to 3)")
     recommend.set_defaults(handler=cmd_recommend)
 
     topics = commands.add_parser(

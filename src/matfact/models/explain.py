@@ -52,7 +52,7 @@ from matfact._threads import single_thread
 from matfact.exceptions import ParameterError
 from matfact.models._updates import UserVector
 
-__all__ = ["Explanation", "Contribution", "explain_codes", "explain_features",
+__all__ = ["Explanation", "Contribution", "because_list", "explain_codes", "explain_features",
            "EXACT_TOLERANCE"]
 
 #: Relative tolerance (of the largest of |score| and the parts) within which the parts
@@ -152,6 +152,60 @@ class Explanation:
             "vector_gap": None if self.vector_gap is None else float(self.vector_gap),
             "method": self.method,
         }
+
+
+def because_list(explanation: Explanation, titles: Any = None, *,
+                 index: Any = None) -> list[dict[str, Any]]:
+    """The "because you rated ..." list of an explanation, as plain JSON types.
+
+    The one shape of an explanation shown to a user (``matfact recommend --explain
+    --json`` and the service's ``because``): the listed contributions, largest first,
+    without the terms that are not history.
+
+    Parameters
+    ----------
+    explanation : Explanation
+    titles : mapping or ndarray of str, default=None
+        Display titles: a mapping of raw item id to title (e.g. ``--item-titles``), or
+        an array in item-code order (a model's ``item_titles_``), which needs
+        ``index``. None: every ``title`` is None.
+    index : IdIndex, default=None
+        The model's ``item_index_``, to find an id's row of an array of ``titles``.
+
+    Returns
+    -------
+    list of dict
+        One per listed contribution: ``{"item": id, "title": str or None,
+        "contribution": float, "value": float}`` (``value`` is the rating or
+        interaction weight the model read; a feature's weight in its row for
+        :func:`explain_features`). A missing or empty title is None.
+
+    Examples
+    --------
+    >>> why = Explanation(user=1, item=12, score=4.0,
+    ...                   contributions=(Contribution(10, 0.5, 5.0),), rest=0.0,
+    ...                   other_terms={"global mean": 3.5}, exact=True, folded_in=True,
+    ...                   trained_score=4.0, vector_gap=0.0, method="ridge fold-in (ALS)")
+    >>> because_list(why, {10: "Heat (1995)"})
+    [{'item': 10, 'title': 'Heat (1995)', 'contribution': 0.5, 'value': 5.0}]
+    """
+    items = [_plain(c.item) for c in explanation.contributions]
+    if titles is None:
+        names: list[Any] = [None] * len(items)
+    elif isinstance(titles, np.ndarray):
+        if index is None:
+            raise ParameterError("because_list: an array of titles is in item-code order; "
+                                 "pass index=model.item_index_ to look ids up in it")
+        # One id at a time: for the 3-10 ids of a list, IdIndex.code is ~20x faster than
+        # a pandas lookup (this runs per recommended item in the service). Feature names
+        # of explain_features are not item ids: they find no row (-1).
+        codes = [index.code(item) for item in items]
+        names = [titles[code] if 0 <= code < len(titles) else None for code in codes]
+    else:
+        names = [titles.get(item) for item in items]
+    return [{"item": item, "title": str(name) if name is not None and str(name) else None,
+             "contribution": float(c.contribution), "value": float(c.value)}
+            for item, name, c in zip(items, names, explanation.contributions, strict=True)]
 
 
 def _plain(value: Any) -> Any:
@@ -562,6 +616,7 @@ def explain_codes(model: Any, user: int, history: tuple[np.ndarray, np.ndarray],
         shares = np.zeros((len(items), len(codes)))
         method = "biases only" if builder is _no_factors else "empty history"
     gap = None if trained_vector is None else _gap(vector.factors, trained_vector)
+    method += _features_note(model, folded=True)
     return [_assemble(model, user_id, items[r], scores[r], shares[r], codes, values,
                       {k: float(v[r]) for k, v in terms.items()}, n, True, True,
                       None if trained_scores is None else float(trained_scores[r]), gap, method)
@@ -605,11 +660,31 @@ def _approximate(model: Any, user: int, codes: np.ndarray, values: np.ndarray,
     if offset:
         terms["user bias" if user < 0 else "user offset"] = np.full(len(items), offset)
     terms["unexplained"] = qi @ (p - explained)
+    method = ("projection on the history's item vectors (approximate)"
+              + _features_note(model, folded=folded))
     return [_assemble(model, user_id, items[r], scores[r], shares[r], codes, values,
                       {k: float(v[r]) for k, v in terms.items()}, n, False, folded,
                       None if trained_scores is None else float(trained_scores[r]), None,
-                      "projection on the history's item vectors (approximate)")
+                      method)
             for r in range(len(items))]
+
+
+def _features_note(model: Any, folded: bool) -> str:
+    """What an explanation by history says of a HybridMF's side features ("" otherwise).
+
+    The model keeps its feature encoders, not the users' and items' feature rows, so
+    :meth:`explain` cannot split a score by feature; rather than leave the features out
+    silently, ``method`` says where they are and points to :func:`explain_features`.
+    """
+    if not hasattr(model, "user_embeddings_") or (
+            getattr(model, "user_encoder_state_", None) is None
+            and getattr(model, "item_encoder_state_", None) is None):
+        return ""  # no side features (identity features only): nothing is left out
+    user = ("the user's are not read by the fold-in" if folded
+            else "the user's are inside the trained user vector")
+    return ("; features not split: the item's are inside its vector and \"item bias\", "
+            f"{user}; explain_features(model, user, item, user_features=..., "
+            "item_features=...) splits the trained score by feature")
 
 
 def _assemble(model: Any, user_id: Any, item: int, score: float, shares: np.ndarray,

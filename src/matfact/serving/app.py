@@ -43,7 +43,7 @@ from typing import Annotated, Any, Literal
 
 from matfact.data.interactions import max_id_length
 from matfact.exceptions import DataError, MatfactError, UnknownIdError
-from matfact.serving.service import MAX_N, ModelService
+from matfact.serving.service import MAX_EXPLAIN, MAX_N, ModelService
 from matfact.serving.store import Rating, RatingLogUnavailable, RatingStore
 
 __all__ = ["create_app", "rating_scale", "MAX_BATCH", "MAX_BODY_BYTES", "API_KEY_ENV",
@@ -175,18 +175,20 @@ _RECOMMEND_ROUTE = "/users/{user}/recommendations"
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
-def _fast_query(query: bytes) -> tuple[int, bool] | None:
-    """``(n, exclude_seen)`` of a recommendations query, or None to let FastAPI answer."""
-    n, exclude = 10, True
+def _fast_query(query: bytes) -> tuple[int, bool, int | None] | None:
+    """``(n, exclude_seen, explain)`` of a recommendations query, or None to let FastAPI answer."""
+    n, exclude, explain = 10, True, None
     for part in query.decode("latin-1").split("&") if query else ():
         name, _, value = part.partition("=")
         if name == "n" and value.isdigit() and 1 <= int(value) <= MAX_N:
             n = int(value)
         elif name == "exclude_seen" and value.lower() in _TRUE + _FALSE:
             exclude = value.lower() in _TRUE
+        elif name == "explain" and value.isdigit() and 1 <= int(value) <= MAX_EXPLAIN:
+            explain = int(value)
         else:
             return None  # anything else (or bad) goes through the validating route
-    return n, exclude
+    return n, exclude, explain
 
 
 class _Guard:
@@ -413,6 +415,9 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
         items: list[Id] = Field(max_length=MAX_BATCH)
         ratings: list[Number] | None = Field(default=None, max_length=MAX_BATCH)
         n: int = Field(default=10, ge=1, le=MAX_N)
+        # History items listed per recommendation ("because you rated ..."); null: none.
+        # (Strict: true is not 1.)
+        explain: Annotated[StrictInt, Field(ge=1, le=MAX_EXPLAIN)] | None = None
 
     # The answers' shapes, for the OpenAPI schema only: routes build their JSON
     # directly (orjson), so these document and are checked by the schema tests
@@ -434,7 +439,22 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
     # the user, else null.
     ScoreKind = Literal["rating", "ranking", "popularity", "similarity"]
 
-    class RecommendationsOut(ItemsOut):
+    class BecauseOut(BaseModel):
+        """One history item's share of a recommended item's score (models.explain)."""
+
+        item: Id
+        title: str | None
+        contribution: float  # what the item adds to the score (negative: pulls it down)
+        value: float  # the rating (or interaction weight) the model read
+
+    class ExplainedOut(ItemsOut):
+        # Only with explain=k: per listed item, its k largest history contributions
+        # (because_list of model.explain), and whether each split is exact (false: the
+        # model's approximation, e.g. BPR); both null for the fallback ranking.
+        because: list[list[BecauseOut]] | None = None
+        because_exact: list[bool] | None = None
+
+    class RecommendationsOut(ExplainedOut):
         user: Id  # in the model's id type: 196, not "196", for integer ids
         fallback: Literal["popularity"] | None
         score_kind: ScoreKind
@@ -443,7 +463,7 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
         item: Id
         score_kind: ScoreKind
 
-    class HistoryOut(ItemsOut):
+    class HistoryOut(ExplainedOut):
         used: int
         unknown_items: list[Id]
         fallback: Literal["popularity"] | None
@@ -480,6 +500,7 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
         quarantined: int
         feedback: Literal["explicit", "implicit"]  # ratings, or interactions (weights > 0)
         rating_scale: ScaleOut | None  # what a rating must lie on; null: no scale
+        explains: bool  # whether explain=k is answered (false: the model has no explanation)
 
     def answers(ok: type, *errors: int, open_route: bool = False) -> dict:
         """``responses=`` of a route: its 200 body and the errors it may give."""
@@ -561,16 +582,21 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
                      "quarantined": store.quarantined,
                      "feedback": "implicit" if getattr(service.model, "is_implicit_", False)
                      else "explicit",
-                     "rating_scale": rating_scale(service.model)})
+                     "rating_scale": rating_scale(service.model),
+                     "explains": service.explains})
 
     UserPath = Annotated[str, PathParam(max_length=id_length)]
     ItemPath = Annotated[str, PathParam(max_length=id_length)]
 
     @app.get("/users/{user}/recommendations", responses=answers(RecommendationsOut, 400))
-    async def recommendations(user: UserPath, n: int = Query(10, ge=1, le=MAX_N),
-                              exclude_seen: bool = True) -> Response:
+    async def recommendations(
+            user: UserPath, n: int = Query(10, ge=1, le=MAX_N), exclude_seen: bool = True,
+            explain: int | None = Query(
+                None, ge=1, le=MAX_EXPLAIN,
+                description="List, for each item, the history items that contribute most "
+                            "to its score (\"because you rated ...\"): how many")) -> Response:
         text_ids([user], "user")
-        return json(state["service"].recommend(user, n, exclude_seen))
+        return json(state["service"].recommend(user, n, exclude_seen, explain))
 
     @app.get("/items/{item}/similar", responses=answers(SimilarOut, 400, 404))
     async def similar(item: ItemPath, n: int = Query(10, ge=1, le=MAX_N)) -> Response:
@@ -590,7 +616,8 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
     @app.post("/recommendations", responses=answers(HistoryOut, 400, 413))
     async def anonymous(body: HistoryIn) -> Response:
         text_ids(body.items, "item")
-        return json(state["service"].recommend_for_history(body.items, body.ratings, body.n))
+        return json(state["service"].recommend_for_history(body.items, body.ratings, body.n,
+                                                           body.explain))
 
     @app.post("/ratings", dependencies=[Depends(need_key)],
               responses=answers(RatingsOut, 400, 401, 403, 413, 503))
@@ -695,8 +722,12 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
             swagger_css_url=f"{files}/swagger-ui.css",
             swagger_favicon_url=f"{files}/favicon.png")
 
-    def fast_recommendations(user: str, n: int, exclude_seen: bool) -> bytes:
-        return _dumps(state["service"].recommend(user, n, exclude_seen))
+    def fast_recommendations(user: str, n: int, exclude_seen: bool,
+                             explain: int | None) -> bytes | None:
+        try:
+            return _dumps(state["service"].recommend(user, n, exclude_seen, explain))
+        except MatfactError:
+            return None  # (a model with no explanation): the route answers it, with a 400
 
     app.state.store = store
     app.state.services = state

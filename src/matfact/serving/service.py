@@ -41,15 +41,19 @@ from typing import Any
 
 import numpy as np
 
-from matfact.exceptions import DataError, UnknownIdError
+from matfact.exceptions import DataError, MatfactError, UnknownIdError
 from matfact.models.base import FALLBACK, RatingBatch
+from matfact.models.explain import because_list
 from matfact.serving.index import TopKIndex
 from matfact.serving.store import Rating, RatingStore, _reason
 
-__all__ = ["ModelService", "MAX_N", "screen"]
+__all__ = ["ModelService", "MAX_N", "MAX_EXPLAIN", "screen"]
 
 #: The longest list a request may ask for.
 MAX_N = 1000
+#: The most history items a request may ask to be listed per recommended item
+#: (``explain=k``): a "because you rated ..." line, not a dump of the history.
+MAX_EXPLAIN = 20
 logger = logging.getLogger("matfact.serving")
 
 
@@ -167,6 +171,7 @@ class ModelService:
         self.refused = 0  # logged rows this model could not take (moved to the quarantine)
         self._warming: concurrent.futures.Future | None = None
         self._stop: threading.Event | None = None
+        self._explains: bool | None = None
         # After a hot swap, the replaced service's memory goes back to the system.
         weakref.finalize(self, _released).atexit = False
 
@@ -204,28 +209,75 @@ class ModelService:
             out["titles"] = titles[codes].tolist()
         return out
 
+    @property
+    def explains(self) -> bool:
+        """Whether the model explains its scores (``explain=k``; not ``Popularity``).
+
+        The model's own answer, asked once: one explanation of its first user's score
+        of its first item (under a millisecond), so the rule of which models have
+        explanations stays in :mod:`matfact.models.explain`.
+        """
+        if self._explains is None:
+            try:
+                self.model.explain(self.model.user_index_.ids[0], self.model.item_index_.ids[0],
+                                   n=1)
+                self._explains = True
+            except (MatfactError, IndexError):
+                self._explains = False
+        return self._explains
+
     # ------------------------------------------------------------------ queries
-    def recommend(self, user: Any, n: int, exclude_seen: bool = True) -> dict[str, Any]:
+    def _because(self, explanations: Sequence[Any]) -> dict[str, Any]:
+        """``because`` (one list per item) and ``because_exact`` of an answer's explanations.
+
+        The list is :func:`~matfact.models.explain.because_list`'s, with the model's
+        titles; ``because_exact`` says which are exact decompositions and which the
+        model could only approximate (BPR, ranking-loss HybridMF).
+        """
+        titles = self.model.item_titles_
+        return {"because": [because_list(e, titles, index=self.model.item_index_)
+                            for e in explanations],
+                "because_exact": [bool(e.exact) for e in explanations]}
+
+    def recommend(self, user: Any, n: int, exclude_seen: bool = True,
+                  explain: int | None = None) -> dict[str, Any]:
         """The top ``n`` of a user; an unknown user gets the model's fallback ranking.
 
         A known user's list comes from the top-k index (the model's ranking scores),
         its scores clipped as the model reports them (:meth:`clip_scores`); an unknown
         user's from the model's own fallback (``recommend_codes`` of -1), so the
         library, the CLI and the service give the same list.
+
+        With ``explain=k``, the answer also holds ``because``: for each listed item,
+        the ``k`` history items that contribute most to its score
+        (:meth:`~matfact.models.base.Recommender.explain` of exactly the listed items,
+        with the history the model holds now, live ratings included), and
+        ``because_exact``; both are null for the fallback, which no history explains.
+        The model is read on the service's one thread, as the list is, so the
+        explanations are of the model that ranked it.
         """
+        if explain is not None:
+            explain = self.explain_for(explain)
         code = self.user_code(user)
         if code < 0:
             codes, scores = self.model.recommend_codes(np.array([-1]), n)
             keep = codes[0] >= 0
             return {"user": self.user_out(user), **self._items_out(codes[0][keep],
                                                                    scores[0][keep]),
+                    **({} if explain is None else {"because": None, "because_exact": None}),
                     "fallback": FALLBACK, "score_kind": FALLBACK,
                     "model_version": self.version}
         codes, scores = self.index.recommend(code, n, exclude_seen)
         # A copy: the index keeps its lists, and clipping works in place.
         scores = self.model.clip_scores(np.array(scores, dtype=np.float32))
-        return {"user": self.user_out(user), **self._items_out(codes, scores),
-                "fallback": None, "score_kind": self.model.score_kind,
+        out = {"user": self.user_out(user), **self._items_out(codes, scores)}
+        if explain is not None:
+            # Exactly the listed items, for the user as the model holds them now.
+            explained = self.model.explain(self.model.user_index_.ids[code],
+                                           self.model.item_index_.ids[codes],
+                                           n=explain) if len(codes) else []
+            out.update(self._because(explained))
+        return {**out, "fallback": None, "score_kind": self.model.score_kind,
                 "model_version": self.version}
 
     def similar(self, item: Any, n: int) -> dict[str, Any]:
@@ -252,18 +304,36 @@ class ModelService:
                 "model_version": self.version}
 
     def recommend_for_history(self, items: Sequence[Any], ratings: Sequence[float] | None,
-                              n: int) -> dict[str, Any]:
+                              n: int, explain: int | None = None) -> dict[str, Any]:
+        """The top ``n`` for an anonymous history (folded in; nothing is stored).
+
+        With ``explain=k``, ``because`` lists for each item the ``k`` items of this
+        history that contribute most to its score (null for the fallback ranking of
+        a history with no known item), as :meth:`recommend` does.
+        """
+        if explain is not None:
+            explain = self.explain_for(explain)
         codes = self.model.item_index_.get_indexer(list(items)) if len(items) else \
             np.zeros(0, np.int64)
         # The model checks the history (values, scale) as its fold_in always does, and
         # answers a history with no known item by its fallback, as for an unknown user.
-        ids, scores, fallback = self.model.recommend_for_history(
-            list(items), ratings, n, return_fallback=True)
+        answer = self.model.recommend_for_history(list(items), ratings, n,
+                                                  return_fallback=True, explain=explain)
+        ids, scores, fallback = answer[:3]
         keep = ~np.isnan(scores)
         best = self.model.item_index_.get_indexer(ids[keep])
         unknown = [raw for raw, code in zip(items, codes.tolist(), strict=True) if code < 0]
-        return {**self._items_out(best, scores[keep]), "used": int((codes >= 0).sum()),
-                "unknown_items": unknown, "fallback": FALLBACK if fallback else None,
+        out = {**self._items_out(best, scores[keep]), "used": int((codes >= 0).sum()),
+               "unknown_items": unknown}
+        if explain is not None:
+            if answer[3] is None:
+                out.update(because=None, because_exact=None)
+            else:
+                # The model explains its listed items; matched by id to the kept ones.
+                by_item = {e.item: e for e in answer[3]}
+                out.update(self._because([by_item[raw] for raw in
+                                          self.model.item_index_.ids[best].tolist()]))
+        return {**out, "fallback": FALLBACK if fallback else None,
                 "score_kind": FALLBACK if fallback else self.model.score_kind,
                 "model_version": self.version}
 
@@ -392,6 +462,14 @@ class ModelService:
         if not 1 <= n <= MAX_N:
             raise DataError(f"n must be between 1 and {MAX_N}, got {n}")
         return n
+
+    def explain_for(self, explain: Any) -> int:
+        """``explain`` checked: an integer from 1 to :data:`MAX_EXPLAIN`."""
+        if isinstance(explain, bool) or not isinstance(explain, (int, np.integer)) \
+                or not 1 <= explain <= MAX_EXPLAIN:
+            raise DataError(f"explain must be an integer between 1 and {MAX_EXPLAIN} "
+                            f"(history items listed per recommendation), got {explain!r}")
+        return int(explain)
 
 
 def screen(model: Any, entries: Sequence[tuple[int, Rating]]
