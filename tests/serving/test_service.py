@@ -327,3 +327,23 @@ def test_approximate_explanations_say_so_and_popularity_has_none():
     # /health says so, and the page then asks for no explanation.
     assert not popular.explains and "because" not in popular.recommend(
         int(data.user_ids[0]), 3)
+
+
+@pytest.mark.parametrize("model", [matfact.ImplicitALS(n_factors=4, max_iter=3, random_state=0),
+                                   matfact.PureSVD(n_factors=4)])
+def test_a_user_placed_from_nothing_gets_the_fallback_everywhere(model):
+    # A new user whose only rating is of an item new in the same batch has a zero vector:
+    # every item scores 0, and the list used to be the catalogue in index order.
+    model.fit(planted_interactions("implicit"), progress=False)
+    popular = model.recommend([10**6], 4)[0][0]  # an unknown user's list
+    service = ModelService(model)
+    service.apply([Rating(5000, 9000, 1.0)])
+    known = int(model.user_index_.ids[0])
+    assert model.unplaced(model.user_index_.get_indexer([5000, known])).tolist() == [True, False]
+    ids, scores, fallback = model.recommend([5000, known], 4, return_fallback=True)
+    assert fallback.tolist() == [True, False]
+    assert ids[0].tolist() == popular.tolist()  # the new item (seen) is never listed
+    answer = service.recommend(5000, 4)
+    assert answer["fallback"] == "popularity" and answer["score_kind"] == "popularity"
+    assert answer["items"] == popular.tolist()
+    assert service.recommend(known, 4)["fallback"] is None

@@ -554,16 +554,17 @@ class Recommender(ModelUpdates, HasParams):
             candidates = np.unique(candidates[candidates >= 0])
         if explain is not None:
             explain = check_n(explain, "explain")
-        idx, val = self.recommend_codes(u, n, exclude_seen=exclude_seen, candidates=candidates)
+        idx, val, fell_back = self._ranked_codes(u, n, exclude_seen, candidates)
         out: tuple[Any, ...] = (self._to_raw(idx, self.item_index_), val)
         if return_fallback:
-            out += (u < 0,)
+            out += (fell_back,)
         if explain is not None:
             raw_users = _as_id_array(users)
-            out += ([None if code < 0 else
+            out += ([None if fallback else
                      self._explain_codes(int(code), self.history(int(code)),
                                          row[row >= 0], explain, user_id=raw_users[r])
-                     for r, (code, row) in enumerate(zip(u, idx, strict=True))],)
+                     for r, (code, row, fallback) in enumerate(zip(u, idx, fell_back,
+                                                                    strict=True))],)
         return out
 
     def recommend_codes(self, users: np.ndarray, n: int, *, exclude_seen: bool = True,
@@ -588,13 +589,20 @@ class Recommender(ModelUpdates, HasParams):
             Their scores (:meth:`score_users`, clipped by :meth:`clip_scores` after
             ranking), or popularity counts for -1; NaN in the padding.
         """
+        return self._ranked_codes(users, n, exclude_seen, candidates)[:2]
+
+    def _ranked_codes(self, users: np.ndarray, n: int, exclude_seen: bool = True,
+                      candidates: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`recommend_codes` plus which users got the :data:`FALLBACK` ranking."""
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64).reshape(-1)
         width = min(n, self.n_items_ if candidates is None else len(candidates))
         out_idx = np.full((len(users), width), -1, dtype=np.int64)
         out_val = np.full((len(users), width), np.nan, dtype=np.float32)
+        fell_back = users < 0
         if width == 0:
-            return out_idx, out_val
+            return out_idx, out_val, fell_back
         for start in range(0, len(users), _RECOMMEND_BATCH):
             batch = users[start:start + _RECOMMEND_BATCH]
             unknown = batch < 0
@@ -602,6 +610,10 @@ class Recommender(ModelUpdates, HasParams):
                 scores = np.broadcast_to(self._popularity(), (len(batch), self.n_items_))
             else:
                 scores = self.score_users(batch)
+                # A known user whose every item scores the same carries no information
+                # (see unplaced): ranked as an unknown user, not in index order.
+                if self.n_items_ > 1:
+                    unknown = unknown | (scores.max(axis=1) == scores.min(axis=1))
                 if unknown.any():
                     scores = np.array(scores)  # score_users may give a read-only view
                     scores[unknown] = self._popularity()
@@ -616,7 +628,29 @@ class Recommender(ModelUpdates, HasParams):
                 val[~unknown] = self.clip_scores(val[~unknown])
             out_idx[start:start + len(batch)] = idx
             out_val[start:start + len(batch)] = val
-        return out_idx, out_val
+            fell_back[start:start + len(batch)] = unknown
+        return out_idx, out_val, fell_back
+
+    def unplaced(self, users: np.ndarray) -> np.ndarray:
+        """Which users, given as codes, the model cannot rank for (-1, unknown, included).
+
+        A known user is unplaced when every item gets the same score: their vector
+        carries no information, e.g. a user whose only ratings are of items new to
+        the model, added in the same batch (both start from zero). ``recommend``
+        gives such users the :data:`FALLBACK` ranking and says so, as for an
+        unknown user, rather than a list in index order.
+
+        Returns
+        -------
+        mask : ndarray of shape (n_users,), bool
+        """
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        out = users < 0
+        if not out.all() and self.n_items_ > 1:
+            scores = self.score_users(users[~out])
+            out[~out] = scores.max(axis=1) == scores.min(axis=1)
+        return out
 
     def _exclusions(self, users: np.ndarray, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
         """CSR-style seen-item lists of ``users`` (empty for unknown users or when off)."""

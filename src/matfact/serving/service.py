@@ -241,7 +241,7 @@ class ModelService:
 
     def recommend(self, user: Any, n: int, exclude_seen: bool = True,
                   explain: int | None = None) -> dict[str, Any]:
-        """The top ``n`` of a user; an unknown user gets the model's fallback ranking.
+        """The top ``n`` of a user; an unknown or unplaced user gets the model's fallback.
 
         A known user's list comes from the top-k index (the model's ranking scores),
         its scores clipped as the model reports them (:meth:`clip_scores`); an unknown
@@ -259,15 +259,19 @@ class ModelService:
         if explain is not None:
             explain = self.explain_for(explain)
         code = self.user_code(user)
-        if code < 0:
-            codes, scores = self.model.recommend_codes(np.array([-1]), n)
+        codes, scores = self.index.recommend(code, n, exclude_seen) if code >= 0 else ((), ())
+        # A known user whose list is flat may be one the model cannot place (unplaced:
+        # e.g. their only ratings are of items new in the same batch): the fallback too.
+        if code < 0 or (len(scores) > 1 and scores[0] == scores[-1]
+                        and self.model.unplaced(np.array([code]))[0]):
+            codes, scores = self.model.recommend_codes(np.array([code]), n,
+                                                       exclude_seen=exclude_seen)
             keep = codes[0] >= 0
             return {"user": self.user_out(user), **self._items_out(codes[0][keep],
                                                                    scores[0][keep]),
                     **({} if explain is None else {"because": None, "because_exact": None}),
                     "fallback": FALLBACK, "score_kind": FALLBACK,
                     "model_version": self.version}
-        codes, scores = self.index.recommend(code, n, exclude_seen)
         # A copy: the index keeps its lists, and clipping works in place.
         scores = self.model.clip_scores(np.array(scores, dtype=np.float32))
         out = {"user": self.user_out(user), **self._items_out(codes, scores)}
