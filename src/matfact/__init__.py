@@ -59,7 +59,7 @@ _LAZY = {
     "BayesianMF": "matfact.models.bayesian",
     "HybridMF": "matfact.models.hybrid",
     "NMF": "matfact.models.nmf",
-    "TruncatedSVD": "matfact.models.svd",
+    "TruncatedSVD": "matfact.models.truncated_svd",
     "PureSVD": "matfact.models.svd",
 }
 
@@ -83,7 +83,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from matfact.models.hybrid import HybridMF
     from matfact.models.nmf import NMF
     from matfact.models.sgd import BiasedMF, SVDPlusPlus
-    from matfact.models.svd import PureSVD, TruncatedSVD
+    from matfact.models.svd import PureSVD
+    from matfact.models.truncated_svd import TruncatedSVD
 
 __all__ = [
     "__version__",

@@ -65,16 +65,21 @@ def test_matfact_help_imports_no_numba_pandas_or_sklearn():
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_recommend_from_a_model_file_imports_no_sklearn_or_other_models(tmp_path):
+@pytest.mark.parametrize("name, others", [
+    ("BiasedMF", ("matfact.models.nmf", "matfact.models.svd", "matfact.models.als")),
+    ("PureSVD", ("matfact.models.nmf", "matfact.models.truncated_svd", "matfact.models.sgd")),
+])
+def test_recommend_from_a_model_file_imports_no_sklearn_or_other_models(tmp_path, name,
+                                                                          others):
     # Issue 20: `matfact recommend` loads one model and answers; scikit-learn alone
     # took ~0.5 s of its start-up, and only NMF / TruncatedSVD need it.
     import matfact
 
     data = matfact.Interactions.from_arrays([1, 1, 2, 3], [1, 2, 1, 2], [4.0, 3.0, 5.0, 2.0])
-    matfact.BiasedMF(n_factors=2, max_iter=2).fit(data, progress=False).save(tmp_path / "m.zip")
+    getattr(matfact, name)(n_factors=1).fit(data, progress=False).save(tmp_path / "m.zip")
     code = ("import atexit, sys\n"
             "atexit.register(lambda: print(sorted(m for m in sys.modules if m == 'sklearn' or "
-            "m in ('matfact.models.nmf', 'matfact.models.svd', 'matfact.models.als'))))\n"
+            f"m in {others!r})))\n"
             "import runpy\n"
             f"sys.argv = ['matfact', 'recommend', '--model', {str(tmp_path / 'm.zip')!r}, "
             "'--user', '1', '-n', '2']\n"

@@ -22,7 +22,7 @@ _MODULES = {
     "HybridMF": "hybrid",
     "NMF": "nmf",
     "BiasedMF": "sgd", "SVDPlusPlus": "sgd",
-    "PureSVD": "svd", "TruncatedSVD": "svd",
+    "PureSVD": "svd", "TruncatedSVD": "truncated_svd",
 }
 
 __all__ = ["MODEL_REGISTRY", "FactorModel", "Recommender", "UserVector", "ItemSide",
