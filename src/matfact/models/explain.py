@@ -457,7 +457,9 @@ def _bayesian_system(model: Any, items: np.ndarray, values: np.ndarray) -> _Syst
 
     return _System(design, matrix, np.full(n, alpha), target, readout,
                    {"prior mean": prior}, offset_rows, scale,
-                   f"posterior-mean fold-in over {n_kept} samples (BayesianMF)")
+                   f"posterior-mean fold-in "
+                   f"{f'over {n_kept} samples' if n_kept > 1 else 'from the samples summary'}"
+                   f" (BayesianMF)")
 
 
 def _hybrid_system(model: Any, items: np.ndarray, values: np.ndarray) -> _System:
