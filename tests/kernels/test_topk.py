@@ -50,3 +50,16 @@ def test_kernel_and_single_row_path_match_reference(n_rows, n_cols, n, seed):
     ref_idx, ref_val = topk_rows_reference(scores, indptr, indices, n)
     np.testing.assert_array_equal(ref_idx, idx)
     np.testing.assert_array_equal(ref_val, val)
+
+
+def test_parallel_and_serial_kernels_are_cached_apart():
+    # numba keys its cache by function and signature, not by jit options (numba#6845):
+    # when both dispatchers wrapped one function, the parallel kernel could load the
+    # serial compilation and rank a batch on one thread (issue 21).
+    from matfact._kernels.topk import topk_rows_serial
+
+    files = {d._cache._cache_file._index_path for d in (topk_rows, topk_rows_serial)}
+    assert len(files) == 2
+    scores = np.arange(12, dtype=np.float32).reshape(2, 6)
+    none = (np.zeros(3, np.int64), np.zeros(0, np.int32))
+    assert topk_rows(scores, *none, 3)[0].tolist() == topk_rows_serial(scores, *none, 3)[0].tolist()

@@ -13,6 +13,8 @@ not depend on the thread count.
 
 from __future__ import annotations
 
+import types
+
 import numba
 import numpy as np
 
@@ -101,8 +103,23 @@ def _topk_rows(scores, exclude_indptr, exclude_indices, n):
     return out_idx, out_val
 
 
+def _renamed(func, name):
+    """A copy of ``func`` under another name (the same code), for a second dispatcher.
+
+    numba's cache file is named after the function and its index is keyed by the
+    signature, not by the jit options (numba#6845): two dispatchers of one function
+    share one cache entry, so whichever compiled first was loaded for both, and the
+    parallel kernel could run on one thread.
+    """
+    clone = types.FunctionType(func.__code__, func.__globals__, name, func.__defaults__,
+                               func.__closure__)
+    clone.__qualname__ = name
+    clone.__doc__ = func.__doc__
+    return clone
+
+
 topk_rows = numba.njit(cache=True, parallel=True)(_topk_rows)
-topk_rows_serial = numba.njit(cache=True)(_topk_rows)
+topk_rows_serial = numba.njit(cache=True)(_renamed(_topk_rows, "_topk_rows_serial"))
 
 
 def topk_rows_reference(scores, exclude_indptr, exclude_indices, n):
