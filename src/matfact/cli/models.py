@@ -424,6 +424,57 @@ def _check_overlap(model: Any, test: Any, args: argparse.Namespace, info: dict,
     return overlap
 
 
+def _check_recommend_target(args: argparse.Namespace) -> None:
+    """``recommend``: one of --user and --all; --out's name and what goes with it."""
+    if args.all and args.user:
+        raise UsageError("give --user ID (repeatable) or --all, not both")
+    if not args.all and not args.user:
+        raise UsageError("give --user ID (repeatable), or --all --out FILE for every user")
+    if args.out is None:
+        if args.all:
+            raise UsageError("--all writes every user's list to a file: add --out "
+                             "recs.parquet (or recs.csv)")
+        if args.block_size is not None:
+            raise UsageError("--block-size applies to --out")
+        return
+    from matfact.models.batch import output_format
+
+    for flag, given in (("--json", args.json), ("--explain", args.explain is not None),
+                        ("--item-titles", args.item_titles is not None)):
+        if given:
+            raise UsageError(f"{flag} applies to printed lists, not to --out (a file of "
+                             f"user, rank, item, score, fallback)")
+    if args.block_size is not None and args.block_size < 1:
+        raise UsageError(f"--block-size must be at least 1, got {args.block_size}")
+    try:
+        output_format(Path(args.out).expanduser())
+    except ValueError as err:
+        raise UsageError(f"--out: {err}") from None
+    parent = Path(args.out).expanduser().parent
+    if not parent.is_dir():
+        raise UsageError(f"--out: no directory {parent} to write {Path(args.out).name} in")
+
+
+def _write_recommendations(args: argparse.Namespace, model: Any, out: Output) -> int:
+    """``recommend --out FILE`` (every user with --all): the lists streamed to a file."""
+    from matfact.io import write_recommendations
+
+    start = time.perf_counter()
+    users = None if args.all else model.user_index_.coerce(args.user)
+    written = write_recommendations(
+        model, Path(args.out).expanduser(), args.n, exclude_seen=not args.include_seen,
+        users=users, unknown="raise" if args.strict else "fallback",
+        block_size=args.block_size, progress=out.progress)
+    seconds = time.perf_counter() - start
+    seen = "seen items included" if args.include_seen else "seen items excluded"
+    out.result(f"Wrote {written.n_rows:,} recommendations for {written.n_users:,} users "
+               f"(top {args.n}, {seen}) to {written.path} in {seconds:.1f} s")
+    if written.n_fallback:
+        out.info(f"{written.n_fallback:,} of {written.n_users:,} users got the popularity "
+                 f"fallback (fallback column true; their scores are counts of users)")
+    return 0
+
+
 def cmd_recommend(args: argparse.Namespace, out: Output) -> int:
     import matfact
 
@@ -432,7 +483,10 @@ def cmd_recommend(args: argparse.Namespace, out: Output) -> int:
     explain = getattr(args, "explain", None)
     if explain is not None and explain < 1:
         raise UsageError(f"--explain must be at least 1, got {explain}")
+    _check_recommend_target(args)
     model = matfact.load(Path(args.model).expanduser())
+    if args.out is not None:
+        return _write_recommendations(args, model, out)
     from matfact.models.base import FALLBACK
 
     users = model.user_index_.coerce(args.user)

@@ -100,7 +100,8 @@ _EXAMPLES = {
     "recommend": """examples:
   matfact recommend --model model.zip --user 42 -n 10
   matfact recommend --model model.zip --user 7 --user 42 --include-seen --json
-  matfact recommend --model model.zip --user 42 -n 5 --explain""",
+  matfact recommend --model model.zip --user 42 -n 5 --explain
+  matfact recommend --model model.zip --all -n 10 --out recs.parquet""",
     "demo": """examples:
   matfact demo
   matfact demo --out /tmp/demo --data-home ~/datasets""",
@@ -213,12 +214,25 @@ def build_parser() -> argparse.ArgumentParser:
         "recommend", parents=[quiet], formatter_class=formatter, epilog=_EXAMPLES["recommend"],
         help="top-n items for users from a saved model",
         description="Print the top-n items for each user from a saved model: rank, item id, "
-                    "title (if the model knows titles) and score.",
+                    "title (if the model knows titles) and score. With --out, write the "
+                    "lists to a Parquet or CSV file instead (one row per item: user, rank, "
+                    "item, score, fallback); --all ranks every user the model knows, a "
+                    "block of users at a time.",
     )
     recommend.add_argument("--model", required=True, metavar="FILE",
                            help="a saved model (.zip or directory)")
-    recommend.add_argument("--user", action="append", required=True, metavar="ID",
-                           help="a raw user id; repeatable")
+    recommend.add_argument("--user", action="append", metavar="ID",
+                           help="a raw user id; repeatable (or --all)")
+    recommend.add_argument("--all", action="store_true",
+                           help="every user the model knows (needs --out)")
+    recommend.add_argument("--out", metavar="FILE",
+                           help="write the lists to FILE (.parquet, needs pyarrow, or .csv) "
+                                "instead of printing them; written under a temporary name "
+                                "and renamed when complete")
+    recommend.add_argument("--block-size", type=int, metavar="USERS",
+                           help="with --out: users scored per matrix product (default: "
+                                "as many as keep the scores held at once bounded, see "
+                                "matfact.models.batch.BLOCK_BYTES)")
     recommend.add_argument("-n", type=int, default=10, help="list length (default: 10)")
     recommend.add_argument("--include-seen", action="store_true",
                            help="also recommend items the user interacted with in training")

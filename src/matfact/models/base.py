@@ -777,6 +777,27 @@ class Recommender(ModelUpdates, HasParams):
                                         vector=vector),)
         return out
 
+    # ------------------------------------------------------------------ batch scoring
+    def recommend_all(self, n: int = 10, *, exclude_seen: bool = True, users: Any = None,
+                      unknown: str = "fallback", block_size: int | None = None,
+                      progress: bool | str | None = None) -> Any:
+        """Top-``n`` items for every user (or ``users``), yielded a block of users at a time.
+
+        Exactly the lists of :meth:`recommend` (ids, scores, padding, fallback), scored
+        one block of users per matrix product so memory holds one block's scores; see
+        :func:`matfact.models.batch.recommend_all` for the parameters, and
+        :func:`matfact.io.write_recommendations` to stream them to Parquet or CSV.
+
+        Returns
+        -------
+        iterator of RecommendationBlock
+            ``(users, ids, scores, fallback)`` of consecutive users.
+        """
+        from matfact.models.batch import recommend_all
+
+        return recommend_all(self, n, exclude_seen=exclude_seen, users=users, unknown=unknown,
+                             block_size=block_size, progress=progress)
+
     # ------------------------------------------------------------------ explanations
     def explain(self, user: Any, item: Any, n: int = 5) -> Any:
         """Why ``user`` gets ``item``: the score split into the user's history items.
