@@ -1,9 +1,10 @@
 """Top-n selection over rows of a score matrix, with per-row exclusions (numba).
 
 The one top-k of matfact: :func:`topk_rows` (rows in parallel, for batches)
-and :func:`topk_rows_serial` (the same code without a parallel region, for a
-single row: no thread start-up, and no contention with BLAS threads still
-spinning after the product that made the scores) compile one function;
+and :func:`topk_rows_serial` (the same code without a parallel region and without
+the GIL, for a single row or a caller held to one thread: no thread start-up, no
+contention with BLAS threads still spinning after the product that made the
+scores, and threads of the caller's own run side by side) compile one function;
 :func:`topk_rows_reference` is the NumPy statement of what they compute.
 
 Rows with fewer than ``n`` eligible columns (not excluded, not NaN) are padded
@@ -119,7 +120,10 @@ def _renamed(func, name):
 
 
 topk_rows = numba.njit(cache=True, parallel=True)(_topk_rows)
-topk_rows_serial = numba.njit(cache=True)(_renamed(_topk_rows, "_topk_rows_serial"))
+# The serial kernel releases the GIL, so the workers of batch scoring (each on one
+# thread) rank their blocks side by side.
+topk_rows_serial = numba.njit(cache=True, nogil=True)(_renamed(_topk_rows,
+                                                               "_topk_rows_serial"))
 
 
 def topk_rows_reference(scores, exclude_indptr, exclude_indices, n):

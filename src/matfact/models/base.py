@@ -780,6 +780,7 @@ class Recommender(ModelUpdates, HasParams):
     # ------------------------------------------------------------------ batch scoring
     def recommend_all(self, n: int = 10, *, exclude_seen: bool = True, users: Any = None,
                       unknown: str = "fallback", block_size: int | None = None,
+                      n_threads: int | None = None,
                       progress: bool | str | None = None) -> Any:
         """Top-``n`` items for every user (or ``users``), yielded a block of users at a time.
 
@@ -796,7 +797,7 @@ class Recommender(ModelUpdates, HasParams):
         from matfact.models.batch import recommend_all
 
         return recommend_all(self, n, exclude_seen=exclude_seen, users=users, unknown=unknown,
-                             block_size=block_size, progress=progress)
+                             block_size=block_size, n_threads=n_threads, progress=progress)
 
     # ------------------------------------------------------------------ explanations
     def explain(self, user: Any, item: Any, n: int = 5) -> Any:
@@ -1002,8 +1003,12 @@ class FactorModel(Recommender):
             vectors, offsets = self.user_side(users)
             scores = (self.item_factors_ @ vectors[0])[None, :] if len(users) == 1 else \
                 vectors @ self.item_factors_.T
-            scores += base[None, :]
-            scores += offsets[:, None]
+            # Terms that are all zero (implicit ALS: no biases) are not added (x + 0 is x):
+            # each is a pass over the whole block, in batch scoring as long as the top-n's.
+            if base.any():
+                scores += base[None, :]
+            if offsets.any():
+                scores += offsets[:, None]
             return scores
         scores = np.repeat(base[None, :], len(users), axis=0)
         if known.any():

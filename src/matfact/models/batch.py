@@ -8,8 +8,16 @@ block goes through the model's own :meth:`~matfact.models.base.Recommender.recom
 path: :meth:`~matfact.models.base.Recommender.score_users` (one matrix product
 for the block), the fallback of users the model cannot place, the seen-item
 exclusions, the one top-n (:mod:`matfact.models.ranking`) and the clip to the
-rating scale. So the lists are those of ``recommend``, id for id and score for
-score, with the same padding.
+rating scale. So each block's lists are what ``recommend`` gives for the same users,
+with the same fallback, clipping and padding. (Across different blocks of users,
+float32 scores can differ in their last bit: BLAS rounds a matrix product according
+to its shape and thread count, so ``recommend(all users)``, which scores 2,048 users
+per product on every BLAS thread, may order two items whose scores tie to that bit
+the other way.)
+
+Blocks are scored side by side, one per core, each on one thread (its product and
+its top-n): the pools of a multi-threaded product and a parallel top-n, alternating,
+spin into each other's turns.
 
 :func:`write_recommendations` streams them to a Parquet file (``pyarrow``'s
 ``ParquetWriter``) or a CSV file, written beside the target and renamed into
@@ -18,9 +26,12 @@ place, in long format: one row per recommended item.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,14 +42,18 @@ from matfact._progress import progress_bar, progress_mode
 from matfact.exceptions import ParameterError
 from matfact.models._updates import _as_id_array
 
-__all__ = ["BLOCK_BYTES", "OUTPUT_FORMATS", "RecommendationBlock", "WrittenRecommendations",
-           "block_rows", "recommend_all", "write_recommendations"]
+__all__ = ["BLOCK_BYTES", "MAX_BLOCK_ROWS", "MIN_BLOCK_ROWS", "OUTPUT_FORMATS",
+           "RecommendationBlock", "WrittenRecommendations", "block_rows", "output_format",
+           "recommend_all", "write_recommendations"]
 
-#: The scores one block may hold (float32, users × items): the memory bound of batch
-#: scoring. 32 MiB keeps a block of a 20,000-item catalogue (419 users) in this
-#: machine's 32 MiB L3 cache while it is ranked, which measured fastest; a catalogue
-#: of 10⁶ items gets blocks of 8 users.
-BLOCK_BYTES = 32 * 2**20
+#: The scores one block may hold (float32, users × items), unless that is fewer than
+#: :data:`MIN_BLOCK_ROWS` users: 16 MiB keeps the blocks of both workers of this 2-core
+#: machine in its 32 MiB L3 cache while they are ranked (a block of 209 users at 20,000
+#: items; 128 to 419 users measured alike, 838 slower).
+BLOCK_BYTES = 16 * 2**20
+#: The fewest users in a default block: a product of fewer users reads the item factors
+#: more often than it computes with them (at 10⁶ items a block is 64 users, 256 MB).
+MIN_BLOCK_ROWS = 64
 #: The most users in one block (the model's own batch of ``recommend``).
 MAX_BLOCK_ROWS = 2048
 #: File suffixes :func:`write_recommendations` writes, and the format of each.
@@ -100,8 +115,8 @@ def block_rows(n_items: int, block_size: int | None = None) -> int:
     n_items : int
         The catalogue size.
     block_size : int, default=None
-        Users per block (≥ 1); None chooses from :data:`BLOCK_BYTES`, between 1 and
-        :data:`MAX_BLOCK_ROWS`.
+        Users per block (≥ 1); None chooses from :data:`BLOCK_BYTES`, between
+        :data:`MIN_BLOCK_ROWS` and :data:`MAX_BLOCK_ROWS`.
 
     Returns
     -------
@@ -109,18 +124,21 @@ def block_rows(n_items: int, block_size: int | None = None) -> int:
     """
     if block_size is not None:
         return check_n(block_size, "block_size")
-    return int(max(1, min(MAX_BLOCK_ROWS, BLOCK_BYTES // (4 * max(n_items, 1)))))
+    return int(max(MIN_BLOCK_ROWS, min(MAX_BLOCK_ROWS, BLOCK_BYTES // (4 * max(n_items, 1)))))
 
 
 def recommend_all(model: Any, n: int = 10, *, exclude_seen: bool = True, users: Any = None,
                   unknown: str = "fallback", block_size: int | None = None,
+                  n_threads: int | None = None,
                   progress: bool | str | None = None) -> Iterator[RecommendationBlock]:
     """Top-``n`` items for every user (or ``users``), yielded a block of users at a time.
 
-    The lists are exactly those of ``model.recommend(users, n,
-    exclude_seen=exclude_seen, unknown=unknown, return_fallback=True)``, ids, scores and
-    padding alike; only one block's scores (``block_size × n_items`` float32) are held
-    at a time. The model must not change while the blocks are read.
+    Each block is ``model.recommend(block_users, n, exclude_seen=exclude_seen,
+    unknown=unknown, return_fallback=True)``, computed on one thread: the same ids,
+    scores, fallback and padding (scores of other batchings of the users may differ in
+    the last float32 bit, see the module doc). Only ``n_threads`` blocks' scores
+    (``block_size × n_items`` float32 each) are held at a time. The model must not
+    change while the blocks are read.
 
     Parameters
     ----------
@@ -140,6 +158,10 @@ def recommend_all(model: Any, n: int = 10, *, exclude_seen: bool = True, users: 
     block_size : int, default=None
         Users per block; None: as many as fit :data:`BLOCK_BYTES` of scores
         (:func:`block_rows`).
+    n_threads : int, default=None
+        Blocks scored side by side, each by one thread (its matrix product and its
+        top-n); None: one per core numba may use (one for a small job). Memory holds
+        ``n_threads`` blocks' scores; BLAS runs on one thread while blocks are scored.
     progress : bool, "bar", "lines" or None, default=None
         Users ranked so far: None, a bar only when stderr is a terminal; True, a bar;
         ``"lines"``, plain lines; False, nothing (:func:`matfact._progress.progress_bar`).
@@ -175,23 +197,46 @@ def recommend_all(model: Any, n: int = 10, *, exclude_seen: bool = True, users: 
     else:
         raw = _as_id_array(users)
         codes = model._indices(raw, model.user_index_, "user", unknown)
-    return _blocks(model, codes, raw, n, bool(exclude_seen), rows, progress)
+    if n_threads is not None:
+        n_threads = check_n(n_threads, "n_threads")
+    return _blocks(model, codes, raw, n, bool(exclude_seen), rows, progress, n_threads)
 
 
 def _blocks(model: Any, codes: np.ndarray, raw: np.ndarray | None, n: int, exclude_seen: bool,
-            rows: int, progress: Any) -> Iterator[RecommendationBlock]:
+            rows: int, progress: Any, n_threads: int | None) -> Iterator[RecommendationBlock]:
+    from matfact._threads import resolve_n_threads, single_thread
+
+    workers = resolve_n_threads(n_threads, work=len(codes) * model.n_items_)
+
+    def rank(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # Each worker scores and ranks whole blocks on one thread (BLAS and numba): the
+        # pools of a multi-threaded product and a parallel top-k, alternating, keep
+        # spinning into each other's turn (numba's top-k took twice as long right after
+        # a product, and the product twice as long right after the top-k, on 2 cores).
+        with single_thread():
+            return model._ranked_codes(codes[start:start + rows], n, exclude_seen)
+
     bar = progress_bar(progress=progress, desc=f"{type(model).__name__} recommend_all",
                        total=len(codes), unit="user")
+    starts = iter(range(0, len(codes), rows))
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="matfact-recommend-all")
     try:
-        for start in range(0, len(codes), rows):
-            batch = codes[start:start + rows]
-            idx, val, fell_back = model._ranked_codes(batch, n, exclude_seen)
-            users = (model.user_index_.to_ids(batch) if raw is None
-                     else raw[start:start + rows])
-            bar.update(len(batch))
+        # At most `workers` blocks in flight: memory holds that many blocks' scores.
+        pending = deque((start, pool.submit(rank, start))
+                        for start in itertools.islice(starts, workers))
+        while pending:
+            start, future = pending.popleft()
+            idx, val, fell_back = future.result()
+            following = next(starts, None)
+            if following is not None:
+                pending.append((following, pool.submit(rank, following)))
+            stop = start + len(fell_back)
+            users = model.user_index_.to_ids(codes[start:stop]) if raw is None else raw[start:stop]
+            bar.update(len(fell_back))
             yield RecommendationBlock(users, model._to_raw(idx, model.item_index_), val,
                                       fell_back)
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
 
 
@@ -217,6 +262,7 @@ def output_format(path: str | os.PathLike) -> str:
 def write_recommendations(model: Any, path: str | os.PathLike, n: int = 10, *,
                           exclude_seen: bool = True, users: Any = None,
                           unknown: str = "fallback", block_size: int | None = None,
+                          n_threads: int | None = None,
                           progress: bool | str | None = None) -> WrittenRecommendations:
     """Write every user's top-``n`` (or ``users``') to a Parquet or CSV file, streamed.
 
@@ -248,7 +294,7 @@ def write_recommendations(model: Any, path: str | os.PathLike, n: int = 10, *,
     path : str or path-like
         The target file; its suffix, ``.parquet`` or ``.csv``, chooses the format. An
         existing file is replaced.
-    n, exclude_seen, users, unknown, block_size, progress
+    n, exclude_seen, users, unknown, block_size, n_threads, progress
         As :func:`recommend_all`.
 
     Returns
@@ -272,7 +318,7 @@ def write_recommendations(model: Any, path: str | os.PathLike, n: int = 10, *,
     if not path.parent.is_dir():
         raise FileNotFoundError(2, "No such file or directory", str(path.parent))
     blocks = recommend_all(model, n, exclude_seen=exclude_seen, users=users, unknown=unknown,
-                           block_size=block_size, progress=progress)
+                           block_size=block_size, n_threads=n_threads, progress=progress)
     counts = [0, 0, 0]
 
     def tally(columns: dict[str, np.ndarray], block: RecommendationBlock) -> None:

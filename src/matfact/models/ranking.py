@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 
 from matfact._kernels.topk import topk_rows, topk_rows_serial
@@ -46,7 +47,10 @@ def top_n_rows(scores: np.ndarray, n: int, exclude_indptr: np.ndarray | None = N
         exclude_indices = np.zeros(0, dtype=np.int32)
     exclude_indptr = np.asarray(exclude_indptr, dtype=np.int64)
     exclude_indices = np.asarray(exclude_indices, dtype=np.int32)
-    kernel = topk_rows_serial if scores.shape[0] == 1 else topk_rows
+    # One row, or a caller holding numba to one thread (``_threads.single_thread``: a
+    # request, a worker of batch scoring): no parallel region, and the GIL released.
+    serial = scores.shape[0] == 1 or numba.get_num_threads() == 1
+    kernel = topk_rows_serial if serial else topk_rows
     return kernel(scores, exclude_indptr, exclude_indices, int(n))
 
 
