@@ -63,3 +63,31 @@ def test_parallel_and_serial_kernels_are_cached_apart():
     scores = np.arange(12, dtype=np.float32).reshape(2, 6)
     none = (np.zeros(3, np.int64), np.zeros(0, np.int32))
     assert topk_rows(scores, *none, 3)[0].tolist() == topk_rows_serial(scores, *none, 3)[0].tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 3), st.integers(65, 400), st.integers(0, 12), st.integers(0, 4),
+       st.integers(0, 2**32 - 1))
+def test_long_rows_skip_runs_of_columns_exactly(n_rows, n_cols, n, levels, seed):
+    # Rows longer than the runs the kernel skips once its heap is full (issue 21): ties
+    # with the heap's worst in a later run, NaN and excluded columns scoring highest, on
+    # both kernels, agree with the NumPy reference.
+    from matfact._kernels.topk import _CHUNK, topk_rows_serial
+
+    assert n_cols > _CHUNK
+    rng = np.random.default_rng(seed)
+    scores = (rng.integers(0, levels + 2, (n_rows, n_cols)) if levels
+              else rng.standard_normal((n_rows, n_cols))).astype(np.float32)
+    scores[rng.random((n_rows, n_cols)) < 0.05] = np.nan
+    excluded = [np.sort(rng.choice(n_cols, rng.integers(0, n_cols // 3), replace=False))
+                for _ in range(n_rows)]
+    for r, cols in enumerate(excluded):
+        scores[r, cols[: len(cols) // 2]] = 1e9  # the best scores are excluded ones
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum([len(e) for e in excluded])
+    indices = np.concatenate(excluded).astype(np.int32)
+    ref_idx, ref_val = topk_rows_reference(scores, indptr, indices, n)
+    for kernel in (topk_rows, topk_rows_serial):
+        idx, val = kernel(scores, indptr, indices, n)
+        np.testing.assert_array_equal(idx, ref_idx)
+        np.testing.assert_array_equal(val, ref_val)
