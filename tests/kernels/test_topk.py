@@ -74,7 +74,7 @@ def test_long_rows_skip_runs_of_columns_exactly(n_rows, n_cols, n, levels, seed)
     # both kernels, agree with the NumPy reference.
     from matfact._kernels.topk import _CHUNK, topk_rows_serial
 
-    assert n_cols > _CHUNK
+    assert n_cols > 2 * _CHUNK
     rng = np.random.default_rng(seed)
     scores = (rng.integers(0, levels + 2, (n_rows, n_cols)) if levels
               else rng.standard_normal((n_rows, n_cols))).astype(np.float32)

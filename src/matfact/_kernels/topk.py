@@ -22,7 +22,7 @@ import numpy as np
 __all__ = ["topk_rows", "topk_rows_serial", "topk_rows_reference"]
 
 #: Columns tested at once against the worst of a full heap (see :func:`_topk_rows`).
-_CHUNK = 64
+_CHUNK = 32
 
 
 @numba.njit(cache=True, inline="always")

@@ -613,7 +613,7 @@ class Recommender(ModelUpdates, HasParams):
                 # A known user whose every item scores the same carries no information
                 # (see unplaced): ranked as an unknown user, not in index order.
                 if self.n_items_ > 1:
-                    unknown = unknown | (scores.max(axis=1) == scores.min(axis=1))
+                    unknown = unknown | _flat_rows(scores)
                 if unknown.any():
                     scores = np.array(scores)  # score_users may give a read-only view
                     scores[unknown] = self._popularity()
@@ -648,8 +648,7 @@ class Recommender(ModelUpdates, HasParams):
         users = np.asarray(users, dtype=np.int64).reshape(-1)
         out = users < 0
         if not out.all() and self.n_items_ > 1:
-            scores = self.score_users(users[~out])
-            out[~out] = scores.max(axis=1) == scores.min(axis=1)
+            out[~out] = _flat_rows(self.score_users(users[~out]))
         return out
 
     def _exclusions(self, users: np.ndarray, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -913,6 +912,21 @@ def fold_in_negatives(n_items: int, history: np.ndarray, size: int) -> np.ndarra
     draw = np.random.default_rng(0).choice(n_items, min(size + len(history), n_items),
                                            replace=False)
     return draw[~np.isin(draw, history)][:size]
+
+
+def _flat_rows(scores: np.ndarray) -> np.ndarray:
+    """Which rows of a score block (≥ 2 columns) hold one value throughout (unplaced users).
+
+    Only rows whose first two scores tie are read in full: the rest cannot be flat, and
+    two passes over every row (its max and min) cost as much as the top-n of batch
+    scoring. A row with NaN is not flat.
+    """
+    flat = scores[:, 0] == scores[:, 1]
+    if flat.any():
+        rows = np.flatnonzero(flat)
+        tied = scores[rows]
+        flat[rows] = tied.max(axis=1) == tied.min(axis=1)
+    return flat
 
 
 def _restrict(scores, indptr, indices, candidates):
