@@ -379,7 +379,10 @@ def _tables(res: dict[str, Any], quick: bool) -> tuple[list[dict[str, Any]], lis
          "columns": ["blocks in flight", "their scores", "RSS before", "peak above before",
                      "full score matrix", "budget", "within"],
          "rows": memory,
-         "note": "Peak from VmHWM, reset before the pass; the lists were not kept."},
+         "note": ("Peak from VmHWM, reset before the pass; the lists were not kept. The RSS "
+                  "before holds the model, the libraries and what the allocator kept of the "
+                  "earlier passes' blocks, which a pass reuses: its peak above that is what "
+                  "it allocates beyond them, whatever the number of users.")},
         {"title": "Goals", "columns": ["goal", "data", "measured", "met"], "rows": goals,
          "note": "From issue 21 (exact batch)."},
     ]
