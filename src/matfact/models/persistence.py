@@ -747,6 +747,15 @@ def _rules(params: dict, state: dict, n_users: int | None, n_items: int | None,
         "item_embeddings_": ("float", [side(n_items, "item_encoder_state_"), (k, k)]),
         "user_feature_bias_": ("float", [side(n_users, "user_encoder_state_")]),
         "item_feature_bias_": ("float", [side(n_items, "item_encoder_state_")]),
+        # The approximate index (models/ann.py): at most one list per item, vectors of
+        # the factors plus the item base and the augmentation (recommend) or plus the
+        # augmentation (similar).
+        "ann_centroids_": ("float", [None if n_items is None else (1, max(n_items, 1)),
+                                     (0, width + 2)]),
+        "ann_lists_": ("int", [None if n_items is None else (0, n_items)]),
+        "ann_similar_centroids_": ("float", [None if n_items is None else (1, max(n_items, 1)),
+                                             (0, width + 1)]),
+        "ann_similar_lists_": ("int", [None if n_items is None else (0, n_items)]),
         "components_": ("float", [(0, width), (n_features, n_features)]),
         "singular_values_": ("float", [(0, width)]),
         "explained_variance_": ("float", [(0, width)]),
