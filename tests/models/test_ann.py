@@ -127,6 +127,22 @@ def test_an_unplaced_user_falls_back_through_the_index_too():
     np.testing.assert_array_equal(approx[0], exact[0])
 
 
+def test_an_anonymous_history_is_ranked_through_the_index(implicit_model):
+    model = _copy(implicit_model)
+    model.build_index(n_lists=16, n_probe=16)
+    history = model.item_index_.ids[[3, 50, 700]]
+    exact = model.recommend_for_history(history, n=8, explain=2)
+    approx = model.recommend_for_history(history, n=8, explain=2, approximate=True)
+    np.testing.assert_array_equal(approx[0], exact[0])
+    np.testing.assert_allclose(approx[1], exact[1], rtol=1e-5)
+    assert not set(history.tolist()) & set(approx[0].tolist())
+    assert [e.item for e in approx[2]] == approx[0].tolist()
+    # No known item: the fallback, as without the index.
+    fallback = model.recommend_for_history([-5], n=3, approximate=True, return_fallback=True)
+    assert fallback[2] and fallback[0].tolist() == model.recommend_for_history(
+        [-5], n=3)[0].tolist()
+
+
 def test_similar_items_reading_every_list_is_exact_and_excludes_the_item(implicit_model):
     model = _copy(implicit_model)
     model.build_index("similar", n_lists=16, n_probe=16)

@@ -271,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="file holding the write key (default: $MATFACT_API_KEY)")
     serve.add_argument("--require-key", action="store_true",
                        help="require the key for reads too")
+    serve.add_argument("--index", choices=("exact", "approximate", "auto"), default="auto",
+                       help="how lists are searched: score every item, or the approximate "
+                            "index (faiss; built at start if the model file has none); auto: "
+                            "approximate from 200,000 items on (default: auto)")
+    serve.add_argument("--precompute", type=int, default=None, metavar="USERS",
+                       help="precompute the lists of this many users, the most active first "
+                            "(default: 100,000 with the exact index, none with the "
+                            "approximate one; 0: none)")
     serve.set_defaults(handler=cmd_serve)
 
     retrain = commands.add_parser(

@@ -39,16 +39,23 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
     except ImportError as exc:
         raise UsageError(f"serving needs the 'serve' extra: pip install 'matfact[serve]' "
                          f"({exc})") from None
+    if args.precompute is not None and args.precompute < 0:
+        raise UsageError(f"--precompute takes a number of users (0 or more), got "
+                         f"{args.precompute}")
     from threadpoolctl import threadpool_limits
 
     # One request is scored at a time on the event loop: a BLAS pool would only spin
     # against the other threads (measured: 374 instead of ~2,000 scored requests/s).
     threadpool_limits(limits=1, user_api="blas")
     app = create_app(model_path, args.db, api_key_file=args.api_key_file,
-                     require_key=args.require_key)
+                     require_key=args.require_key, index=args.index, max_kept=args.precompute)
     service = app.state.services["service"]
+    index = service.index.describe()
+    search = "exact search" if index["mode"] == "exact" else (
+        f"approximate index: {index.get('lists')} lists, {index.get('probe')} read per query, "
+        f"recall@10 {index.get('recall') or 0:.3f} when built")
     out.result(f"Serving {type(service.model).__name__} ({service.model.n_users_:,} users x "
-               f"{service.model.n_items_:,} items, version {service.version}) on "
+               f"{service.model.n_items_:,} items, version {service.version}; {search}) on "
                f"http://{args.host}:{args.port} (API docs at /docs, page at /)")
     # SIGTERM: stop taking connections, give in-flight requests a few seconds, then
     # commit what the rating log has queued (acknowledged ratings already are).

@@ -244,14 +244,6 @@ def item_vectors(model: Any, kind: str, start: int = 0) -> np.ndarray:
     return out
 
 
-def query_vectors(model: Any, users: np.ndarray) -> np.ndarray:
-    """``[p_u, 1]`` for known user codes: the queries of the ``"recommend"`` index."""
-    vectors, _ = model.user_side(users)
-    out = np.ones((len(users), vectors.shape[1] + 1), dtype=np.float32)
-    out[:, :-1] = vectors
-    return out
-
-
 def augment(vectors: np.ndarray, max_norm: float) -> np.ndarray:
     """``[v, sqrt(M² - ‖v‖²)]`` per row (0 where ‖v‖ > M), float32."""
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -374,27 +366,43 @@ def exact_codes(model: Any, kind: str, codes: np.ndarray, n: int) -> np.ndarray:
                       codes.astype(np.int32))[0]
 
 
+def _seen_lists(model: Any, users: np.ndarray, exclude_seen: bool) -> list:
+    seen = model.seen_
+    return [seen.indices[seen.indptr[code]:seen.indptr[code + 1]] if exclude_seen else None
+            for code in users.tolist()]
+
+
+def _queries(model: Any, kind: str, codes: np.ndarray, exclude_seen: bool = True
+             ) -> tuple[np.ndarray, np.ndarray, list]:
+    """``(vectors, offsets, exclusions)`` of user codes (``recommend``: the user's
+    vector, bias and history) or item codes (``similar``: the unit vector, the item)."""
+    if kind == "recommend":
+        vectors, offsets = model.user_side(codes)
+        return vectors, offsets, _seen_lists(model, codes, exclude_seen)
+    vectors = _unit(_item_side(model, codes).factors)
+    return vectors, np.zeros(len(codes), np.float32), [np.array([c]) for c in codes.tolist()]
+
+
+def search_candidates(index: ItemVectorIndex, kind: str, vectors: np.ndarray, n: int,
+                      exclusions: list, n_probe: int | None = None) -> np.ndarray:
+    """Per query vector, the index's ``n`` best eligible codes, padded with -1
+    (proposals, not yet re-scored; see :func:`rescore`)."""
+    if kind == "recommend":  # [p_u, 1] meets [q_i, base_i]
+        vectors = np.hstack([vectors, np.ones((len(vectors), 1), vectors.dtype)])
+    out = np.full((len(vectors), n), -1, dtype=np.int64)
+    with _omp_threads(1):
+        for row, exclude in enumerate(exclusions):
+            found = index.search(vectors[row], n, exclude, n_probe)
+            out[row, :len(found)] = found
+    return out
+
+
 def approximate_codes(model: Any, index: ItemVectorIndex, kind: str, codes: np.ndarray,
                       n: int, *, exclude_seen: bool = True,
                       n_probe: int | None = None) -> np.ndarray:
-    """Candidate codes per query (users for ``recommend``, items for ``similar``),
-    padded with -1: the index's proposals, not yet re-scored."""
-    out = np.full((len(codes), n), -1, dtype=np.int64)
-    if kind == "recommend":
-        queries = query_vectors(model, codes)
-        seen = model.seen_
-    else:
-        queries = _unit(model.item_side(codes).factors)
-    with _omp_threads(1):
-        for row, code in enumerate(codes.tolist()):
-            if kind == "recommend":
-                exclude = seen.indices[seen.indptr[code]:seen.indptr[code + 1]] \
-                    if exclude_seen and code < seen.shape[0] else None
-            else:
-                exclude = np.array([code], dtype=np.int64)
-            found = index.search(queries[row], n, exclude, n_probe)
-            out[row, :len(found)] = found
-    return out
+    """Candidate codes per query (users for ``recommend``, items for ``similar``)."""
+    vectors, _, exclusions = _queries(model, kind, codes, exclude_seen)
+    return search_candidates(index, kind, vectors, n, exclusions, n_probe)
 
 
 # ---------------------------------------------------------------------- the model's index
@@ -490,53 +498,58 @@ def model_index(model: Any, kind: str) -> ItemVectorIndex:
         return live
 
 
-def _rescored(model: Any, codes: np.ndarray, candidates: np.ndarray, n: int,
-              kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """Re-score each row's candidates exactly and order them as ``top_n`` would."""
+def rescore(model: Any, kind: str, vectors: np.ndarray, offsets: np.ndarray,
+            candidates: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Score each row's candidates exactly (the formula ``recommend`` ranks by, or the
+    cosine) and order them as ``top_n`` would: best first, ties to the lower code."""
     from matfact.models.ranking import top_n
 
-    width = candidates.shape[1] if candidates.ndim == 2 else 0
-    out_idx = np.full((len(codes), min(n, width)), -1, dtype=np.int64)
+    width = min(n, candidates.shape[1])
+    out_idx = np.full((len(vectors), width), -1, dtype=np.int64)
     out_val = np.full(out_idx.shape, np.nan, dtype=np.float32)
-    if kind == "recommend":
-        vectors, offsets = model.user_side(codes)
-    else:
-        vectors = _unit(model.item_side(codes).factors)
-    for row in range(len(codes)):
+    for row in range(len(vectors)):
         found = candidates[row][candidates[row] >= 0]
         if len(found) == 0:
             continue
-        side = model.item_side(found)
+        side = _item_side(model, found)
         if kind == "recommend":
             scores = side.base + offsets[row] + side.factors @ vectors[row]
         else:
             scores = _unit(side.factors) @ vectors[row]
-        order, values = top_n(np.asarray(scores, dtype=np.float32), n)
+        order, values = top_n(np.asarray(scores, dtype=np.float32), width)
         out_idx[row, :len(order)] = found[order]
         out_val[row, :len(order)] = values
     return out_idx, out_val
 
 
+def _approximate(model: Any, kind: str, vectors: np.ndarray, offsets: np.ndarray,
+                 exclusions: list, width: int) -> tuple[np.ndarray, np.ndarray]:
+    index = model_index(model, kind)
+    candidates = search_candidates(index, kind, vectors, width, exclusions)
+    return rescore(model, kind, vectors, offsets, candidates, width)
+
+
 def approximate_recommend(model: Any, users: np.ndarray, n: int,
                           exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """The top ``n`` of known user codes through the index (unclipped ranking scores).
+    """The top ``n`` of known user codes through the index (unclipped ranking scores)."""
+    vectors, offsets, exclusions = _queries(model, "recommend", users, exclude_seen)
+    return _approximate(model, "recommend", vectors, offsets, exclusions,
+                        min(n, model.n_items_))
 
-    Candidates come from the index; ties among the exact scores of the candidates go
-    to the lower code, as in ``top_n``.
-    """
-    index = model_index(model, "recommend")
-    width = min(n, model.n_items_)
-    candidates = approximate_codes(model, index, "recommend", users, width,
-                                   exclude_seen=exclude_seen)
-    return _rescored(model, users, candidates, width, "recommend")
+
+def approximate_vector(model: Any, vector: Any, n: int,
+                       exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``n`` of a folded-in user (a :class:`UserVector`), ``exclude`` skipped."""
+    factors = np.asarray(vector.factors, dtype=np.float32).reshape(1, -1)
+    return _approximate(model, "recommend", factors, np.array([vector.bias], np.float32),
+                        [exclude], min(n, model.n_items_))
 
 
 def approximate_similar(model: Any, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``n`` items of largest cosine to each item code, through the ``similar`` index."""
-    index = model_index(model, "similar")
-    width = min(n, model.n_items_ - 1)
-    candidates = approximate_codes(model, index, "similar", items, max(width, 0))
-    return _rescored(model, items, candidates, max(width, 0), "similar")
+    vectors, offsets, exclusions = _queries(model, "similar", items)
+    return _approximate(model, "similar", vectors, offsets, exclusions,
+                        max(min(n, model.n_items_ - 1), 0))
 
 
 def flat_users(model: Any, users: np.ndarray) -> np.ndarray:

@@ -751,7 +751,8 @@ class Recommender(ModelUpdates, HasParams):
 
     def recommend_for_history(self, items: Any, ratings: Any = None, n: int = 10, *,
                               exclude_seen: bool = True, return_fallback: bool = False,
-                              explain: int | None = None) -> tuple[Any, ...]:
+                              explain: int | None = None,
+                              approximate: bool = False) -> tuple[Any, ...]:
         """Top-``n`` items for an anonymous history (fold-in; the model is unchanged).
 
         The history is checked as :meth:`apply_ratings` checks ratings (finite, on
@@ -771,6 +772,8 @@ class Recommender(ModelUpdates, HasParams):
         explain : int or None, default=None
             Also return each recommended item's explanation by this history, with the
             ``explain`` items that contribute most (see :meth:`explain`).
+        approximate : bool, default=False
+            Candidates from the approximate index, as in :meth:`recommend`.
 
         Returns
         -------
@@ -789,16 +792,19 @@ class Recommender(ModelUpdates, HasParams):
             explain = check_n(explain, "explain")
         codes, values = self._history(items, ratings, "ignore")
         fallback = len(codes) == 0
-        if fallback:
-            scores = self._popularity()
-        else:
-            with single_thread():
-                vector = self._fold_in(codes, values)
-            scores = self.score_vector(vector)
         width = min(n, self.n_items_)
         excluded = np.sort(codes).astype(np.int32) if exclude_seen else np.zeros(0, np.int32)
-        idx, val = top_n_rows(scores.reshape(1, -1), width,
-                              np.array([0, len(excluded)], dtype=np.int64), excluded)
+        if not fallback:
+            with single_thread():
+                vector = self._fold_in(codes, values)
+        if approximate and not fallback:
+            from matfact.models.ann import approximate_vector
+
+            idx, val = approximate_vector(self, vector, width, excluded)
+        else:
+            scores = self._popularity() if fallback else self.score_vector(vector)
+            idx, val = top_n_rows(scores.reshape(1, -1), width,
+                                  np.array([0, len(excluded)], dtype=np.int64), excluded)
         if not fallback:
             self.clip_scores(val)
         ids = self._to_raw(idx, self.item_index_)[0]
