@@ -624,3 +624,25 @@ def test_because_list_is_the_listed_contributions_with_titles():
     item = ints.item_index_.ids[3]
     listed = because_list(ints.explain(ints.user_index_.ids[0], item, n=3))
     assert all(type(b["item"]) is int for b in listed)
+
+
+def test_hybrid_service_because_names_features_then_the_ratings_just_posted():
+    """The service's because: features for a user placed by features; once they post a
+    rating the fold-in places them from their history, and their ratings explain."""
+    from matfact.serving.service import ModelService
+    from matfact.serving.store import Rating
+
+    model, _, _ = featured_hybrid()
+    service = ModelService(model)
+    user = int(model.user_index_.ids[7])
+    before = service.recommend(user, 3, explain=2)
+    assert before["because_exact"] == [True] * 3
+    assert all(b["feature"] for because in before["because"] for b in because)
+    seen = set(model.item_index_.ids[model.history(7)[0]].tolist())
+    new_item = next(i for i in model.item_index_.ids.tolist() if i not in seen)
+    service.apply([Rating(user, new_item, 5.0)])
+    after = service.recommend(user, 3, explain=20)
+    assert after["because_exact"] == [True] * 3
+    for because in after["because"]:
+        assert not any(b.get("feature") for b in because)
+        assert {b["item"]: b["value"] for b in because}[new_item] == 5.0
