@@ -33,6 +33,12 @@ Models without such a solve (BPR and ranking-loss HybridMF, whose fold-in is gra
 ascent) get a documented approximation instead (``exact=False``): the user's vector
 projected on the history's item vectors, the rest reported as ``"unexplained"``.
 
+A HybridMF user whose kept feature row composes their vector (every user of the fit or
+of ``add_users``, whatever the loss) is not placed by a fold-in at all: their trained
+score is split into the user's and the item's features instead (:func:`explain_features`),
+exactly. A HybridMF user the fold-in placed (``update_users``, live ratings) and an
+anonymous history are split by history items, the item's bias by its features.
+
 The public door is :meth:`Recommender.explain <matfact.models.base.Recommender.explain>`
 and the ``explain=`` keyword of ``recommend`` / ``recommend_for_history``; see
 docs/explanations.md for the math of each model.
