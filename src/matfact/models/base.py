@@ -826,7 +826,9 @@ class Recommender(ModelUpdates, HasParams):
         score the model gives the user so placed, which ``trained_score`` and
         ``vector_gap`` compare with the trained user. Models without a linear
         fold-in (BPR, HybridMF with a ranking loss) get an approximation, labelled
-        ``exact=False``. The math of each model is in docs/explanations.md.
+        ``exact=False``. A HybridMF user placed by their features (at fit or by
+        ``add_users``) gets their trained score split into the user's and the item's
+        features instead, exactly. The math of each model is in docs/explanations.md.
 
         Parameters
         ----------

@@ -849,7 +849,7 @@ def _plan(params: dict, state: dict, kinds: dict, specs: dict) -> list[_Array]:
             continue
         if kind.get("kind") != "csr" or set(kind) != {"kind", "shape"}:
             raise ValueError(f"unknown kind {str(kind)[:40]!r} for {attr}")
-        rows, cols = _csr_shape(attr, kind, n_users, n_items)
+        rows, cols = _csr_shape(attr, kind, n_users, n_items, specs)
         indptr = _spec(specs, f"{attr}.indptr", "int")
         indices = _spec(specs, f"{attr}.indices", "int")
         data = _spec(specs, f"{attr}.data", "float")
@@ -898,8 +898,14 @@ def _plan(params: dict, state: dict, kinds: dict, specs: dict) -> list[_Array]:
     return plans
 
 
+#: HybridMF's kept feature rows: one row per id, one column per row of the embeddings
+#: (whose own rule bounds them by the ids and what the encoder state makes).
+_FEATURE_ROWS = {"user_feature_rows_": "user_embeddings_",
+                 "item_feature_rows_": "item_embeddings_"}
+
+
 def _csr_shape(attr: str, kind: dict, n_users: int | None,
-               n_items: int | None) -> tuple[int, int]:
+               n_items: int | None, specs: dict) -> tuple[int, int]:
     shape = kind["shape"]
     if not isinstance(shape, list) or len(shape) != 2:
         raise ValueError(f"{attr} has a bad matrix shape {str(shape)[:40]}")
@@ -907,6 +913,14 @@ def _csr_shape(attr: str, kind: dict, n_users: int | None,
     if attr == "seen_" and (rows, cols) != (n_users, n_items):
         raise ValueError(f"seen_ declares shape {[rows, cols]}; the id maps declare "
                          f"{n_users} users and {n_items} items")
+    if attr in _FEATURE_ROWS:
+        ids = n_users if attr.startswith("user") else n_items
+        embeddings = _spec(specs, _FEATURE_ROWS[attr], "float")[1]
+        if len(embeddings) != 2 or (rows, cols) != (ids, embeddings[0]):
+            raise ValueError(f"{attr} declares shape {[rows, cols]}; the id map and "
+                             f"{_FEATURE_ROWS[attr]} declare {ids} ids and "
+                             f"{embeddings[0] if embeddings else '?'} features")
+        return rows, cols
     sizes = {n for n in (n_users, n_items) if n is not None}
     if rows not in sizes or cols not in sizes:
         raise ValueError(f"{attr} declares shape {[rows, cols]}, not the id maps' sizes")
