@@ -311,3 +311,20 @@ def test_any_answer_is_a_best_first_list_of_unseen_items_with_exact_scores(impli
                                    model.score_pairs(np.full(len(items), code), items),
                                    rtol=1e-4, atol=1e-5)
         assert np.all(np.diff(values[:len(items)]) <= 1e-6)
+
+
+def test_exact_ranking_in_memory_bounded_batches_gives_the_same_lists(implicit_model,
+                                                                      monkeypatch):
+    from matfact.models import base
+
+    users = implicit_model.user_index_.ids[:50]
+    expected = implicit_model.recommend(users, n=10)
+    similar = implicit_model.similar_items(implicit_model.item_index_.ids[:20], n=5)
+    # Three users' scores per product (a catalogue of millions gets tens, not 2,048).
+    monkeypatch.setattr(base, "_SCORE_BUDGET", 3 * 4 * implicit_model.n_items_)
+    assert base._rows_per_batch(implicit_model.n_items_) == 3
+    got = implicit_model.recommend(users, n=10)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    got = implicit_model.similar_items(implicit_model.item_index_.ids[:20], n=5)
+    np.testing.assert_array_equal(got[0], similar[0])

@@ -74,7 +74,15 @@ MODEL_REGISTRY: dict[str, type[Recommender]] = {}
 _UNKNOWN_POLICIES = ("fallback", "raise", "nan")
 #: How ``recommend`` ranks a user it cannot place (see the module doc).
 FALLBACK = "popularity"
-_RECOMMEND_BATCH = 2048  # users scored per matrix product; bounds memory at ~n_items × 8 KB
+_RECOMMEND_BATCH = 2048  # users scored per matrix product, at most ...
+#: ... and at most this many bytes of float32 scores per product (a catalogue of
+#: 10⁶ items: 64 users at a time, not 2,048 × 4 MB = 8 GB).
+_SCORE_BUDGET = 256 * 2**20
+
+
+def _rows_per_batch(n_columns: int) -> int:
+    """Rows scored per matrix product against ``n_columns`` items (see :data:`_SCORE_BUDGET`)."""
+    return max(1, min(_RECOMMEND_BATCH, _SCORE_BUDGET // max(4 * n_columns, 1)))
 
 
 class ItemSide(NamedTuple):
@@ -635,8 +643,9 @@ class Recommender(ModelUpdates, HasParams):
             out_idx[rest], out_val[rest], fell_back[rest] = self._ranked_codes(
                 users[rest], n, exclude_seen)
             return out_idx, out_val, fell_back
-        for start in range(0, len(users), _RECOMMEND_BATCH):
-            batch = users[start:start + _RECOMMEND_BATCH]
+        step = _rows_per_batch(self.n_items_)
+        for start in range(0, len(users), step):
+            batch = users[start:start + step]
             unknown = batch < 0
             if unknown.all():
                 scores = np.broadcast_to(self._popularity(), (len(batch), self.n_items_))
@@ -1177,8 +1186,9 @@ class FactorModel(Recommender):
         out_val = np.full(out_idx.shape, np.nan, dtype=np.float32)
         if width <= 0:
             return self._to_raw(out_idx, index), out_val
-        for start in range(0, len(codes), _RECOMMEND_BATCH):
-            batch = codes[start:start + _RECOMMEND_BATCH]
+        step = _rows_per_batch(len(index))
+        for start in range(0, len(codes), step):
+            batch = codes[start:start + step]
             scores = np.ascontiguousarray(unit[batch] @ unit.T, dtype=np.float32)
             indptr = np.arange(len(batch) + 1, dtype=np.int64)  # exclude the item itself
             idx, val = top_n_rows(scores, width, indptr, batch.astype(np.int32))
