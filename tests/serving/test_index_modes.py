@@ -48,6 +48,11 @@ def test_approximate_service_answers_as_the_model_does(implicit_model):
         np.testing.assert_allclose(answer["scores"], scores[0], rtol=1e-5, atol=1e-5)
     similar = service.similar(model.item_index_.ids[0], 5)
     assert similar["items"] == model.similar_items(model.item_index_.ids[:1], n=5)[0][0].tolist()
+    # Without a "similar" index in the model, similar items stay exact (no build on a request).
+    assert not service.index.approximate_similar
+    model.build_index("similar", n_lists=8, n_probe=8)
+    assert service.index.approximate_similar
+    assert service.similar(model.item_index_.ids[0], 5)["items"] == similar["items"]
     history = service.recommend_for_history(model.item_index_.ids[:3].tolist(), None, 5)
     assert history["items"] == model.recommend_for_history(model.item_index_.ids[:3], n=5)[
         0].tolist()

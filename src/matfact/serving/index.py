@@ -171,6 +171,15 @@ class TopKIndex:
         """Whether on-demand lists come from the model's approximate index."""
         return self.mode == "approximate"
 
+    @property
+    def approximate_similar(self) -> bool:
+        """Whether similar items come from the model's ``"similar"`` index: in approximate
+        mode, when the model file holds one (``model.build_index("similar")`` before
+        saving). Built on a request it would stall that request for the whole build
+        (tens of seconds at 10⁶ items); without it, similar items are exact."""
+        return self.approximate and getattr(self.model, "ann_similar_centroids_", None) \
+            is not None
+
     def prepare(self) -> None:
         """Have the approximate index ready (built, or rebuilt from the model file's
         arrays, with every item in it) before the first request needs it."""

@@ -297,7 +297,7 @@ class ModelService:
         if code < 0:
             raise UnknownIdError("item", [item])
         ids, scores = self.model.similar_items(self.model.item_index_.ids[code:code + 1], n=n,
-                                               approximate=self.index.approximate)
+                                               approximate=self.index.approximate_similar)
         ids, scores = ids[0], scores[0]
         keep = ~np.isnan(scores)
         codes = self.model.item_index_.get_indexer(ids[keep])  # back to codes, for titles
