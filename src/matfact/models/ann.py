@@ -474,6 +474,26 @@ def forget_model_index(model: Any) -> None:
     model.__dict__.pop(_LIVE, None)
 
 
+def rebuild_indexes(model: Any, like: Any = None) -> list[str]:
+    """Build the indexes ``like`` (default: ``model`` itself) had settings for and
+    ``model`` lacks, with those settings: what a refit or ``partial_fit`` of a served
+    model does before it is saved, so the file keeps its index.
+
+    Returns
+    -------
+    list of str
+        The kinds built.
+    """
+    like = model if like is None else like
+    built = []
+    for kind, (centroids_attr, _, settings_attr) in _ATTRS.items():
+        settings = getattr(like, settings_attr, None)
+        if settings and getattr(model, centroids_attr, None) is None:
+            build_model_index(model, kind, **_settings_for_build(settings))
+            built.append(kind)
+    return built
+
+
 def model_index(model: Any, kind: str) -> ItemVectorIndex:
     """``model``'s live index of ``kind``: built on demand, rebuilt from the kept
     arrays after a load, and holding every item (new ones inserted here)."""
