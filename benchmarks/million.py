@@ -64,7 +64,7 @@ PROTOCOL = f"""\
   replace=False)` (`--quick`: {QUICK_QUERIES:,}); exact truth: `model.recommend_codes(users, 10)`
   (every item scored, seen items excluded); recall@10 = |approximate ∩ exact| / 10 per user,
   mean and 5th percentile.
-- matfact: `model.build_index()` (defaults: about 4·√n lists, k-means on 32 vectors per list,
+- matfact: `model.build_index()` (defaults: about √n lists, k-means on 32 vectors per list,
   `n_probe` calibrated to recall ≥ 0.95 by two standard errors on 1,000 trained users);
   latency of `model.recommend([user], n=10, approximate=True)` (the public call: ids in,
   ids and exact scores out, seen items excluded), one query at a time, after 200 warm-up

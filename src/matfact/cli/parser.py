@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--recall", type=float, default=0.95,
                        help="recall@10 the calibration must reach (default: 0.95)")
     index.add_argument("--lists", type=int, default=None,
-                       help="k-means lists (default: about 4·sqrt(items))")
+                       help="k-means lists (default: about sqrt(items))")
     index.add_argument("--probe", type=int, default=None,
                        help="lists read per query (default: calibrated to --recall)")
     index.add_argument("--similar", action="store_true",

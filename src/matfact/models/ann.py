@@ -90,10 +90,14 @@ def _omp_threads(n: int) -> Iterator[None]:
 
 
 def default_n_lists(n_items: int) -> int:
-    """About 4·√n lists (faiss' rule of thumb), a power of two, at most n / 39."""
+    """About √n lists, a power of two, at most n / 39.
+
+    faiss suggests 4·√n to 16·√n; on the 10⁶-item benchmark model √n (1,024 lists) built
+    in 10 s against 46 s for 4,096, with the same recall at a calibrated ``n_probe`` and
+    the same latency (a query reads about as many vectors either way)."""
     if n_items < 2:
         return 1
-    lists = 2 ** round(math.log2(4 * math.sqrt(n_items)))
+    lists = 2 ** round(math.log2(math.sqrt(n_items)))
     return int(max(1, min(lists, n_items // 39 or 1)))
 
 

@@ -915,7 +915,7 @@ class Recommender(ModelUpdates, HasParams):
         ----------
         kind : {"recommend", "similar"}, default="recommend"
         n_lists : int, default=None
-            Lists (k-means clusters); None: about 4·√n_items, a power of two.
+            Lists (k-means clusters); None: about √n_items, a power of two.
         n_probe : int, default=None
             Lists read per query; None: the smallest power of two whose recall@``n``
             on up to 1,000 trained users (items, for ``"similar"``) reaches ``recall``.
