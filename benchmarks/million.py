@@ -24,11 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,7 +33,7 @@ import numpy as np
 
 import matfact
 from benchmarks.common import BenchmarkSkipped, environment, print_tables, wait_for_quiet
-from benchmarks.serve_load import API_KEY, _phase, _request
+from benchmarks.serve_load import _phase, _request, _serve, _stop
 
 __all__ = ["run", "PROTOCOL", "GOALS"]
 
@@ -185,12 +180,6 @@ def _implicit(model: Any, queries: np.ndarray, truth: np.ndarray) -> dict[str, A
             "rows": rows}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -201,27 +190,13 @@ def _rss_mib(pid: int) -> float:
 def _http(model: Any, path: Path, quick: bool) -> dict[str, Any]:
     import urllib.request
 
-    port = _free_port()
-    env = {**os.environ, "MATFACT_API_KEY": API_KEY}
     start = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "matfact", "-q", "serve", "--model", str(path), "--db",
-         str(path.with_suffix(".sqlite")), "--port", str(port), "--index", "approximate"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # It accepts connections once the model is loaded and its index ready.
+    process, port = _serve(path, path.with_suffix(".sqlite"), ("--index", "approximate"))
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
-                    health = json.load(r)
-                    break
-            except OSError:
-                if process.poll() is not None:
-                    raise RuntimeError(process.stderr.read().decode(errors="replace")) from None
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the server did not start") from None
-                time.sleep(0.2)
         started = time.perf_counter() - start
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as r:
+            health = json.load(r)
         rss_start = _rss_mib(process.pid)
         rng = np.random.default_rng(1)
         users = model.user_index_.ids
@@ -274,11 +249,7 @@ def _http(model: Any, path: Path, quick: bool) -> dict[str, Any]:
               f"it; the server's lists of {hits} of them", flush=True)
         return out
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process)
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -299,6 +270,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         raise BenchmarkSkipped("faiss is not installed (pip install 'matfact[ann]')") from None
     env = environment()
     model, made = _model(quick)
+    n_items = model.n_items_  # before the live item the HTTP part adds
     print(f"  model: {model.n_users_:,} users x {model.n_items_:,} items, {made}", flush=True)
     queries = np.sort(np.random.default_rng(0).choice(
         model.n_users_, QUICK_QUERIES if quick else QUERIES, replace=False))
@@ -373,7 +345,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                   "top-10 holds it)", f"{live['lists_with_it']} of {live['getters']}",
                   "> 0", "✓" if live["lists_with_it"] > 0 else "✗"])
     tables = [
-        {"title": f"Approximate top-10 over {model.n_items_:,} items "
+        {"title": f"Approximate top-10 over {n_items:,} items "
                   f"({len(queries):,} query users)",
          "columns": ["library", "index", "build", "recall@10 mean", "recall@10 p5",
                      "p50", "p99"], "rows": index_rows,
