@@ -255,6 +255,7 @@ def test_partial_fit_drops_the_index_and_keeps_its_settings():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"n_lists": 0}, "n_lists"), ({"n_lists": 10**6}, "n_lists"), ({"n_lists": 2.5}, "n_lists"),
+    ({"n_lists": True}, "n_lists"), ({"n_probe": True}, "n_probe"),
     ({"recall": 1.5}, "recall"), ({"recall": 0}, "recall"), ({"n_probe": 0}, "n_probe"),
     ({"kind": "users"}, "kind"), ({"n": 0}, "n"),
 ])
@@ -328,3 +329,23 @@ def test_exact_ranking_in_memory_bounded_batches_gives_the_same_lists(implicit_m
     np.testing.assert_allclose(got[1], expected[1], rtol=1e-6)  # BLAS blocks differ
     got = implicit_model.similar_items(implicit_model.item_index_.ids[:20], n=5)
     np.testing.assert_array_equal(got[0], similar[0])
+
+
+def test_degenerate_catalogues_answer_as_the_exact_ranking():
+    # One item, seen by every user: nothing to recommend, recall counted as perfect.
+    one = matfact.ImplicitALS(n_factors=2, random_state=0).fit(
+        matfact.Interactions.from_arrays([1, 2, 3], [10, 10, 10]), progress=False)
+    one.build_index()
+    assert one.ann_settings_["measured_recall"] == 1.0
+    for kwargs in ({}, {"approximate": True}):
+        ids, scores, fallback = one.recommend([1, 99], n=5, return_fallback=True, **kwargs)
+        assert ids.tolist() == [[-1], [10]] and fallback.tolist() == [False, True]
+    # Every item vector zero: every user is placed nowhere, so the fallback, as exactly.
+    data = matfact.make_synthetic(30, 40, 300, implicit=True, random_state=0)
+    flat = matfact.ImplicitALS(n_factors=3, random_state=0).fit(data, progress=False)
+    flat.item_factors_[:] = 0
+    flat.build_index()
+    exact = flat.recommend([0, 1], n=3, return_fallback=True)
+    approx = flat.recommend([0, 1], n=3, return_fallback=True, approximate=True)
+    assert exact[2].all() and approx[2].all()
+    np.testing.assert_array_equal(approx[0], exact[0])

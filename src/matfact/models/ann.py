@@ -125,8 +125,10 @@ class ItemVectorIndex:
         self.n_lists, self.dim = centroids.shape
         self.n_probe = int(n_probe)
         self.max_norm = float(max_norm)
-        #: Whether every item has the same base score (set by :func:`model_index`).
+        #: Whether every item has the same base score, and whether every item vector is
+        #: zero (set by :func:`model_index`): together, every item scores the same.
         self.flat_base: bool | None = None
+        self.zero_items: bool | None = None
         self._quantizer = faiss.IndexFlatL2(self.dim)
         self._quantizer.add(centroids)
         self._index = faiss.IndexIVFFlat(self._quantizer, self.dim, self.n_lists,
@@ -297,12 +299,14 @@ def build_item_index(model: Any, kind: str = "recommend", *, n_lists: int | None
     vectors = item_vectors(model, kind)
     if n_lists is None:
         n_lists = default_n_lists(len(vectors))
-    if not isinstance(n_lists, (int, np.integer)) or not 1 <= n_lists <= max(len(vectors), 1):
+    if not isinstance(n_lists, (int, np.integer)) or isinstance(n_lists, bool) \
+            or not 1 <= n_lists <= max(len(vectors), 1):
         raise ParameterError(f"n_lists must be an integer in [1, n_items={len(vectors)}], "
                              f"got {n_lists!r}")
     if not 0 < recall <= 1:
         raise ParameterError(f"recall must lie in (0, 1], got {recall!r}")
-    if n_probe is not None and (not isinstance(n_probe, (int, np.integer)) or n_probe < 1):
+    if n_probe is not None and (not isinstance(n_probe, (int, np.integer))
+                                or isinstance(n_probe, bool) or n_probe < 1):
         raise ParameterError(f"n_probe must be a positive integer, got {n_probe!r}")
     max_norm = float(np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64).max(
         initial=0.0)))
@@ -342,8 +346,9 @@ def _calibrate(model: Any, index: ItemVectorIndex, kind: str, target: float, n: 
 
     def recall_at(probe: int) -> tuple[float, bool]:
         found = approximate_codes(model, index, kind, queries, n, n_probe=probe)
-        hits = np.array([len(truth & set(row[row >= 0].tolist())) / max(len(truth), 1)
-                         for truth, row in zip(exact, found, strict=True)])
+        # A query with nothing left to find (every item seen) is answered perfectly.
+        hits = np.array([len(truth & set(row[row >= 0].tolist())) / len(truth) if truth
+                         else 1.0 for truth, row in zip(exact, found, strict=True)])
         margin = 2 * hits.std() / math.sqrt(len(hits))
         return float(hits.mean()), bool(hits.mean() - margin >= target)
 
@@ -520,14 +525,19 @@ def model_index(model: Any, kind: str) -> ItemVectorIndex:
             setattr(model, lists_attr, lists)
             model.__dict__.setdefault(_LIVE, {})[kind] = live
         if live.n_indexed < n_items:
+            start = live.n_indexed
             with live.lock:
-                added = live.insert(item_vectors(model, kind, start=live.n_indexed))
+                added = live.insert(item_vectors(model, kind, start=start))
             setattr(model, lists_attr, np.concatenate([getattr(model, lists_attr), added]))
             live.flat_base = None
+            if live.zero_items:  # only the new rows can change it
+                live.zero_items = not _item_side(model, np.arange(start, n_items)).factors.any()
         if live.flat_base is None:
             # Read once per change of the catalogue, not per query (a pass over every item).
-            base = _item_side(model).base
-            live.flat_base = bool(base.size == 0 or base.min() == base.max())
+            side = _item_side(model)
+            live.flat_base = bool(side.base.size == 0 or side.base.min() == side.base.max())
+            if live.zero_items is None:
+                live.zero_items = not side.factors.any()
         return live
 
 
@@ -592,8 +602,11 @@ def flat_users(model: Any, users: np.ndarray) -> np.ndarray:
     The base's flatness is read when the index last took items in (a time-aware model's
     base moves with time, but it is flat only without item biases, which time does not
     change)."""
-    if not model_index(model, "recommend").flat_base:
+    index = model_index(model, "recommend")
+    if not index.flat_base:
         return np.zeros(len(users), bool)
+    if index.zero_items:
+        return np.ones(len(users), bool)
     vectors, _ = model.user_side(users)
     return ~np.any(vectors, axis=1)
 
