@@ -349,3 +349,28 @@ def test_degenerate_catalogues_answer_as_the_exact_ranking():
     approx = flat.recommend([0, 1], n=3, return_fallback=True, approximate=True)
     assert exact[2].all() and approx[2].all()
     np.testing.assert_array_equal(approx[0], exact[0])
+
+
+def test_items_added_after_the_build_are_always_proposed(tmp_path):
+    data = matfact.make_synthetic(300, 400, 6000, implicit=True, random_state=2)
+    model = matfact.ImplicitALS(n_factors=6, random_state=0).fit(data, progress=False)
+    model.build_index(n_lists=16, n_probe=1)  # one list of 16 read: the lists alone miss
+    popular = int(np.argmax(model.item_popularity()))
+    raters = model.user_index_.ids[np.flatnonzero(model.seen_[:, popular].toarray().ravel())]
+    model.add_items([10_000], [(raters, np.full(len(raters), 20.0))])
+    exact, _ = model.recommend(model.user_index_.ids, n=10)
+    getters = (exact == 10_000).any(axis=1)
+    assert getters.sum() > 0
+    for current in (model, _reloaded(model, tmp_path)):
+        approx, _ = current.recommend(current.user_index_.ids, n=10, approximate=True)
+        # Wherever the exact ranking lists the new item, the approximate one does too.
+        assert ((approx == 10_000).any(axis=1) >= getters).all()
+        assert current.ann_settings_["built_items"] == current.n_items_ - 1
+        # ... and never to the users who have it already.
+        seen_it = current.seen_[:, current.item_index_.code(10_000)].toarray().ravel() > 0
+        assert not (approx[seen_it] == 10_000).any()
+
+
+def _reloaded(model, tmp_path):
+    model.save(tmp_path / "fresh.zip")
+    return matfact.load(tmp_path / "fresh.zip")
