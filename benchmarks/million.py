@@ -118,11 +118,12 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
-def _matfact_index(model: Any, queries: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+def _matfact_index(model: Any, queries: np.ndarray, truth: np.ndarray,
+                   recall: float = 0.95) -> dict[str, Any]:
     from matfact.models.ann import model_index
 
     start = time.perf_counter()
-    model.build_index()
+    model.build_index(recall=recall)
     build = time.perf_counter() - start
     index = model_index(model, "recommend")
     ids = model.user_index_.ids[queries]
@@ -277,10 +278,14 @@ def run(quick: bool = False) -> dict[str, Any]:
     start = time.perf_counter()
     truth = model.recommend_codes(queries, 10)[0]
     truth_s = time.perf_counter() - start
-    ours = _matfact_index(model, queries, truth)
-    print(f"  matfact: build {ours['build_s']:.1f} s, recall {ours['recall_mean']:.4f} "
-          f"(p5 {ours['recall_p5']:.2f}), p50 {ours['p50_ms']:.3f} ms, "
-          f"p99 {ours['p99_ms']:.3f} ms, {ours['settings']}", flush=True)
+    runs = {}
+    for target in (0.99, 0.95):  # the default (0.95) last: the file served below holds it
+        runs[target] = _matfact_index(model, queries, truth, target)
+        print(f"  matfact recall={target}: build {runs[target]['build_s']:.1f} s, recall "
+              f"{runs[target]['recall_mean']:.4f} (p5 {runs[target]['recall_p5']:.2f}), p50 "
+              f"{runs[target]['p50_ms']:.3f} ms, p99 {runs[target]['p99_ms']:.3f} ms, "
+              f"{runs[target]['settings']}", flush=True)
+    ours = runs[0.95]
     theirs = _implicit(model, queries, truth)
     with tempfile.TemporaryDirectory(prefix="matfact-million-") as tmp:
         path = Path(tmp) / "model.zip"
@@ -296,16 +301,13 @@ def run(quick: bool = False) -> dict[str, Any]:
         batch = run_batch(quick)
 
     # ------------------------------------------------------------------ tables
-    matching = None
-    if theirs:
-        reaching = [r for r in theirs["rows"] if r["recall_mean"] >= ours["recall_mean"]]
-        matching = reaching[0] if reaching else max(theirs["rows"],
-                                                    key=lambda r: r["recall_mean"])
     index_rows = [["matfact `recommend(..., approximate=True)`",
-                   f"{ours['settings']['n_lists']} lists, n_probe {ours['settings']['n_probe']} "
-                   f"(calibrated)", f"{ours['build_s']:.1f} s",
-                   f"{ours['recall_mean']:.4f}", f"{ours['recall_p5']:.2f}",
-                   f"{ours['p50_ms']:.3f} ms", f"{ours['p99_ms']:.3f} ms"]]
+                   f"{run['settings']['n_lists']} lists, n_probe {run['settings']['n_probe']} "
+                   f"(calibrated to recall {target})"
+                   + (" (default)" if target == 0.95 else ""), f"{run['build_s']:.1f} s",
+                   f"{run['recall_mean']:.4f}", f"{run['recall_p5']:.2f}",
+                   f"{run['p50_ms']:.3f} ms", f"{run['p99_ms']:.3f} ms"]
+                  for target, run in sorted(runs.items())]
     if theirs:
         for row in theirs["rows"]:
             index_rows.append([f"implicit {theirs['version']} FaissModel",
@@ -333,13 +335,22 @@ def run(quick: bool = False) -> dict[str, Any]:
         ["server RSS / two factor tables", f"{rss:.2f}× ({http['rss_mib']:,.0f} MiB)",
          f"≤ {GOALS['server_rss']:g}×", "✓" if rss <= GOALS["server_rss"] else "✗"],
     ]
-    if matching is not None:
-        goals.append([f"against implicit at recall ≥ matfact's (nprobe {matching['nprobe']}: "
-                      f"{matching['recall_mean']:.4f})",
-                      f"p99 {ours['p99_ms']:.3f} vs {matching['p99_ms']:.3f} ms",
-                      "p99 no worse, recall no lower",
-                      "✓" if ours["p99_ms"] <= matching["p99_ms"]
-                      and ours["recall_mean"] >= matching["recall_mean"] - 1e-9 else "✗"])
+    if theirs:
+        for target, run in sorted(runs.items()):
+            # implicit's cheapest setting that reaches this recall, and whether any of its
+            # settings beats matfact on both counts (higher recall at a lower p99).
+            reaching = [r for r in theirs["rows"] if r["recall_mean"] >= run["recall_mean"]]
+            cheapest = min(reaching, key=lambda r: r["p99_ms"]) if reaching else None
+            beaten = any(r["recall_mean"] > run["recall_mean"] and r["p99_ms"] < run["p99_ms"]
+                         for r in theirs["rows"])
+            goals.append([
+                f"against implicit's FaissModel (matfact calibrated to {target})",
+                f"matfact recall {run['recall_mean']:.4f} at p99 {run['p99_ms']:.3f} ms; "
+                + (f"implicit reaches it at nprobe {cheapest['nprobe']}, p99 "
+                   f"{cheapest['p99_ms']:.3f} ms" if cheapest else "implicit never reaches it"),
+                "p99 no worse at recall no lower",
+                "✓" if not beaten and (cheapest is None
+                                       or cheapest["p99_ms"] >= run["p99_ms"]) else "✗"])
     live = http["live"]
     goals.append(["a live item recommendable at the next request (the users whose exact "
                   "top-10 holds it)", f"{live['lists_with_it']} of {live['getters']}",
@@ -377,7 +388,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         "protocol": PROTOCOL.replace("{implicit}", theirs["version"] if theirs else "(absent)")
         + ("\n" + batch["protocol"] if batch and batch.get("protocol") else ""),
         "tables": tables,
-        "results": {"model": made, "truth_s": truth_s, "matfact": ours, "implicit": theirs,
+        "results": {"model": made, "truth_s": truth_s,
+                    "matfact": {str(k): v for k, v in runs.items()}, "implicit": theirs,
                     "http": http, "batch": batch.get("results") if batch else None},
     }
     print_tables(result)
