@@ -43,7 +43,8 @@ __all__ = [
 
 #: Every suite, in page order; ``benchmarks.<name>`` defines ``run(quick: bool) -> dict``.
 SUITES = ("rating", "topn", "speed", "als", "nmf", "svd", "selection", "coldstart", "hybrid",
-          "bayesian", "onboarding", "replay", "serve_load", "dask_als", "implicit_defaults")
+          "bayesian", "onboarding", "replay", "serve_load", "dask_als", "implicit_defaults",
+          "million")
 #: The repository root (the directory holding ``benchmarks/`` and ``docs/``).
 ROOT = Path(__file__).resolve().parent.parent
 #: Default directory of the JSON results (gitignored: ``docs/benchmarks.md`` is the record).

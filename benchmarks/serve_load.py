@@ -118,11 +118,13 @@ async def _phase(port: int, requests: list[bytes], connections: int) -> dict[str
             "p99_ms": float(np.percentile(ms, 99)), "failures": len(failures)}
 
 
-def _serve(model_path: Path, db: Path) -> tuple[subprocess.Popen, int]:
+def _serve(model_path: Path, db: Path, args: tuple[str, ...] = ()) -> tuple[subprocess.Popen,
+                                                                         int]:
+    """``matfact serve`` in its own process, once it accepts connections; ``(process, port)``."""
     port = _free_port()
     env = {**os.environ, "MATFACT_API_KEY": API_KEY}
     process = subprocess.Popen([sys.executable, "-m", "matfact", "-q", "serve", "--model",
-                                str(model_path), "--db", str(db), "--port", str(port)],
+                                str(model_path), "--db", str(db), "--port", str(port), *args],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -209,12 +211,17 @@ def _measure(name: str, model: Any, workdir: Path, quick: bool) -> list[dict[str
                   f"{result['rps']:,.0f} req/s, failures {result['failures']}", flush=True)
             rows.append(result)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process)
     return rows
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM (the server's graceful stop), then SIGKILL after 30 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def _synthetic_model(quick: bool) -> Any:

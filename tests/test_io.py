@@ -334,3 +334,56 @@ def test_broken_text_id_maps_are_format_errors(text_model, tmp_path, change, mat
     _rewrite(path, replace)
     with pytest.raises(ModelFormatError, match=match):
         matfact.load(path)
+
+
+# ---------------------------------------------------------------------- HybridMF feature rows
+@pytest.fixture(scope="module")
+def hybrid():
+    import pandas as pd
+
+    rng = np.random.default_rng(2)
+    users, items = rng.integers(0, 20, 300), rng.integers(0, 15, 300)
+    genres = pd.DataFrame({"genre": rng.choice(["a", "b"], 15)}, index=range(15))
+    data = matfact.Interactions.from_arrays(users, items, rng.integers(1, 6, 300),
+                                            rating_scale=(1, 5, 1), duplicates="last",
+                                            item_features=genres)
+    return matfact.HybridMF(n_factors=3, max_iter=2, random_state=0).fit(data, progress=False)
+
+
+@pytest.mark.parametrize("attr, change, match", [
+    ("user_feature_rows_", lambda m: m[:-1], "user_feature_rows_ declares shape"),
+    ("item_feature_rows_", lambda m: __import__("scipy.sparse").sparse.hstack(
+        [m, m[:, :1]], format="csr"), "item_feature_rows_ declares shape"),
+])
+def test_hybrid_feature_rows_of_the_wrong_shape_are_refused(hybrid, tmp_path, attr, change,
+                                                            match):
+    """Rows = the id map's ids, columns = the embeddings' rows (what the encoder makes)."""
+    broken = matfact.clone(hybrid)
+    for name, value in vars(hybrid).items():
+        setattr(broken, name, value)
+    setattr(broken, attr, change(getattr(hybrid, attr)).astype(np.float32))
+    path = tmp_path / "hybrid.zip"
+    broken.save(path)
+    with pytest.raises(ModelFormatError, match=match):
+        matfact.load(path)
+
+
+def test_hybrid_feature_rows_round_trip_and_older_files_load(hybrid, tmp_path):
+    path = tmp_path / "hybrid.zip"
+    hybrid.save(path)
+    loaded = matfact.load(path)
+    for attr in ("user_feature_rows_", "item_feature_rows_"):
+        assert (getattr(loaded, attr) != getattr(hybrid, attr)).nnz == 0
+    assert loaded.explain(3, [1, 2], n=3) == hybrid.explain(3, [1, 2], n=3)
+
+    def drop(meta):  # a file written before the rows were kept
+        for attr in ("user_feature_rows_", "item_feature_rows_"):
+            del meta["kinds"][attr]
+            for part in ("indptr", "indices", "data"):
+                del meta["arrays"][f"{attr}.{part}"]
+
+    _edit_meta(path, drop)
+    old = matfact.load(path)
+    assert not hasattr(old, "item_feature_rows_")
+    why = old.explain(3, 1)
+    assert why.folded_in and "explain_features" in why.method

@@ -82,7 +82,7 @@ def _check_oversubscription(wanted: int) -> None:
     from threadpoolctl import threadpool_info
 
     blas = max((pool.get("num_threads", 1) for pool in threadpool_info()
-                if pool.get("user_api") == "blas"), default=1)
+                if held_blas(pool)), default=1)
     cores = available_cores()
     if wanted * blas > cores:
         from matfact.exceptions import ThreadWarning
@@ -139,7 +139,7 @@ class _BlasHold:
             from threadpoolctl import ThreadpoolController
 
             self._libraries = [(lib, _setter(lib)) for lib in
-                               ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+                               ThreadpoolController().lib_controllers if held_blas(lib)]
         return self._libraries
 
     def __enter__(self) -> None:
@@ -161,6 +161,16 @@ class _BlasHold:
                 for set_threads, count in self._restore:
                     set_threads(count)
                 self._restore = []
+
+
+def held_blas(lib: Any) -> bool:
+    """Whether the hold limits the BLAS library ``lib`` (a threadpoolctl controller or
+    ``threadpool_info`` entry): the BLAS NumPy and SciPy call, not the OpenBLAS that
+    faiss bundles for itself, which only faiss calls (its threads follow faiss'
+    OpenMP setting, :func:`matfact.models.ann._omp_threads`) and whose OpenMP build
+    sets thread counts per calling thread, which a process-wide hold cannot count."""
+    get = lib.get if isinstance(lib, dict) else lambda key: getattr(lib, key, None)
+    return get("user_api") == "blas" and "faiss" not in str(get("filepath") or "")
 
 
 def _setter(lib: Any) -> Any:

@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_info
 import matfact
 import matfact._threads as threads_module
 from matfact import Interactions
+from matfact._threads import held_blas
 from matfact.exceptions import ThreadWarning
 from matfact.models import MODEL_REGISTRY
 
@@ -100,8 +101,7 @@ def test_concurrent_queries_equal_serial_ones(name, data):
 
 
 def _blas_threads() -> int:
-    return max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"),
-               default=1)
+    return max((p["num_threads"] for p in threadpool_info() if held_blas(p)), default=1)
 
 
 def test_fits_never_run_numba_times_blas_threads_past_the_cores(data, monkeypatch):

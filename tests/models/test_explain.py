@@ -247,6 +247,12 @@ def test_models_without_a_linear_fold_in_are_approximated(factory):
     data = _data(implicit=True)
     model = factory().fit(data, progress=False)
     user, items = data.user_index.ids[3], list(data.item_index.ids[:5])
+    if isinstance(model, HybridMF):
+        # Its trained users are split by feature (exact); one placed from a history by
+        # the ranking fold-in (gradient ascent) is approximated like BPR's.
+        assert model.explain(user, items[0]).exact
+        codes, values = model.history(3)
+        model.update_users([user], [(model.item_index_.ids[codes], values)])
     trained = model.predict([user] * 5, items, clip=False)
     for why, score in zip(model.explain(user, items), trained, strict=True):
         assert not why.exact and not why.folded_in
@@ -350,43 +356,244 @@ def test_matches_implicit_explain():
                 assert c.contribution == pytest.approx(theirs[c.item], rel=1e-4, abs=1e-6)
 
 
-def test_hybrid_features_split_the_trained_score():
-    """User feature f: x_f (e_f + ½ E_f·q_i); item feature g: y_g (c_g + ½ F_g·p_u)."""
+def _featured(seed: int = 3, implicit: bool = False):
+    """_data with user ages and item genres as side features (and the two frames)."""
     import pandas as pd
 
-    from matfact.models.explain import explain_features
-
-    rng = np.random.default_rng(3)
-    base = _data(3)
+    rng = np.random.default_rng(seed)
+    base = _data(seed, implicit=implicit)
     genres = pd.DataFrame({"genre": rng.choice(["x", "y", "z"], N_ITEMS)},
                           index=base.item_index.ids)
     ages = pd.DataFrame({"age": rng.choice(["young", "old"], N_USERS)},
                         index=base.user_index.ids)
     codes = base.to_scipy().tocoo()
-    data = matfact.Interactions.from_arrays(
-        base.user_index.ids[codes.row], base.item_index.ids[codes.col], codes.data,
-        rating_scale=(1, 5, 1), user_features=ages, item_features=genres)
-    model = HybridMF(n_factors=3, max_iter=5, random_state=0).fit(data, progress=False)
-    user, item = data.user_index.ids[2], data.item_index.ids[4]
-    why = explain_features(model, user, item, user_features=ages, item_features=genres, n=10)
-    assert why.exact and not why.folded_in and why.rest == 0.0
-    assert why.score == pytest.approx(float(model.predict(user, item, clip=False)[0]))
+    users, items = base.user_index.ids[codes.row], base.item_index.ids[codes.col]
+    if implicit:
+        data = matfact.Interactions.from_arrays(users, items, weights=codes.data,
+                                                user_features=ages, item_features=genres)
+    else:
+        data = matfact.Interactions.from_arrays(users, items, codes.data,
+                                                rating_scale=(1, 5, 1), user_features=ages,
+                                                item_features=genres)
+    return data, ages, genres
+
+
+_HYBRIDS: dict[str, tuple] = {}
+
+
+def featured_hybrid(loss: str = "squared"):
+    """A fitted HybridMF with user and item features (fresh copy: tests may change it)."""
+    import copy
+
+    if loss not in _HYBRIDS:
+        data, ages, genres = _featured(implicit=loss != "squared")
+        model = HybridMF(n_factors=3, max_iter=5, loss=loss, random_state=0).fit(
+            data, progress=False)
+        _HYBRIDS[loss] = (model, ages, genres)
+    model, ages, genres = _HYBRIDS[loss]
+    return copy.deepcopy(model), ages, genres
+
+
+def _feature_names_of(ages, genres) -> set[str]:
+    return ({"user id", "item id"} | {f"user: age={a}" for a in set(ages["age"])}
+            | {f"item: genre={g}" for g in set(genres["genre"])})
+
+
+@pytest.mark.parametrize("loss", ["squared", "warp"])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_hybrid_explain_splits_the_score_by_feature(loss, data):
+    """Issue 22: for a user placed by features, explain() (no frames) splits the score the
+    model gives into the user's and the item's features, and the parts sum to predict."""
+    model, ages, genres = _HYBRIDS.get(loss) or featured_hybrid(loss)
+    user = data.draw(st.sampled_from(model.user_index_.ids.tolist()), label="user")
+    items = data.draw(st.lists(st.sampled_from(model.item_index_.ids.tolist()), min_size=1,
+                               max_size=4), label="items")
+    predicted = model.predict([user] * len(items), items, clip=False)
+    for item, score, why in zip(items, predicted, model.explain(user, items, n=10),
+                                strict=True):
+        assert why.exact and not why.folded_in and why.vector_gap is None
+        assert why.user == user and why.item == item
+        assert why.score == pytest.approx(float(score), rel=1e-6, abs=1e-7)
+        assert abs(why.total() - float(score)) <= EXACT_TOLERANCE * max(1.0, abs(score))
+        assert all(c.feature for c in why.contributions) and why.rest == 0.0
+        names = [c.item for c in why.contributions]
+        # The user's id and age, the item's id and genre: readable, each once.
+        assert sorted(names) == sorted({"user id", "item id",
+                                        f"user: age={ages.loc[user, 'age']}",
+                                        f"item: genre={genres.loc[item, 'genre']}"})
+        assert set(names) <= _feature_names_of(ages, genres)
+
+
+def test_hybrid_feature_shares_equal_their_closed_form():
+    """User feature f: x_f (e_f + ½ E_f·q_i); item feature g: y_g (c_g + ½ F_g·p_u), with
+    x, y the normalized rows computed here from the frames (not the kept rows)."""
+    from matfact.models.explain import explain_features
+
+    model, ages, genres = featured_hybrid()
+    u, i = 2, 4
+    user, item = model.user_index_.ids[u], model.item_index_.ids[i]
+    why = model.explain(user, item, n=10)
+    x = model._side_matrix("user", ages, model.user_index_.ids[u:u + 1], np.array([u]))
+    y = model._side_matrix("item", genres, model.item_index_.ids[i:i + 1], np.array([i]))
+    assert x.nnz == 2 and y.nnz == 2  # id + age, id + genre, each 1/2 after normalizing
+    p = model.user_factors_[u].astype(float)
+    q = model.item_factors_[i].astype(float)
+    expected = {}
+    for side, row, emb, bias, other in (
+            ("user", x, model.user_embeddings_, model.user_feature_bias_, q),
+            ("item", y, model.item_embeddings_, model.item_feature_bias_, p)):
+        n_ids = getattr(model, f"n_{side}_ids_")
+        labels = model._encoder(side).feature_names_
+        for col, weight in zip(row.indices, row.data, strict=True):
+            name = f"{side} id" if col < n_ids else f"{side}: {labels[col - n_ids]}"
+            expected[name] = weight * (bias[col] + 0.5 * emb[col].astype(float) @ other)
+    got = {c.item: c.contribution for c in why.contributions}
+    assert got == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    assert [c.value for c in why.contributions] == pytest.approx([0.5] * 4)
+    assert why.other_terms == {"global mean": pytest.approx(model.global_mean_)}
+    # The item's features carry its bias and half the interaction.
+    assert sum(v for k, v in got.items() if k.startswith("item")) == pytest.approx(
+        float(model.item_bias_[i]) + 0.5 * p @ q, rel=1e-5)
+    # explain_features: the kept rows by default, the same split from the frames.
+    assert explain_features(model, user, item, n=10) == why
+    framed = explain_features(model, user, item, user_features=ages, item_features=genres,
+                              n=10)
+    assert [c.item for c in framed.contributions] == [c.item for c in why.contributions]
+    assert [c.contribution for c in framed.contributions] == pytest.approx(
+        [c.contribution for c in why.contributions], rel=1e-6)
+    with pytest.raises(ParameterError, match="HybridMF"):
+        explain_features(fitted("als"), user, item)
+
+
+def test_hybrid_file_without_kept_rows_explains_by_history_and_says_so():
+    """A model file from before the rows were kept: the history split, with a method that
+    points to explain_features; explain_features without frames counts identities only."""
+    from matfact.models.explain import explain_features
+
+    model, ages, genres = featured_hybrid()
+    del model.user_feature_rows_, model.item_feature_rows_
+    user, item = model.user_index_.ids[1], model.item_index_.ids[2]
+    why = model.explain(user, item)
+    assert why.folded_in and not any(c.feature for c in why.contributions)
+    assert "explain_features" in why.method and "item bias" in why.other_terms
     _sums(why)
-    names = {c.item for c in why.contributions}
-    assert {"user id", "item id", f"user: age={ages.loc[user, 'age']}",
-            f"item: genre={genres.loc[item, 'genre']}"} <= names
-    # Halves of the interaction: the item features' shares less their biases sum to ½ p·q.
-    p = model.user_factors_[model.user_index_.code(user)].astype(float)
-    q = model.item_factors_[model.item_index_.code(item)].astype(float)
-    item_side = sum(c.contribution for c in why.contributions if c.item.startswith("item"))
-    assert item_side == pytest.approx(float(model.item_bias_[model.item_index_.code(item)])
-                                      + 0.5 * p @ q, rel=1e-4, abs=1e-6)
-    # Without the frames only the identity features count: the rest is "unexplained".
     partial = explain_features(model, user, item)
     assert not partial.exact and "unexplained" in partial.other_terms
     assert partial.total() == pytest.approx(partial.score, abs=1e-9)
-    with pytest.raises(ParameterError, match="HybridMF"):
-        explain_features(fitted("als"), user, item)
+    full = explain_features(model, user, item, user_features=ages, item_features=genres)
+    assert full.exact
+
+
+def test_hybrid_user_placed_from_history_is_split_by_history_items():
+    """update_users (and apply_ratings) place a user by the fold-in, which reads no user
+    feature: their row is emptied, explain() splits by history items (exact) and the
+    item's bias by the item's features."""
+    model, ages, genres = featured_hybrid()
+    codes, values = model.history(5)
+    user = model.user_index_.ids[5]
+    model.update_users([user], [(model.item_index_.ids[codes], values)])
+    assert model.user_feature_rows_[5].nnz == 0 and model.user_feature_rows_[4].nnz == 2
+    item = model.item_index_.ids[7]
+    why = model.explain(user, item, n=len(codes))
+    assert why.exact and why.folded_in and why.vector_gap == pytest.approx(0, abs=1e-5)
+    assert why.score == pytest.approx(float(model.predict(user, item, clip=False)[0]),
+                                      rel=1e-5)
+    assert sorted(c.item for c in why.contributions) == sorted(model.item_index_.ids[codes])
+    assert not any(c.feature for c in why.contributions)
+    genre = f"item: genre={genres.loc[item, 'genre']}"
+    assert "item bias" not in why.other_terms and {"item id", genre} <= set(why.other_terms)
+    assert why.other_terms["item id"] + why.other_terms[genre] == pytest.approx(
+        float(model.item_bias_[7]), rel=1e-5)
+    assert "features are not in this score" in why.method
+    _sums(why)
+    # An anonymous history too: history items, the item's bias by feature.
+    _, _, listed = model.recommend_for_history(list(model.item_index_.ids[:3]), [5, 1, 4],
+                                               n=2, explain=3)
+    for e in listed:
+        assert e.exact and {c.item for c in e.contributions} <= set(model.item_index_.ids[:3])
+        assert "item bias" not in e.other_terms
+        _sums(e)
+
+
+def test_hybrid_new_users_and_items_keep_their_feature_rows():
+    """add_users / add_items by features: rows without identity, split by feature; an item
+    added from its first ratings only is one term (its vector is no composition)."""
+    import pandas as pd
+
+    model, ages, genres = featured_hybrid()
+    model.add_users([1000],
+                    pd.DataFrame({"age": ["old"]}, index=[1000]))
+    model.add_items([500, 501], histories=[((), ()), ([model.user_index_.ids[0]], [5])],
+                    features=pd.DataFrame({"genre": ["y"]}, index=[500]))
+    assert model.user_feature_rows_.shape == (N_USERS + 1, model.user_embeddings_.shape[0])
+    assert model.item_feature_rows_.shape == (N_ITEMS + 2, model.item_embeddings_.shape[0])
+    for user in (1000, model.user_index_.ids[0]):
+        predicted = model.predict([user] * 3, [500, 501, model.item_index_.ids[0]], clip=False)
+        whys = model.explain(user, [500, 501, model.item_index_.ids[0]], n=10)
+        for why, score in zip(whys, predicted, strict=True):
+            assert why.exact and not why.folded_in
+            assert why.score == pytest.approx(float(score), rel=1e-6)
+            _sums(why)
+        new_item, rated_item, _ = ({c.item for c in w.contributions} for w in whys)
+        assert "item: genre=y" in new_item and "item id" not in new_item
+        assert "item vector (from its ratings)" in whys[1].other_terms
+        assert not any(name.startswith("item") for name in rated_item)
+        if user == 1000:
+            assert {"user: age=old"} == {n for n in new_item if n.startswith("user")}
+
+
+def test_hybrid_explanations_survive_save_and_load(tmp_path):
+    import pandas as pd
+
+    model, _, _ = featured_hybrid()
+    model.add_items([500], features=pd.DataFrame({"genre": ["z"]}, index=[500]))
+    user = model.user_index_.ids[3]
+    items = [500, *model.item_index_.ids[:3].tolist()]
+    model.save(tmp_path / "hybrid.zip")
+    loaded = matfact.load(tmp_path / "hybrid.zip")
+    assert (loaded.item_feature_rows_ != model.item_feature_rows_).nnz == 0
+    assert loaded.explain(user, items, n=3) == model.explain(user, items, n=3)
+
+
+def test_hybrid_because_list_and_cli_name_features(capsys, tmp_path):
+    """because_list marks features (no title); matfact recommend --explain on a HybridMF
+    trained with --item-features prints "because of item: genre=..."."""
+    from matfact.cli import main
+    from matfact.models.explain import because_list
+
+    model, _, _ = featured_hybrid()
+    why = model.explain(model.user_index_.ids[1], model.item_index_.ids[2], n=3)
+    listed = because_list(why, np.array([f"t{i}" for i in range(N_ITEMS)]),
+                          index=model.item_index_)
+    assert [b["item"] for b in listed] == [c.item for c in why.contributions]
+    assert all(b["title"] is None and b["feature"] is True for b in listed)
+    assert all(d["feature"] for d in why.to_dict()["contributions"])
+    data, _, genres = _featured(4)
+    codes = data.to_scipy().tocoo()
+    ratings, features = tmp_path / "ratings.csv", tmp_path / "genres.csv"
+    import pandas as pd
+
+    pd.DataFrame({"user": data.user_index.ids[codes.row], "item": data.item_index.ids[codes.col],
+                  "rating": codes.data}).to_csv(ratings, index=False)
+    genres.rename_axis("item").reset_index().to_csv(features, index=False)
+    target = tmp_path / "hybrid.zip"
+    assert main(["-q", "train", "--data", str(ratings), "--item-features", str(features),
+                 "--model", "hybrid_mf", "--param", "n_factors=3", "--param", "max_iter=3",
+                 "--out", str(target)]) == 0
+    capsys.readouterr()
+    assert main(["recommend", "--model", str(target), "--user", "3", "-n", "2",
+                 "--explain", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("because of ") == 2 and "item: genre=" in out and "item id (" in out
+    assert "because you rated" not in out and "in brackets: (contribution" in out
+    assert main(["recommend", "--model", str(target), "--user", "3", "-n", "1",
+                 "--explain", "2", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]["items"][0]
+    loaded = matfact.load(target)
+    expected = loaded.explain(3, row["item"], n=2)
+    assert [b["item"] for b in row["because"]] == [c.item for c in expected.contributions]
+    assert all(b["feature"] for b in row["because"]) and row["folded_in"] is False
 
 
 def test_because_list_is_the_listed_contributions_with_titles():
@@ -419,35 +626,23 @@ def test_because_list_is_the_listed_contributions_with_titles():
     assert all(type(b["item"]) is int for b in listed)
 
 
-@pytest.mark.parametrize("loss", ["squared", "bpr"])
-def test_hybrid_explain_says_where_its_features_are(loss):
-    """The model keeps encoders, not feature rows: explain() cannot split by feature, and
-    its method says so (pointing to explain_features) instead of leaving them out silently."""
-    import pandas as pd
+def test_hybrid_service_because_names_features_then_the_ratings_just_posted():
+    """The service's because: features for a user placed by features; once they post a
+    rating the fold-in places them from their history, and their ratings explain."""
+    from matfact.serving.service import ModelService
+    from matfact.serving.store import Rating
 
-    base = _data(5)
-    genres = pd.DataFrame({"genre": np.random.default_rng(5).choice(["x", "y"], N_ITEMS)},
-                          index=base.item_index.ids)
-    codes = base.to_scipy().tocoo()
-    with_features = matfact.Interactions.from_arrays(
-        base.user_index.ids[codes.row], base.item_index.ids[codes.col], codes.data,
-        rating_scale=(1, 5, 1), item_features=genres)
-    model = HybridMF(n_factors=3, max_iter=3, loss=loss, random_state=0).fit(
-        with_features, progress=False)
-    user, item = model.user_index_.ids[1], model.item_index_.ids[2]
-    why = model.explain(user, item)
-    assert "explain_features" in why.method and "item bias" in why.method
-    assert ("not read by the fold-in" in why.method) == (loss == "squared")
-    _sums(why)
-    ids, _, listed = model.recommend([user], n=2, explain=1)
-    assert all("explain_features" in e.method for e in listed[0])
-    # Identity features only: nothing is left out, nothing to say.
-    assert "explain_features" not in fitted("hybrid").explain(user, item).method
-    # because_list of a feature split: feature names are not item ids, so no titles.
-    from matfact.models.explain import because_list, explain_features
-
-    split = explain_features(model, user, item, item_features=genres, n=3)
-    listed = because_list(split, np.array([f"t{i}" for i in range(N_ITEMS)]),
-                          index=model.item_index_)
-    assert [b["item"] for b in listed] == [c.item for c in split.contributions]
-    assert all(b["title"] is None for b in listed)
+    model, _, _ = featured_hybrid()
+    service = ModelService(model)
+    user = int(model.user_index_.ids[7])
+    before = service.recommend(user, 3, explain=2)
+    assert before["because_exact"] == [True] * 3
+    assert all(b["feature"] for because in before["because"] for b in because)
+    seen = set(model.item_index_.ids[model.history(7)[0]].tolist())
+    new_item = next(i for i in model.item_index_.ids.tolist() if i not in seen)
+    service.apply([Rating(user, new_item, 5.0)])
+    after = service.recommend(user, 3, explain=20)
+    assert after["because_exact"] == [True] * 3
+    for because in after["because"]:
+        assert not any(b.get("feature") for b in because)
+        assert {b["item"]: b["value"] for b in because}[new_item] == 5.0

@@ -21,7 +21,7 @@ from threadpoolctl import ThreadpoolController, threadpool_info
 import matfact
 from matfact import ImplicitALS, Interactions
 from matfact._linalg import forget_gram, ridge_gram
-from matfact._threads import blas_single_thread, blas_single_thread_for
+from matfact._threads import blas_single_thread, blas_single_thread_for, held_blas
 from tests.models.contract import planted_interactions
 
 
@@ -218,7 +218,7 @@ def test_fold_in_of_a_loaded_model(tmp_path):
 
 # ------------------------------------------------------------------ BLAS held to one thread
 def blas_threads() -> list[int]:
-    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    return [pool["num_threads"] for pool in threadpool_info() if held_blas(pool)]
 
 
 @pytest.fixture

@@ -213,7 +213,7 @@ def test_hot_swap_under_a_stream_of_requests_fails_none(server, ml100k_full, tmp
         for thread in threads:
             thread.join()
     assert errors == [] and answered[0] > 0
-    assert new != old and reloaded["model_version"] == new
+    assert new != old and reloaded["model_version"] == new, reloaded
     # The retrained file holds the logged rating (and the titles the old file had).
     with server.client() as client:
         body = client.get("/users/196/recommendations", params={"n": 1000}).json()

@@ -532,7 +532,11 @@ def cmd_recommend(args: argparse.Namespace, out: Output) -> int:
                         f"this user's history")
             else:
                 value = "weight if not 1" if model.is_implicit_ else "rating"
-                note = (f"in brackets: ({value}, contribution to the score); explained by "
+                # A HybridMF user placed by features: features have no rating to show.
+                by_features = any(b.get("feature") for row in entry["items"]
+                                  for b in row["because"] or ())
+                shown = "" if by_features else f"{value}, "
+                note = (f"in brackets: ({shown}contribution to the score); explained by "
                         f"{entry['explained_by']}")
             out.result(textwrap.fill(note, 94, initial_indent="  ", subsequent_indent="    ",
                                      break_on_hyphens=False))

@@ -129,23 +129,29 @@ def because_text(explanation: Any, because: list[dict[str, Any]], implicit: bool
     ``--json`` prints), so the text and the JSON show the same items, titles and numbers:
     "because you rated X (5, +0.412), ..." (rating, contribution; for implicit data the
     weight, shown when it is not 1), then the rest of the history and the terms that are
-    not history, summing to the explained score.
+    not history, summing to the explained score. A HybridMF user placed by features gets
+    "because of item: Animation (+0.301), user: age=25-34 (+0.184), ..." instead.
     """
     def signed(value: float) -> str:
         return f"{value:+.3f}"
 
     parts = []
+    features = any(entry.get("feature") for entry in because)
     for entry in because:
+        if entry.get("feature"):  # its name, and no rating: a feature's row weight means little
+            parts.append(f"{entry['item']} ({signed(entry['contribution'])})")
+            continue
         name = shorten(entry["title"], 40) if entry["title"] else f"item {entry['item']}"
         value = entry["value"]
         shown = f"{value:g}, " if not implicit or value != 1 else ""
         parts.append(f"{name} ({shown}{signed(entry['contribution'])})")
-    verb = "because you had" if implicit else "because you rated"
+    verb = "because of" if features else "because you had" if implicit else "because you rated"
     first = ([f"{verb} {parts[0]}", *parts[1:]] if parts else
              ["because of no history item (the terms below are the whole score)"])
     terms = []
     if because and explanation.rest:
-        terms.append(f"rest of the history {signed(explanation.rest)}")
+        rest = "the other features" if features else "rest of the history"
+        terms.append(f"{rest} {signed(explanation.rest)}")
     terms += [f"{label} {signed(value)}" for label, value in explanation.other_terms.items()]
     total = f"= {explanation.score:.3f}"
     if not explanation.exact:

@@ -18,7 +18,7 @@ from matfact.cli.demo import cmd_demo
 from matfact.cli.models import cmd_evaluate, cmd_recommend, cmd_train
 from matfact.cli.names import MODEL_NAMES
 from matfact.cli.output import PROG
-from matfact.cli.serving import cmd_retrain, cmd_serve
+from matfact.cli.serving import cmd_index, cmd_retrain, cmd_serve
 from matfact.exceptions import UsageError
 
 __all__ = ["build_parser"]
@@ -285,7 +285,33 @@ def build_parser() -> argparse.ArgumentParser:
                        help="file holding the write key (default: $MATFACT_API_KEY)")
     serve.add_argument("--require-key", action="store_true",
                        help="require the key for reads too")
+    serve.add_argument("--index", choices=("exact", "approximate", "auto"), default="auto",
+                       help="how lists are searched: score every item, or the approximate "
+                            "index (faiss; built at start if the model file has none); auto: "
+                            "approximate from 200,000 items on (default: auto)")
+    serve.add_argument("--precompute", type=int, default=None, metavar="USERS",
+                       help="precompute the lists of this many users, the most active first "
+                            "(default: 100,000 with the exact index, none with the "
+                            "approximate one; 0: none)")
     serve.set_defaults(handler=cmd_serve)
+
+    index = commands.add_parser(
+        "index", parents=[quiet], formatter_class=formatter,
+        help="build a model file's approximate top-k index (faiss) into the file",
+        description="Build the approximate index that recommend(..., approximate=True) and "
+                    "'matfact serve --index approximate' search, calibrated to a recall "
+                    "target, and save it in the model file (so a server need not build it "
+                    "at start). Needs the ann extra: pip install 'matfact[ann]'.")
+    index.add_argument("--model", required=True, metavar="PATH", help="the model file")
+    index.add_argument("--recall", type=float, default=0.95,
+                       help="recall@10 the calibration must reach (default: 0.95)")
+    index.add_argument("--lists", type=int, default=None,
+                       help="k-means lists (default: about sqrt(items))")
+    index.add_argument("--probe", type=int, default=None,
+                       help="lists read per query (default: calibrated to --recall)")
+    index.add_argument("--similar", action="store_true",
+                       help="also index the unit item vectors for similar items")
+    index.set_defaults(handler=cmd_index)
 
     retrain = commands.add_parser(
         "retrain", parents=[quiet], formatter_class=formatter, epilog=_EXAMPLES["retrain"],

@@ -39,16 +39,23 @@ def cmd_serve(args: argparse.Namespace, out: Output) -> int:
     except ImportError as exc:
         raise UsageError(f"serving needs the 'serve' extra: pip install 'matfact[serve]' "
                          f"({exc})") from None
+    if args.precompute is not None and args.precompute < 0:
+        raise UsageError(f"--precompute takes a number of users (0 or more), got "
+                         f"{args.precompute}")
     from threadpoolctl import threadpool_limits
 
     # One request is scored at a time on the event loop: a BLAS pool would only spin
     # against the other threads (measured: 374 instead of ~2,000 scored requests/s).
     threadpool_limits(limits=1, user_api="blas")
     app = create_app(model_path, args.db, api_key_file=args.api_key_file,
-                     require_key=args.require_key)
+                     require_key=args.require_key, index=args.index, max_kept=args.precompute)
     service = app.state.services["service"]
+    index = service.index.describe()
+    search = "exact search" if index["mode"] == "exact" else (
+        f"approximate index: {index.get('lists')} lists, {index.get('probe')} read per query, "
+        f"recall@10 {index.get('recall') or 0:.3f} when built")
     out.result(f"Serving {type(service.model).__name__} ({service.model.n_users_:,} users x "
-               f"{service.model.n_items_:,} items, version {service.version}) on "
+               f"{service.model.n_items_:,} items, version {service.version}; {search}) on "
                f"http://{args.host}:{args.port} (API docs at /docs, page at /)")
     # SIGTERM: stop taking connections, give in-flight requests a few seconds, then
     # commit what the rating log has queued (acknowledged ratings already are).
@@ -114,6 +121,7 @@ def cmd_retrain(args: argparse.Namespace, out: Output) -> int:
         start = time.perf_counter()
         previous.partial_fit(_log_interactions(logged, previous.is_implicit_))
         previous.rating_log_ = position
+        _keep_indexes(previous, previous, out)
         previous.save(target)
         out.result(f"Refined {type(previous).__name__} with {len(logged):,} logged ratings "
                    f"(partial_fit) in {time.perf_counter() - start:.2f} s; saved {target}")
@@ -126,9 +134,52 @@ def cmd_retrain(args: argparse.Namespace, out: Output) -> int:
         data = _with_titles(data, previous)
     seconds = fit_model(model, data, out)
     model.rating_log_ = position
+    if previous is not None:
+        _keep_indexes(model, previous, out)
     model.save(target)  # written beside, then renamed over the old file
     out.result(f"Refitted {type(model).__name__} on {data.nnz:,} interactions "
                f"({len(logged):,} from the log) in {seconds:.2f} s; saved {target}")
+    return 0
+
+
+def _keep_indexes(model: Any, previous: Any, out: Output) -> None:
+    """Rebuild the approximate indexes the previous file held (a refit drops them), so
+    the served file keeps them and a reload need not build one."""
+    if not any(name.startswith("ann_") for name in vars(previous)):
+        return
+    from matfact.models.ann import rebuild_indexes
+
+    start = time.perf_counter()
+    built = rebuild_indexes(model, previous)
+    if built:
+        out.info(f"Rebuilt the approximate index ({', '.join(built)}) in "
+                 f"{time.perf_counter() - start:.1f} s")
+
+
+def cmd_index(args: argparse.Namespace, out: Output) -> int:
+    """``matfact index``: build a model file's approximate index and save it in the file."""
+    import matfact
+    from matfact.exceptions import ModelFormatError
+
+    path = Path(args.model).expanduser()
+    if not is_model_file(str(path)):
+        raise UsageError(f"--model {path} is not a model file")
+    try:
+        model = matfact.load(path)
+    except ModelFormatError as exc:
+        raise UsageError(str(exc)) from None
+    start = time.perf_counter()
+    for kind in ("recommend", "similar") if args.similar else ("recommend",):
+        model.build_index(kind, n_lists=args.lists, n_probe=args.probe, recall=args.recall)
+        settings = model.ann_settings_ if kind == "recommend" else model.ann_similar_settings_
+        measured = settings["measured_recall"]
+        out.info(f"{kind}: {settings['n_lists']:,} lists, {settings['n_probe']} read per "
+                 f"query" + ("" if measured is None else
+                             f" (recall@{settings['n']} {measured:.3f} on trained "
+                             f"{'users' if kind == 'recommend' else 'items'})"))
+    model.save(path)  # written beside, then renamed over the old file
+    out.result(f"Built the approximate index of {path} ({model.n_items_:,} items) in "
+               f"{time.perf_counter() - start:.1f} s; saved it in the file")
     return 0
 
 

@@ -415,10 +415,10 @@ class TimeAwareBiases:
                        self.time_bin_width_, self.item_bin_bias_.shape[1])[0]
         return self.item_bin_bias_[items, now]
 
-    def _item_base(self) -> np.ndarray:
-        base = super()._item_base()
+    def _item_base(self, items: np.ndarray | None = None) -> np.ndarray:
+        base = super()._item_base(items)
         if self._has_time_bias():
-            base += self._now_bin_bias(np.arange(self.n_items_))
+            base += self._now_bin_bias(np.arange(self.n_items_) if items is None else items)
         return base
 
     def user_side(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

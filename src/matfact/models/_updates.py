@@ -176,7 +176,13 @@ def all_or_nothing(method: Any) -> Any:
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         with self._transaction():
-            return method(self, *args, **kwargs)
+            out = method(self, *args, **kwargs)
+        # Every item may have moved: an approximate index of the old vectors would
+        # miss them. Dropped (its settings kept); the next approximate search rebuilds.
+        from matfact.models.ann import forget_model_index
+
+        forget_model_index(self)
+        return out
 
     return wrapper
 

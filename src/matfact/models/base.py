@@ -74,7 +74,15 @@ MODEL_REGISTRY: dict[str, type[Recommender]] = {}
 _UNKNOWN_POLICIES = ("fallback", "raise", "nan")
 #: How ``recommend`` ranks a user it cannot place (see the module doc).
 FALLBACK = "popularity"
-_RECOMMEND_BATCH = 2048  # users scored per matrix product; bounds memory at ~n_items × 8 KB
+_RECOMMEND_BATCH = 2048  # users scored per matrix product, at most ...
+#: ... and at most this many bytes of float32 scores per product (a catalogue of
+#: 10⁶ items: 64 users at a time, not 2,048 × 4 MB = 8 GB).
+_SCORE_BUDGET = 256 * 2**20
+
+
+def _rows_per_batch(n_columns: int) -> int:
+    """Rows scored per matrix product against ``n_columns`` items (see :data:`_SCORE_BUDGET`)."""
+    return max(1, min(_RECOMMEND_BATCH, _SCORE_BUDGET // max(4 * n_columns, 1)))
 
 
 class ItemSide(NamedTuple):
@@ -351,12 +359,17 @@ class Recommender(ModelUpdates, HasParams):
         with blas_single_thread_for(1):  # one user's scores: as score_users for one
             return np.asarray(self._score_vector(vector), dtype=np.float32)
 
-    def item_side(self) -> ItemSide | None:
+    def item_side(self, items: np.ndarray | None = None) -> ItemSide | None:
         """The item half of a dot-product score, or None when the score is not one.
 
         A top-k index (exact or approximate) may score users itself from this and
         :meth:`user_side`; a model that returns None must be scored through
         :meth:`score_users`.
+
+        Parameters
+        ----------
+        items : ndarray of item codes, default=None
+            Only these items' rows (None: every item).
         """
         return None
 
@@ -490,8 +503,8 @@ class Recommender(ModelUpdates, HasParams):
 
     def recommend(self, users: Any, n: int = 10, *, exclude_seen: bool = True,
                   items: Any = None, unknown: str = "fallback",
-                  return_fallback: bool = False, explain: int | None = None
-                  ) -> tuple[Any, ...]:
+                  return_fallback: bool = False, explain: int | None = None,
+                  approximate: bool = False) -> tuple[Any, ...]:
         """Top-``n`` items for each user.
 
         Parameters
@@ -514,6 +527,14 @@ class Recommender(ModelUpdates, HasParams):
             Also return, for each recommended item, its :meth:`explain` with the
             ``explain`` history items that contribute most (None: no explanations,
             and the return value is as without this keyword).
+        approximate : bool, default=False
+            Take the candidates from the model's approximate index
+            (:meth:`build_index`; built on demand with its defaults): a query reads a
+            few of its lists instead of scoring the whole catalogue. Scores are exact
+            and ``exclude_seen`` is honoured exactly; only an item the lists missed
+            can be absent (recall is calibrated at build time, 0.95 by default).
+            Users the model cannot place and ``items=`` restrictions are ranked
+            exactly. Needs faiss (``pip install "matfact[ann]"``).
 
         Returns
         -------
@@ -554,7 +575,7 @@ class Recommender(ModelUpdates, HasParams):
             candidates = np.unique(candidates[candidates >= 0])
         if explain is not None:
             explain = check_n(explain, "explain")
-        idx, val, fell_back = self._ranked_codes(u, n, exclude_seen, candidates)
+        idx, val, fell_back = self._ranked_codes(u, n, exclude_seen, candidates, approximate)
         out: tuple[Any, ...] = (self._to_raw(idx, self.item_index_), val)
         if return_fallback:
             out += (fell_back,)
@@ -568,7 +589,8 @@ class Recommender(ModelUpdates, HasParams):
         return out
 
     def recommend_codes(self, users: np.ndarray, n: int, *, exclude_seen: bool = True,
-                        candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                        candidates: np.ndarray | None = None,
+                        approximate: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`recommend` on dense codes.
 
         Parameters
@@ -580,6 +602,8 @@ class Recommender(ModelUpdates, HasParams):
         exclude_seen : bool, default=True
         candidates : ndarray of item codes, default=None
             Rank only these items (sorted, distinct).
+        approximate : bool, default=False
+            Candidates from the approximate index (see :meth:`recommend`).
 
         Returns
         -------
@@ -589,10 +613,10 @@ class Recommender(ModelUpdates, HasParams):
             Their scores (:meth:`score_users`, clipped by :meth:`clip_scores` after
             ranking), or popularity counts for -1; NaN in the padding.
         """
-        return self._ranked_codes(users, n, exclude_seen, candidates)[:2]
+        return self._ranked_codes(users, n, exclude_seen, candidates, approximate)[:2]
 
     def _ranked_codes(self, users: np.ndarray, n: int, exclude_seen: bool = True,
-                      candidates: np.ndarray | None = None
+                      candidates: np.ndarray | None = None, approximate: bool = False
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`recommend_codes` plus which users got the :data:`FALLBACK` ranking."""
         self._check_fitted()
@@ -603,8 +627,25 @@ class Recommender(ModelUpdates, HasParams):
         fell_back = users < 0
         if width == 0:
             return out_idx, out_val, fell_back
-        for start in range(0, len(users), _RECOMMEND_BATCH):
-            batch = users[start:start + _RECOMMEND_BATCH]
+        if approximate and candidates is None:
+            from matfact.models.ann import approximate_recommend, flat_users
+
+            # Users the index cannot rank (unknown, or placed nowhere) take the exact
+            # path below, which gives them the fallback.
+            ranked = ~fell_back
+            ranked[ranked] = ~flat_users(self, users[ranked])
+            if ranked.any():
+                idx, val = approximate_recommend(self, users[ranked], width, exclude_seen)
+                out_idx[ranked], out_val[ranked] = idx, self.clip_scores(val)
+            if ranked.all():
+                return out_idx, out_val, fell_back
+            rest = ~ranked
+            out_idx[rest], out_val[rest], fell_back[rest] = self._ranked_codes(
+                users[rest], n, exclude_seen)
+            return out_idx, out_val, fell_back
+        step = _rows_per_batch(self.n_items_)
+        for start in range(0, len(users), step):
+            batch = users[start:start + step]
             unknown = batch < 0
             if unknown.all():
                 scores = np.broadcast_to(self._popularity(), (len(batch), self.n_items_))
@@ -718,7 +759,8 @@ class Recommender(ModelUpdates, HasParams):
 
     def recommend_for_history(self, items: Any, ratings: Any = None, n: int = 10, *,
                               exclude_seen: bool = True, return_fallback: bool = False,
-                              explain: int | None = None) -> tuple[Any, ...]:
+                              explain: int | None = None,
+                              approximate: bool = False) -> tuple[Any, ...]:
         """Top-``n`` items for an anonymous history (fold-in; the model is unchanged).
 
         The history is checked as :meth:`apply_ratings` checks ratings (finite, on
@@ -738,6 +780,8 @@ class Recommender(ModelUpdates, HasParams):
         explain : int or None, default=None
             Also return each recommended item's explanation by this history, with the
             ``explain`` items that contribute most (see :meth:`explain`).
+        approximate : bool, default=False
+            Candidates from the approximate index, as in :meth:`recommend`.
 
         Returns
         -------
@@ -756,16 +800,19 @@ class Recommender(ModelUpdates, HasParams):
             explain = check_n(explain, "explain")
         codes, values = self._history(items, ratings, "ignore")
         fallback = len(codes) == 0
-        if fallback:
-            scores = self._popularity()
-        else:
-            with single_thread():
-                vector = self._fold_in(codes, values)
-            scores = self.score_vector(vector)
         width = min(n, self.n_items_)
         excluded = np.sort(codes).astype(np.int32) if exclude_seen else np.zeros(0, np.int32)
-        idx, val = top_n_rows(scores.reshape(1, -1), width,
-                              np.array([0, len(excluded)], dtype=np.int64), excluded)
+        if not fallback:
+            with single_thread():
+                vector = self._fold_in(codes, values)
+        if approximate and not fallback:
+            from matfact.models.ann import approximate_vector
+
+            idx, val = approximate_vector(self, vector, width, excluded)
+        else:
+            scores = self._popularity() if fallback else self.score_vector(vector)
+            idx, val = top_n_rows(scores.reshape(1, -1), width,
+                                  np.array([0, len(excluded)], dtype=np.int64), excluded)
         if not fallback:
             self.clip_scores(val)
         ids = self._to_raw(idx, self.item_index_)[0]
@@ -783,8 +830,9 @@ class Recommender(ModelUpdates, HasParams):
                       progress: bool | str | None = None) -> Any:
         """Top-``n`` items for every user (or ``users``), yielded a block of users at a time.
 
-        Exactly the lists of :meth:`recommend` (ids, scores, padding, fallback), scored
-        one block of users per matrix product so memory holds one block's scores; see
+        Each block's lists are what :meth:`recommend` gives for those users (ids, scores,
+        fallback, padding), one block of users per matrix product, blocks side by side,
+        so memory holds a few blocks' scores; see
         :func:`matfact.models.batch.recommend_all` for the parameters, and
         :func:`matfact.io.write_recommendations` to stream them to Parquet or CSV.
 
@@ -809,7 +857,9 @@ class Recommender(ModelUpdates, HasParams):
         score the model gives the user so placed, which ``trained_score`` and
         ``vector_gap`` compare with the trained user. Models without a linear
         fold-in (BPR, HybridMF with a ranking loss) get an approximation, labelled
-        ``exact=False``. The math of each model is in docs/explanations.md.
+        ``exact=False``. A HybridMF user placed by their features (at fit or by
+        ``add_users``) gets their trained score split into the user's and the item's
+        features instead, exactly. The math of each model is in docs/explanations.md.
 
         Parameters
         ----------
@@ -864,9 +914,62 @@ class Recommender(ModelUpdates, HasParams):
             user_id = user_id.item() if hasattr(user_id, "item") else user_id
         return explain_codes(self, user, history, items, n, user_id=user_id, vector=vector)
 
-    def similar_items(self, items: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def similar_items(self, items: Any, n: int = 10, *,
+                      approximate: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` items most similar to each given item (cosine of item factors)."""
         raise NotImplementedError(f"{type(self).__name__} has no item vectors to compare")
+
+    def build_index(self, kind: str = "recommend", *, n_lists: int | None = None,
+                    n_probe: int | None = None, recall: float = 0.95, n: int = 10,
+                    random_state: int = 0) -> Recommender:
+        """Build the approximate top-k index of ``recommend(..., approximate=True)``.
+
+        An inverted-file index (faiss ``IndexIVFFlat``, inner product) over the item
+        vectors, augmented with the item base (``[q_i, μ + b_i]``) so that its order
+        is ``recommend``'s; ``kind="similar"`` indexes the unit item vectors for
+        ``similar_items(..., approximate=True)``. The index is kept in the model and
+        saved with it (as its centroids and each item's list, rebuilt from the item
+        vectors at load), new items join it at the next search, and ``partial_fit``
+        or ``fit`` drop it (the next approximate search rebuilds it with the same
+        settings). See :mod:`matfact.models.ann`.
+
+        Parameters
+        ----------
+        kind : {"recommend", "similar"}, default="recommend"
+        n_lists : int, default=None
+            Lists (k-means clusters); None: about √n_items, a power of two.
+        n_probe : int, default=None
+            Lists read per query; None: the smallest power of two whose recall@``n``
+            on up to 1,000 trained users (items, for ``"similar"``) reaches ``recall``.
+        recall : float, default=0.95
+            The calibration's target mean recall against the exact answer.
+        n : int, default=10
+            The list length the recall is measured at.
+        random_state : int, default=0
+            Seeds the k-means sample and the calibration sample.
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> import matfact
+        >>> data = matfact.make_synthetic(300, 400, 6000, implicit=True, random_state=0)
+        >>> model = matfact.ImplicitALS(n_factors=8, random_state=0).fit(data, progress=False)
+        >>> settings = model.build_index(recall=0.9).ann_settings_
+        >>> settings["measured_recall"] >= 0.9
+        True
+        >>> ids, scores = model.recommend([0, 1], n=5, approximate=True)
+        >>> ids.shape
+        (2, 5)
+        """
+        from matfact.models.ann import build_model_index
+
+        self._check_fitted()
+        build_model_index(self, kind, n_lists=n_lists, n_probe=n_probe, recall=recall,
+                          n=check_n(n), random_state=random_state)
+        return self
 
     def similar_users(self, users: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` users most similar to each given user (cosine of user factors)."""
@@ -957,13 +1060,18 @@ class FactorModel(Recommender):
     user_factors_: np.ndarray | None = None
     item_factors_: np.ndarray | None = None
 
-    def _item_base(self) -> np.ndarray:
-        """μ + b_i for every item (float32): the score of a user with nothing known."""
-        if self.item_bias_ is not None and self.item_bias_.dtype == np.float32:
-            return self.item_bias_ + np.float32(self.global_mean_)  # a new array, one pass
-        base = np.full(self.n_items_, self.global_mean_, dtype=np.float32)
-        if self.item_bias_ is not None:
-            base += self.item_bias_
+    def _item_base(self, items: np.ndarray | None = None) -> np.ndarray:
+        """μ + b_i for every item, or for ``items`` (float32): the score of a user with
+        nothing known."""
+        bias = self.item_bias_
+        if bias is not None and items is not None:
+            bias = bias[items]
+        if bias is not None and bias.dtype == np.float32:
+            return bias + np.float32(self.global_mean_)  # a new array, one pass
+        base = np.full(self.n_items_ if items is None else len(items), self.global_mean_,
+                       dtype=np.float32)
+        if bias is not None:
+            base += bias
         return base
 
     def _has_factors(self) -> bool:
@@ -988,12 +1096,14 @@ class FactorModel(Recommender):
     #: subclass whose ``_score_users`` adds anything else sets this to False.
     _dot_product_scores: ClassVar[bool] = True
 
-    def item_side(self) -> ItemSide | None:
+    def item_side(self, items: np.ndarray | None = None) -> ItemSide | None:
         if not self._dot_product_scores:
             return None
         self._check_fitted()
         factors = self.item_factors_ if self._has_factors() else None
-        return ItemSide(np.ascontiguousarray(self._item_base(), dtype=np.float32),
+        if factors is not None and items is not None:
+            factors = factors[items]
+        return ItemSide(np.ascontiguousarray(self._item_base(items), dtype=np.float32),
                         None if factors is None else
                         np.ascontiguousarray(factors, dtype=np.float32))
 
@@ -1117,8 +1227,9 @@ class FactorModel(Recommender):
         out_val = np.full(out_idx.shape, np.nan, dtype=np.float32)
         if width <= 0:
             return self._to_raw(out_idx, index), out_val
-        for start in range(0, len(codes), _RECOMMEND_BATCH):
-            batch = codes[start:start + _RECOMMEND_BATCH]
+        step = _rows_per_batch(len(index))
+        for start in range(0, len(codes), step):
+            batch = codes[start:start + step]
             scores = np.ascontiguousarray(unit[batch] @ unit.T, dtype=np.float32)
             indptr = np.arange(len(batch) + 1, dtype=np.int64)  # exclude the item itself
             idx, val = top_n_rows(scores, width, indptr, batch.astype(np.int32))
@@ -1126,14 +1237,35 @@ class FactorModel(Recommender):
             out_val[start:start + len(batch)] = val
         return self._to_raw(out_idx, index), out_val
 
-    def similar_items(self, items: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def similar_items(self, items: Any, n: int = 10, *,
+                      approximate: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` items most similar to each given item, by cosine of item factors.
+
+        Parameters
+        ----------
+        items : raw item ids
+        n : int, default=10
+        approximate : bool, default=False
+            Candidates from the ``"similar"`` index (:meth:`build_index`, built on
+            demand): exact cosines, the item itself excluded exactly, an item the
+            probed lists missed possibly absent.
 
         Returns
         -------
         ids, scores : ndarray of shape (len(items), n)
             The item itself is never in its own list.
         """
+        if approximate:
+            from matfact.models.ann import approximate_similar
+
+            self._check_fitted()
+            n = check_n(n)
+            if not self._has_factors():
+                raise NotImplementedError(f"{type(self).__name__} has no item vectors to "
+                                          f"compare")
+            codes = self._indices(items, self.item_index_, "item", "raise")
+            idx, val = approximate_similar(self, codes, n)
+            return self._to_raw(idx, self.item_index_), val
         return self._similar(items, n, self.item_index_, self.item_factors_, "item")
 
     def similar_users(self, users: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -1154,3 +1286,7 @@ class FactorModel(Recommender):
         if (self.user_factors_ is not None and self.item_factors_ is not None
                 and self.user_factors_.shape[1] != self.item_factors_.shape[1]):
             raise ValueError("user and item factors differ in rank")
+        if any(name.startswith("ann_") for name in vars(self)):
+            from matfact.models.ann import check_index_state
+
+            check_index_state(self)

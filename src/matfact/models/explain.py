@@ -33,6 +33,12 @@ Models without such a solve (BPR and ranking-loss HybridMF, whose fold-in is gra
 ascent) get a documented approximation instead (``exact=False``): the user's vector
 projected on the history's item vectors, the rest reported as ``"unexplained"``.
 
+A HybridMF user whose kept feature row composes their vector (every user of the fit or
+of ``add_users``, whatever the loss) is not placed by a fold-in at all: their trained
+score is split into the user's and the item's features instead (:func:`explain_features`),
+exactly. A HybridMF user the fold-in placed (``update_users``, live ratings) and an
+anonymous history are split by history items, the item's bias by its features.
+
 The public door is :meth:`Recommender.explain <matfact.models.base.Recommender.explain>`
 and the ``explain=`` keyword of ``recommend`` / ``recommend_for_history``; see
 docs/explanations.md for the math of each model.
@@ -62,26 +68,32 @@ EXACT_TOLERANCE = 1e-4
 
 
 class Contribution(NamedTuple):
-    """One history item's share of a score.
+    """One history item's (or, for HybridMF, one feature's) share of a score.
 
     Attributes
     ----------
     item : int or str
-        The raw item id.
+        The raw item id; for a feature, its name (``"user: age=25-34"``,
+        ``"item: genre=Comedy"``, ``"user id"``, ``"item id"``).
     contribution : float
         What the item adds to the score (negative: it pulls the score down).
     value : float
-        The rating (or interaction weight) of the history the model read.
+        The rating (or interaction weight) of the history the model read; for a
+        feature, its weight in the user's or item's (normalized) feature row.
+    feature : bool, default=False
+        Whether this names a feature of a :class:`~matfact.HybridMF` rather than a
+        history item.
     """
 
     item: Any
     contribution: float
     value: float
+    feature: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class Explanation:
-    """A score split into the user's history items and the terms that are not history.
+    """A score split into the user's history items (or features) and the other terms.
 
     ``sum(c.contribution for c in contributions) + rest + sum(other_terms.values())``
     equals ``score`` (to float32 precision when ``exact``).
@@ -97,14 +109,19 @@ class Explanation:
         the user as placed from the history. With ``folded_in=False`` (an
         approximation of a known user), the trained score.
     contributions : tuple of Contribution
-        The ``n`` history items that add most to the score, largest first.
+        The ``n`` history items that add most to the score, largest first. For a
+        :class:`~matfact.HybridMF` user placed by their features (every user of the
+        fit or of ``add_users``), the ``n`` features of the user and the item that
+        add most instead (``feature`` True).
     rest : float
-        The summed contributions of the history items not listed.
+        The summed contributions of the history items (or features) not listed.
     other_terms : dict of str to float
         The parts that are not history items: ``"global mean"``, ``"item bias"``,
         ``"item time bias"``, ``"user bias"`` (a folded-in user's bias, itself
         placed from the history), ``"prior mean"`` (BayesianMF), ``"l1 penalty"``
-        (NMF), ``"unexplained"`` (what an approximation leaves), ...
+        (NMF), ``"unexplained"`` (what an approximation leaves); for HybridMF the
+        item's features' shares of its bias (``"item: genre=Comedy"``) in place of
+        ``"item bias"`` when history items explain the rest, ...
     exact : bool
         Whether the parts are an exact decomposition (within :data:`EXACT_TOLERANCE`).
     folded_in : bool
@@ -142,8 +159,10 @@ class Explanation:
             "user": _plain(self.user),
             "item": _plain(self.item),
             "score": float(self.score),
-            "contributions": [{"item": _plain(c.item), "contribution": float(c.contribution),
-                               "value": float(c.value)} for c in self.contributions],
+            "contributions": [_entry(c, {"item": _plain(c.item),
+                                         "contribution": float(c.contribution),
+                                         "value": float(c.value)})
+                              for c in self.contributions],
             "rest": float(self.rest),
             "other_terms": {k: float(v) for k, v in self.other_terms.items()},
             "exact": bool(self.exact),
@@ -177,8 +196,10 @@ def because_list(explanation: Explanation, titles: Any = None, *,
     list of dict
         One per listed contribution: ``{"item": id, "title": str or None,
         "contribution": float, "value": float}`` (``value`` is the rating or
-        interaction weight the model read; a feature's weight in its row for
-        :func:`explain_features`). A missing or empty title is None.
+        interaction weight the model read). A HybridMF feature's dict names it in
+        ``item`` (``"item: genre=Comedy"``), has no title, its weight in its feature
+        row as ``value``, and ``"feature": true`` (an item's dict has no such key).
+        A missing or empty title is None.
 
     Examples
     --------
@@ -203,9 +224,18 @@ def because_list(explanation: Explanation, titles: Any = None, *,
         names = [titles[code] if 0 <= code < len(titles) else None for code in codes]
     else:
         names = [titles.get(item) for item in items]
-    return [{"item": item, "title": str(name) if name is not None and str(name) else None,
-             "contribution": float(c.contribution), "value": float(c.value)}
+    return [_entry(c, {"item": item,
+                       "title": (str(name) if name is not None and str(name) and not c.feature
+                                 else None),
+                       "contribution": float(c.contribution), "value": float(c.value)})
             for item, name, c in zip(items, names, explanation.contributions, strict=True)]
+
+
+def _entry(contribution: Contribution, entry: dict[str, Any]) -> dict[str, Any]:
+    """A contribution's JSON dict; a feature's says so (an item's keeps its four keys)."""
+    if contribution.feature:
+        entry["feature"] = True
+    return entry
 
 
 def _plain(value: Any) -> Any:
@@ -575,6 +605,10 @@ def explain_codes(model: Any, user: int, history: tuple[np.ndarray, np.ndarray],
     if side is None:
         raise ParameterError(f"{type(model).__name__} does not score by user and item "
                              f"vectors (its scores are not a user's): it has no explanation")
+    if user >= 0 and vector is None:
+        row = _composing_row(model, "user", user)
+        if row is not None:  # a HybridMF user placed by their features: split by feature
+            return _feature_explanations(model, user, items, row, n, user_id, check=True)
     builder = _builder(model)
     if side.factors is None:
         builder = _no_factors  # Baseline: μ + b_u + b_i, the history only in b_u
@@ -672,14 +706,19 @@ def _approximate(model: Any, user: int, codes: np.ndarray, values: np.ndarray,
 
 
 def _features_note(model: Any, folded: bool) -> str:
-    """What an explanation by history says of a HybridMF's side features ("" otherwise).
+    """What an explanation by history says of a HybridMF's features ("" otherwise).
 
-    The model keeps its feature encoders, not the users' and items' feature rows, so
-    :meth:`explain` cannot split a score by feature; rather than leave the features out
-    silently, ``method`` says where they are and points to :func:`explain_features`.
+    A HybridMF explained by history is a user placed from their history (a fold-in
+    reads no user feature) or, for a model file from before the feature rows were
+    kept, any user: ``method`` says where the features are rather than leave them out
+    silently.
     """
-    if not hasattr(model, "user_embeddings_") or (
-            getattr(model, "user_encoder_state_", None) is None
+    if not hasattr(model, "user_embeddings_"):
+        return ""
+    if getattr(model, "item_feature_rows_", None) is not None:
+        return ("; the user's features are not in this score (the user is placed from "
+                "the history, which reads none); the item's split its bias")
+    if (getattr(model, "user_encoder_state_", None) is None
             and getattr(model, "item_encoder_state_", None) is None):
         return ""  # no side features (identity features only): nothing is left out
     user = ("the user's are not read by the fold-in" if folded
@@ -693,8 +732,19 @@ def _assemble(model: Any, user_id: Any, item: int, score: float, shares: np.ndar
               codes: np.ndarray, values: np.ndarray, terms: dict[str, float], n: int,
               exact: bool, folded_in: bool, trained_score: float | None,
               vector_gap: float | None, method: str) -> Explanation:
+    names = [_raw(model, int(code)) for code in codes]
+    return _finish(model, user_id, item, score, shares, names, values, _split_item_bias(
+        model, item, terms), n, exact, folded_in, trained_score, vector_gap, method)
+
+
+def _finish(model: Any, user_id: Any, item: int, score: float, shares: np.ndarray,
+            names: list[Any], values: np.ndarray, terms: dict[str, float], n: int,
+            exact: bool, folded_in: bool, trained_score: float | None,
+            vector_gap: float | None, method: str, feature: bool = False) -> Explanation:
+    """The ``n`` largest of ``shares`` listed, the others summed in ``rest``, and the sum of
+    the parts checked against ``score`` (the difference reported if it is not exact)."""
     order = np.argsort(-shares, kind="stable")[:n]
-    listed = tuple(Contribution(_raw(model, int(codes[j])), float(shares[j]), float(values[j]))
+    listed = tuple(Contribution(names[j], float(shares[j]), float(values[j]), feature)
                    for j in order)
     unlisted = np.ones(len(shares), bool)
     unlisted[order] = False
@@ -718,6 +768,116 @@ def _raw(model: Any, code: int) -> Any:
 
 
 # ---------------------------------------------------------------------- HybridMF's features
+#: How a split by feature is labelled (explain and explain_features).
+_FEATURE_METHOD = "user and item features, interaction shared half and half (HybridMF)"
+
+
+def _kept_row(model: Any, side: str, code: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Columns and weights of a HybridMF's kept feature row (None: it keeps none)."""
+    rows = getattr(model, f"{side}_feature_rows_", None)
+    if rows is None or not hasattr(model, f"{side}_embeddings_"):
+        return None
+    # The CSR arrays directly: scipy's row slicing costs ~50 µs, a tenth of the budget.
+    start, end = rows.indptr[code], rows.indptr[code + 1]
+    return rows.indices[start:end], rows.data[start:end].astype(np.float64)
+
+
+def _composes(model: Any, side: str, code: int, row: tuple[np.ndarray, np.ndarray],
+              factors: bool = True) -> bool:
+    """Whether ``row`` composes the stored representation (bias, and vector with
+    ``factors``) of ``code``, to the float32 rounding of the composition."""
+    cols, vals = row
+    bias = float(vals @ getattr(model, f"{side}_feature_bias_")[cols].astype(np.float64))
+    stored_bias = float(getattr(model, f"{side}_bias_")[code])
+    scale = 1e-5 * (1.0 + float(np.abs(vals).sum()))
+    if abs(bias - stored_bias) > scale * (1.0 + abs(stored_bias)):
+        return False
+    if not factors:
+        return True
+    emb = getattr(model, f"{side}_embeddings_")[cols].astype(np.float64)
+    stored = getattr(model, f"{side}_factors_")[code].astype(np.float64)
+    size = 1.0 + float(np.abs(stored).max(initial=0.0))
+    return bool(np.abs(vals @ emb - stored).max(initial=0.0) <= scale * size)
+
+
+def _composing_row(model: Any, side: str, code: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The kept feature row of ``code`` if it composes its representation, else None
+    (another model; a model file without kept rows; a user the fold-in placed)."""
+    row = _kept_row(model, side, code)
+    return row if row is not None and _composes(model, side, code, row) else None
+
+
+def _feature_names(model: Any, side: str, cols: np.ndarray) -> list[str]:
+    n_ids = getattr(model, f"n_{side}_ids_")
+    encoder = model._encoder(side)
+    labels = [] if encoder is None else encoder.feature_names_
+    return [f"{side} id" if c < n_ids else f"{side}: {labels[c - n_ids]}" for c in cols.tolist()]
+
+
+def _split_item_bias(model: Any, item: int, terms: dict[str, float]) -> dict[str, float]:
+    """``terms`` with a HybridMF item's ``"item bias"`` split into its features' shares
+    :math:`y_{ig} c_g`, when its kept row composes that bias (unchanged otherwise)."""
+    if "item bias" not in terms:
+        return terms
+    row = _kept_row(model, "item", item)
+    if row is None or not len(row[0]) or not _composes(model, "item", item, row, factors=False):
+        return terms
+    cols, vals = row
+    shares = vals * model.item_feature_bias_[cols].astype(np.float64)
+    split = dict(zip(_feature_names(model, "item", cols), shares.tolist(), strict=True))
+    out = {}
+    for label, value in terms.items():
+        if label == "item bias":
+            out.update(split)
+        else:
+            out[label] = value
+    return out
+
+
+def _feature_explanations(model: Any, user: int, items: np.ndarray,
+                          user_row: tuple[np.ndarray, np.ndarray], n: int, user_id: Any, *,
+                          check: bool, item_rows: list | None = None) -> list[Explanation]:
+    r"""The trained scores of ``items`` for ``user`` split into features (module doc of
+    :func:`explain_features`): user feature :math:`f` gets :math:`x_{uf}(e_f + \tfrac12
+    E_f\cdot q_i)`, item feature :math:`g` gets :math:`y_{ig}(c_g + \tfrac12 F_g\cdot p_u)`.
+
+    ``item_rows`` (one per item) default to the kept rows; with ``check``, an item whose
+    kept row does not compose its vector (an item added from its first ratings) is one
+    term, ``"item vector (from its ratings)"``: its bias and half the interaction.
+    """
+    items = np.asarray(items, np.int64)
+    p = model.user_factors_[user].astype(np.float64)
+    q = model.item_factors_[items].astype(np.float64)
+    ucols, uvals = user_row
+    user_names = _feature_names(model, "user", ucols)
+    user_shares = uvals[:, None] * (
+        model.user_feature_bias_[ucols].astype(np.float64)[:, None]
+        + 0.5 * model.user_embeddings_[ucols].astype(np.float64) @ q.T)     # (features, m)
+    scores = model.score_pairs(np.full(len(items), user), items, clip=False)
+    mean = float(model.global_mean_ or 0.0)
+    out = []
+    for r, code in enumerate(items.tolist()):
+        terms = {"global mean": mean} if mean else {}
+        row = item_rows[r] if item_rows is not None else _kept_row(model, "item", code)
+        if check and row is not None and not _composes(model, "item", code, row):
+            row = None
+        if row is None:
+            icols, ivals = np.zeros(0, np.int64), np.zeros(0)
+            terms["item vector (from its ratings)"] = (float(model.item_bias_[code])
+                                                       + 0.5 * float(p @ q[r]))
+        else:
+            icols, ivals = row
+        item_shares = ivals * (model.item_feature_bias_[icols].astype(np.float64)
+                               + 0.5 * model.item_embeddings_[icols].astype(np.float64) @ p)
+        score = float(scores[r])
+        out.append(_finish(model, user_id, code, score,
+                           np.concatenate([user_shares[:, r], item_shares]),
+                           user_names + _feature_names(model, "item", icols),
+                           np.concatenate([uvals, ivals]), terms, n, True, False, score,
+                           None, _FEATURE_METHOD, feature=True))
+    return out
+
+
 def explain_features(model: Any, user: Any, item: Any, *, user_features: Any = None,
                      item_features: Any = None, n: int = 5) -> Explanation:
     r"""A :class:`~matfact.HybridMF` score split into the user's and the item's features.
@@ -728,9 +888,9 @@ def explain_features(model: Any, user: Any, item: Any, *, user_features: Any = N
     Each user feature gets :math:`x_{uf}(e_f + \tfrac12 E_f\cdot q_i)` and each item
     feature :math:`y_{ig}(c_g + \tfrac12 F_g\cdot p_u)`: the interaction
     :math:`\sum_{f,g} x_{uf} y_{ig} E_f\cdot F_g` is shared half and half by the two
-    features of each pair, so the parts sum to the score. (:meth:`explain
-    <matfact.models.base.Recommender.explain>` splits the same model's score into
-    history items instead.)
+    features of each pair, so the parts sum to the score. :meth:`explain
+    <matfact.models.base.Recommender.explain>` gives the same split for every user the
+    model placed by features, and the history split for a user it placed from ratings.
 
     Parameters
     ----------
@@ -739,9 +899,10 @@ def explain_features(model: Any, user: Any, item: Any, *, user_features: Any = N
     user, item : raw ids
         Known to the model.
     user_features, item_features : pandas.DataFrame, default=None
-        The side features, indexed by raw id, as given to ``fit`` (e.g. the training
-        data's ``user_features``): the model keeps the encoders, not the rows. Without
-        them only the identity features are counted.
+        Side features indexed by raw id, to split by instead of the rows the model
+        keeps (``user_feature_rows_``, ``item_feature_rows_``): e.g. to ask what the
+        score would be made of with these features. None: the kept rows (for a
+        model file written before they were kept, the identity features only).
     n : int, default=5
         Features listed (largest share first); the others are summed in ``rest``.
 
@@ -751,7 +912,7 @@ def explain_features(model: Any, user: Any, item: Any, *, user_features: Any = N
         ``contributions`` name features (``"user id"``, ``"user: age=25-34"``,
         ``"item: genre=Comedy"``, ...), ``value`` the feature's weight in its row;
         ``folded_in`` is False (the trained vectors). If the user's or item's vector is
-        not its features' composition (e.g. changed by ``update_users``), the
+        not its features' composition (e.g. replaced by ``update_users``), the
         difference is ``"unexplained"`` and ``exact`` is False.
     """
     from matfact._params import check_n
@@ -762,47 +923,22 @@ def explain_features(model: Any, user: Any, item: Any, *, user_features: Any = N
                              f"{type(model).__name__}")
     u = int(model._indices(user, model.user_index_, "user", "raise")[0])
     i = int(model._indices(item, model.item_index_, "item", "raise")[0])
-    names, shares, weights = [], [], []
-    vectors = {}
+    rows = []
     for side, code, frame in (("user", u, user_features), ("item", i, item_features)):
-        index = getattr(model, f"{side}_index_")
-        raw = index.ids[code:code + 1]
-        n_ids = getattr(model, f"n_{side}_ids_")
+        kept = _kept_row(model, side, code)
+        if frame is None and kept is not None:
+            rows.append(kept)
+            continue
+        raw = getattr(model, f"{side}_index_").ids[code:code + 1]
         # Identity columns exist for the ids of the fit only (later ids have none).
-        id_codes = np.array([code if code < n_ids else -1])
+        id_codes = np.array([code if code < getattr(model, f"n_{side}_ids_") else -1])
         if frame is not None:
             frame = model._check_features_frame(frame, f"{side}_features")
-        encoder = model._encoder(side)
-        row = model._side_matrix(side, frame if encoder is not None else None, raw, id_codes)
-        emb = getattr(model, f"{side}_embeddings_").astype(np.float64)
-        bias = getattr(model, f"{side}_feature_bias_").astype(np.float64)
-        cols, vals = row.indices, row.data.astype(np.float64)
-        vectors[side] = (cols, vals, emb, bias, vals @ emb[cols], float(vals @ bias[cols]))
-        labels = (["id"] * n_ids
-                  + ([] if encoder is None else [str(x) for x in encoder.feature_names_]))
-        names += [f"{side} id" if c < n_ids else f"{side}: {labels[c]}" for c in cols]
-        weights += vals.tolist()
-    p, q = vectors["user"][4], vectors["item"][4]
-    for side, other in (("user", q), ("item", p)):
-        cols, vals, emb, bias, _, _ = vectors[side]
-        shares += (vals * (bias[cols] + 0.5 * emb[cols] @ other)).tolist()
-    score = float(model.score_pairs(np.array([u]), np.array([i]), clip=False)[0])
-    terms = {"global mean": float(model.global_mean_)} if model.global_mean_ else {}
-    shares_array = np.asarray(shares)
-    order = np.argsort(-shares_array, kind="stable")[:n]
-    listed = tuple(Contribution(names[j], float(shares_array[j]), float(weights[j]))
-                   for j in order)
-    unlisted = np.ones(len(shares_array), bool)
-    unlisted[order] = False
-    total = float(shares_array.sum()) + sum(terms.values())
-    scale = max(abs(score), float(np.abs(shares_array).sum()), 1e-12)
-    exact = abs(total - score) <= EXACT_TOLERANCE * scale
-    if not exact:
-        terms["unexplained"] = score - total
+        if model._encoder(side) is None:
+            frame = None
+        row = model._side_matrix(side, frame, raw, id_codes)
+        rows.append((row.indices, row.data.astype(np.float64)))
     user_raw = model.user_index_.ids[u]
-    return Explanation(user=user_raw.item() if hasattr(user_raw, "item") else user_raw,
-                       item=_raw(model, i), score=score, contributions=listed,
-                       rest=float(shares_array[unlisted].sum()), other_terms=terms,
-                       exact=exact, folded_in=False, trained_score=score, vector_gap=None,
-                       method="user and item features, interaction shared half and half "
-                              "(HybridMF)")
+    user_raw = user_raw.item() if hasattr(user_raw, "item") else user_raw
+    return _feature_explanations(model, u, np.array([i]), rows[0], n, user_raw, check=False,
+                                 item_rows=[rows[1]])[0]

@@ -34,7 +34,7 @@ from matfact.data.features import FeatureEncoder
 from matfact.data.interactions import Interactions
 from matfact.exceptions import DataError, ParameterError
 from matfact.models._iterative import IterativeModel
-from matfact.models._updates import _as_id_array
+from matfact.models._updates import _as_id_array, _replace_rows
 from matfact.models.base import UserVector, fold_in_negatives
 from matfact.models.ranking import top_n_rows
 
@@ -127,6 +127,14 @@ class HybridMF(IterativeModel):
         The :meth:`FeatureEncoder.get_state` of each side (None: no side features).
     n_user_ids_, n_item_ids_ : int
         Identity features of each side (0 with ``use_ids=False``).
+    user_feature_rows_, item_feature_rows_ : scipy.sparse.csr_matrix, float32
+        The (normalized) feature rows :math:`x_u`, :math:`y_i` of every known user
+        and item, one column per row of :attr:`user_embeddings_` /
+        :attr:`item_embeddings_`: what :meth:`explain` splits a score by. A row
+        composes its user's or item's representation; it is empty where the
+        representation was placed otherwise (a user recomputed from their history
+        by :meth:`update_users` or ``apply_ratings``, an item added from its first
+        ratings).
     user_factors_, item_factors_ : ndarray, float32
         The composed representations :math:`p_u`, :math:`q_i` of every known
         user and item (what scoring uses).
@@ -394,6 +402,8 @@ class HybridMF(IterativeModel):
             key = "violations" if loss == "warp" else "pairs_correct"
             return value / max(visited, 1), {key: share}
 
+        # Kept so that explain() splits a score by feature without the frames.
+        self.user_feature_rows_, self.item_feature_rows_ = users_x, items_y
         self._training = (users_x, items_y)
         try:
             with numba_threads(1):
@@ -448,6 +458,38 @@ class HybridMF(IterativeModel):
         bias[codes[present]] = biases
         setattr(self, f"{side}_factors_", target)
         setattr(self, f"{side}_bias_", bias)
+        self._set_feature_rows(side, codes[present], matrix)
+
+    # ------------------------------------------------------------------ kept feature rows
+    def _set_feature_rows(self, side: str, codes: np.ndarray, matrix: sp.csr_matrix) -> None:
+        """Rows ``codes`` of ``{side}_feature_rows_`` become ``matrix``'s rows (a new matrix:
+        an update's transaction restores the old one by reference)."""
+        kept = getattr(self, f"{side}_feature_rows_", None)
+        if kept is None or not len(codes):
+            return  # a model file from before the rows were kept
+        rows = [(matrix.indices[matrix.indptr[r]:matrix.indptr[r + 1]],
+                 matrix.data[matrix.indptr[r]:matrix.indptr[r + 1]])
+                for r in range(matrix.shape[0])]
+        setattr(self, f"{side}_feature_rows_",
+                _replace_rows(kept, np.asarray(codes, np.int64), rows))
+
+    def _add_rows(self, side: str, raw: np.ndarray) -> None:
+        super()._add_rows(side, raw)
+        kept = getattr(self, f"{side}_feature_rows_", None)
+        n = len(getattr(self, f"{side}_index_"))
+        if kept is not None and kept.shape[0] < n:
+            # A new id has no feature row until something places it by features.
+            indptr = np.concatenate([kept.indptr, np.full(n - kept.shape[0], kept.indptr[-1],
+                                                          kept.indptr.dtype)])
+            setattr(self, f"{side}_feature_rows_",
+                    sp.csr_matrix((kept.data, kept.indices, indptr), shape=(n, kept.shape[1])))
+
+    def _after_user_update(self, codes: np.ndarray) -> None:
+        super()._after_user_update(codes)
+        # The fold-in placed these users from their histories: their features no longer
+        # compose their vectors (explain splits their scores by history instead).
+        empty = sp.csr_matrix((len(codes), self.user_embeddings_.shape[0]), dtype=np.float32)
+        self._set_feature_rows("user", np.asarray(codes, np.int64), empty)
 
     def add_items(self, items: Any, histories: Any = None, *,
                   features: pd.DataFrame | None = None) -> HybridMF:
@@ -611,3 +653,10 @@ class HybridMF(IterativeModel):
             if width != emb.shape[0]:
                 raise ValueError(f"{side}_embeddings_ has {emb.shape[0]} rows, the features "
                                  f"{width}")
+            rows = getattr(self, f"{side}_feature_rows_", None)  # absent from older files
+            n = len(getattr(self, f"{side}_index_"))
+            if rows is not None and (not sp.issparse(rows) or rows.shape != (n, width)
+                                     or rows.dtype != np.float32):
+                raise ValueError(f"{side}_feature_rows_ must be float32 of shape "
+                                 f"({n}, {width}) (ids × features), got "
+                                 f"{getattr(rows, 'dtype', '?')} {getattr(rows, 'shape', '?')}")

@@ -747,6 +747,15 @@ def _rules(params: dict, state: dict, n_users: int | None, n_items: int | None,
         "item_embeddings_": ("float", [side(n_items, "item_encoder_state_"), (k, k)]),
         "user_feature_bias_": ("float", [side(n_users, "user_encoder_state_")]),
         "item_feature_bias_": ("float", [side(n_items, "item_encoder_state_")]),
+        # The approximate index (models/ann.py): at most one list per item, vectors of
+        # the factors plus the item base and the augmentation (recommend) or plus the
+        # augmentation (similar).
+        "ann_centroids_": ("float", [None if n_items is None else (1, max(n_items, 1)),
+                                     (0, width + 2)]),
+        "ann_lists_": ("int", [None if n_items is None else (0, n_items)]),
+        "ann_similar_centroids_": ("float", [None if n_items is None else (1, max(n_items, 1)),
+                                             (0, width + 1)]),
+        "ann_similar_lists_": ("int", [None if n_items is None else (0, n_items)]),
         "components_": ("float", [(0, width), (n_features, n_features)]),
         "singular_values_": ("float", [(0, width)]),
         "explained_variance_": ("float", [(0, width)]),
@@ -840,7 +849,7 @@ def _plan(params: dict, state: dict, kinds: dict, specs: dict) -> list[_Array]:
             continue
         if kind.get("kind") != "csr" or set(kind) != {"kind", "shape"}:
             raise ValueError(f"unknown kind {str(kind)[:40]!r} for {attr}")
-        rows, cols = _csr_shape(attr, kind, n_users, n_items)
+        rows, cols = _csr_shape(attr, kind, n_users, n_items, specs)
         indptr = _spec(specs, f"{attr}.indptr", "int")
         indices = _spec(specs, f"{attr}.indices", "int")
         data = _spec(specs, f"{attr}.data", "float")
@@ -889,8 +898,14 @@ def _plan(params: dict, state: dict, kinds: dict, specs: dict) -> list[_Array]:
     return plans
 
 
+#: HybridMF's kept feature rows: one row per id, one column per row of the embeddings
+#: (whose own rule bounds them by the ids and what the encoder state makes).
+_FEATURE_ROWS = {"user_feature_rows_": "user_embeddings_",
+                 "item_feature_rows_": "item_embeddings_"}
+
+
 def _csr_shape(attr: str, kind: dict, n_users: int | None,
-               n_items: int | None) -> tuple[int, int]:
+               n_items: int | None, specs: dict) -> tuple[int, int]:
     shape = kind["shape"]
     if not isinstance(shape, list) or len(shape) != 2:
         raise ValueError(f"{attr} has a bad matrix shape {str(shape)[:40]}")
@@ -898,6 +913,14 @@ def _csr_shape(attr: str, kind: dict, n_users: int | None,
     if attr == "seen_" and (rows, cols) != (n_users, n_items):
         raise ValueError(f"seen_ declares shape {[rows, cols]}; the id maps declare "
                          f"{n_users} users and {n_items} items")
+    if attr in _FEATURE_ROWS:
+        ids = n_users if attr.startswith("user") else n_items
+        embeddings = _spec(specs, _FEATURE_ROWS[attr], "float")[1]
+        if len(embeddings) != 2 or (rows, cols) != (ids, embeddings[0]):
+            raise ValueError(f"{attr} declares shape {[rows, cols]}; the id map and "
+                             f"{_FEATURE_ROWS[attr]} declare {ids} ids and "
+                             f"{embeddings[0] if embeddings else '?'} features")
+        return rows, cols
     sizes = {n for n in (n_users, n_items) if n is not None}
     if rows not in sizes or cols not in sizes:
         raise ValueError(f"{attr} declares shape {[rows, cols]}, not the id maps' sizes")

@@ -321,7 +321,8 @@ async def _plain(send: Any, status: int, detail: str) -> None:
 
 def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
                api_key: str | None = None, api_key_file: str | os.PathLike | None = None,
-               require_key: bool = False) -> Any:
+               require_key: bool = False, index: str = "exact",
+               max_kept: int | None = None) -> Any:
     """Build the service's ASGI application.
 
     Parameters
@@ -340,6 +341,12 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
     require_key : bool, default=False
         Require the key for every route but ``/health`` (reads, ``/metrics``,
         ``/docs``, ``/openapi.json`` and the page too).
+    index : {"exact", "approximate", "auto"}, default="exact"
+        How recommendation lists are searched (see
+        :func:`matfact.serving.index.resolve_mode`); a reload keeps the choice.
+    max_kept : int, default=None
+        Users whose lists are precomputed, the most active first (None: the mode's
+        default; 0: none).
 
     Returns
     -------
@@ -357,6 +364,8 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     model_path = Path(model_path)
+    # Captured now: a route below is named index (the web page).
+    search = {"index": index, "max_kept": max_kept}
     key = _read_key(api_key, api_key_file)
     key_bytes = None if key is None else key.encode("utf-8")
     id_length = max_id_length()
@@ -365,7 +374,7 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
     state: dict[str, Any] = {"sequence": 0}
 
     def load_service() -> ModelService:
-        service = ModelService.from_file(model_path, state["sequence"])
+        service = ModelService.from_file(model_path, state["sequence"], **search)
         service.replay(store)  # never fails on a row: those it cannot take are quarantined
         return service
 
@@ -490,6 +499,13 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
         max: float
         step: float | None
 
+    class IndexOut(BaseModel):
+        mode: Literal["exact", "approximate"]
+        max_kept: int  # users whose lists are precomputed at most (the most active first)
+        lists: int | None = None  # approximate: the index's lists ...
+        probe: int | None = None  # ... how many a query reads ...
+        recall: float | None = None  # ... and the recall@10 measured when it was built
+
     class HealthOut(BaseModel):
         status: str
         model: str
@@ -501,6 +517,7 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
         feedback: Literal["explicit", "implicit"]  # ratings, or interactions (weights > 0)
         rating_scale: ScaleOut | None  # what a rating must lie on; null: no scale
         explains: bool  # whether explain=k is answered (false: the model has no explanation)
+        index: IndexOut  # exact or approximate search, and the approximate index's settings
 
     def answers(ok: type, *errors: int, open_route: bool = False) -> dict:
         """``responses=`` of a route: its 200 body and the errors it may give."""
@@ -583,7 +600,7 @@ def create_app(model_path: str | os.PathLike, db_path: str | os.PathLike, *,
                      "feedback": "implicit" if getattr(service.model, "is_implicit_", False)
                      else "explicit",
                      "rating_scale": rating_scale(service.model),
-                     "explains": service.explains})
+                     "explains": service.explains, "index": service.index.describe()})
 
     UserPath = Annotated[str, PathParam(max_length=id_length)]
     ItemPath = Annotated[str, PathParam(max_length=id_length)]

@@ -14,6 +14,13 @@ slice. Updating a user drops their list (it is recomputed on demand), adding
 items drops all of them. The search is exact: a list is only kept when no tie
 crosses its cut-off, so a cached answer is always the one a full sort gives.
 
+Catalogues of millions (issue 21): ``mode="approximate"`` takes each on-demand
+list from the model's approximate index (:mod:`matfact.models.ann`: exact scores,
+exact exclusions, recall calibrated at build time), and ``"auto"`` chooses it from
+:data:`AUTO_APPROXIMATE_ITEMS` items up, where one exact request stops meeting the
+latency goal. Kept lists are bounded (``max_kept`` users, the most active first):
+they only save time, never decide an answer.
+
 The warm-up runs on a thread of its own while ratings change the model on the
 event loop: each batch is scored under :attr:`TopKIndex.changing`, the lock the
 service holds while it changes the model, so the warm-up never reads arrays
@@ -29,13 +36,54 @@ from typing import Any
 
 import numpy as np
 
+from matfact.exceptions import ParameterError
 from matfact.models.base import UserVector
 from matfact.models.ranking import top_n, top_n_rows
 
-__all__ = ["TopKIndex", "DEPTH"]
+__all__ = ["TopKIndex", "DEPTH", "INDEX_MODES", "AUTO_APPROXIMATE_ITEMS", "DEFAULT_MAX_KEPT",
+           "resolve_mode"]
 
 #: How many items :meth:`TopKIndex.precompute` keeps per user.
 DEPTH = 100
+#: ``--index``: score every item, search the approximate index, or choose by size.
+INDEX_MODES = ("exact", "approximate", "auto")
+#: From this many items on, ``"auto"`` searches the approximate index: one exact
+#: request reads every item vector (200,000 × 64 float32 = 51 MB, about 2 ms here),
+#: past the 1 ms goal, while the index answers in a fraction of a millisecond at any
+#: size (docs/serving.md, "Exact or approximate").
+AUTO_APPROXIMATE_ITEMS = 200_000
+#: Users whose lists the exact mode keeps by default, the most active first (a list is
+#: ``DEPTH`` × 12 bytes plus a dictionary entry: about 1.3 KB, so 130 MB at most).
+DEFAULT_MAX_KEPT = 100_000
+#: Scores held at once while lists are precomputed (a batch of users × the catalogue).
+_SCORE_BUDGET = 64 * 2**20
+
+
+def resolve_mode(model: Any, mode: str) -> str:
+    """``"exact"`` or ``"approximate"`` for ``mode`` (one of :data:`INDEX_MODES`).
+
+    ``"auto"`` is approximate for models with item vectors from
+    :data:`AUTO_APPROXIMATE_ITEMS` items on when faiss is installed; ``"approximate"``
+    for a model that cannot have an index is an error.
+    """
+    if mode not in INDEX_MODES:
+        raise ParameterError(f"index must be one of {INDEX_MODES}, got {mode!r}")
+    if mode == "exact":
+        return mode
+    side = model.item_side(np.zeros(0, np.int64))
+    searchable = side is not None and side.factors is not None and side.factors.shape[1] > 0
+    if mode == "auto":
+        if not searchable or model.n_items_ < AUTO_APPROXIMATE_ITEMS:
+            return "exact"
+        try:
+            import faiss  # noqa: F401
+        except ImportError:
+            return "exact"
+        return "approximate"
+    if not searchable:
+        raise ParameterError(f"{type(model).__name__} has no item vectors to index; serve it "
+                             f"with --index exact")
+    return mode
 
 
 def _batch_top(scores: np.ndarray, seen_indptr: np.ndarray, seen_indices: np.ndarray,
@@ -64,10 +112,22 @@ class TopKIndex:
     Parameters
     ----------
     model : fitted matfact model
+    mode : {"exact", "approximate", "auto"}, default="exact"
+        How a list not kept is found (see :func:`resolve_mode`).
+    max_kept : int, default=None
+        Users whose lists :meth:`precompute` keeps, the most active first; None:
+        :data:`DEFAULT_MAX_KEPT` in exact mode, none in approximate mode (a search is
+        already fast there).
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, mode: str = "exact", max_kept: int | None = None) -> None:
         self.model = model
+        self.mode = resolve_mode(model, mode)
+        if max_kept is not None and (not isinstance(max_kept, (int, np.integer))
+                                     or isinstance(max_kept, bool) or max_kept < 0):
+            raise ParameterError(f"max_kept must be a non-negative integer, got {max_kept!r}")
+        self.max_kept = (max_kept if max_kept is not None else
+                         0 if self.mode == "approximate" else DEFAULT_MAX_KEPT)
         self._lock = threading.Lock()
         #: Held by whoever changes the model (:meth:`ModelService.apply`) and by
         #: :meth:`precompute` while it scores a batch: a batch never sees half a change.
@@ -106,6 +166,37 @@ class TopKIndex:
     def seen(self, code: int) -> np.ndarray:
         return self.model.history(code)[0]
 
+    @property
+    def approximate(self) -> bool:
+        """Whether on-demand lists come from the model's approximate index."""
+        return self.mode == "approximate"
+
+    @property
+    def approximate_similar(self) -> bool:
+        """Whether similar items come from the model's ``"similar"`` index: in approximate
+        mode, when the model file holds one (``model.build_index("similar")`` before
+        saving). Built on a request it would stall that request for the whole build
+        (tens of seconds at 10⁶ items); without it, similar items are exact."""
+        return self.approximate and getattr(self.model, "ann_similar_centroids_", None) \
+            is not None
+
+    def prepare(self) -> None:
+        """Have the approximate index ready (built, or rebuilt from the model file's
+        arrays, with every item in it) before the first request needs it."""
+        if self.approximate:
+            from matfact.models.ann import model_index
+
+            model_index(self.model, "recommend")
+
+    def describe(self) -> dict[str, Any]:
+        """The mode and, when approximate, the index's settings (for ``/health``)."""
+        out: dict[str, Any] = {"mode": self.mode, "max_kept": self.max_kept}
+        settings = getattr(self.model, "ann_settings_", None) if self.approximate else None
+        if settings:
+            out.update(lists=settings.get("n_lists"), probe=settings.get("n_probe"),
+                       recall=settings.get("measured_recall"))
+        return out
+
     def recommend(self, code: int, n: int, exclude_seen: bool = True) -> tuple[np.ndarray,
                                                                               np.ndarray]:
         """``(item codes, scores)`` of the top ``n`` for the known user ``code``."""
@@ -113,6 +204,12 @@ class TopKIndex:
             kept = self._cache.get(code)
             if kept is not None:
                 return kept[0][:n], kept[1][:n]
+        if self.approximate:
+            from matfact.models.ann import approximate_recommend
+
+            codes, scores = approximate_recommend(self.model, np.array([code]), n, exclude_seen)
+            keep = codes[0] >= 0
+            return codes[0][keep], scores[0][keep]
         return top_n(self.user_scores(code), n, self.seen(code) if exclude_seen else None)
 
     # ------------------------------------------------------------------ kept lists
@@ -129,7 +226,8 @@ class TopKIndex:
                 self._cache.pop(code, None)
 
     def precompute(self, batch: int = 512, stop: threading.Event | None = None) -> int:
-        """Rank the catalogue for every known user and keep each top :data:`DEPTH`.
+        """Rank the catalogue for the :attr:`max_kept` most active users and keep each
+        top :data:`DEPTH` (batches shrink so that their scores stay within 64 MB).
 
         Safe to run in a thread while the index serves: a user updated meanwhile
         keeps no stale list, and a change of the item side abandons the run.
@@ -145,7 +243,10 @@ class TopKIndex:
         n_items = self.n_items
         depth = min(DEPTH, n_items)
         kept = 0
-        for start in range(0, model.n_users_, batch):
+        batch = max(1, min(batch, _SCORE_BUDGET // max(4 * n_items, 1)))
+        activity = np.diff(model.seen_.indptr)
+        order = np.argsort(-activity, kind="stable")[:min(self.max_kept, model.n_users_)]
+        for start in range(0, len(order), batch):
             if stop is not None and stop.is_set():
                 break
             with self.changing:
@@ -155,16 +256,16 @@ class TopKIndex:
                 with self._lock:
                     if generation != self._generation:
                         break
-                if model.n_items_ != n_items or start >= model.n_users_:
+                if model.n_items_ != n_items:
                     break
-                codes = np.arange(start, min(start + batch, model.n_users_))
+                codes = np.sort(order[start:start + batch])
                 with self._lock:
                     stamps = self._stamps[codes].copy() if codes[-1] < len(self._stamps) \
                         else None
                 if stamps is None:
                     break
                 scores = model.score_users(codes)
-                seen = model.seen_[codes[0]:codes[-1] + 1]
+                seen = model.seen_[codes]
             if scores.shape[1] != n_items or seen.shape[1] != n_items:
                 break
             lists = _batch_top(scores, seen.indptr, seen.indices, depth)

@@ -161,12 +161,19 @@ class ModelService:
     model : fitted matfact model
     version : str
         Shown in responses and metrics (``<sequence>-<sha256 prefix of the file>``).
+    index : {"exact", "approximate", "auto"}, default="exact"
+        How lists are searched (:class:`~matfact.serving.index.TopKIndex`); an
+        approximate index is made ready here, before any request.
+    max_kept : int, default=None
+        Users whose lists are precomputed (see :class:`TopKIndex`).
     """
 
-    def __init__(self, model: Any, version: str = "0") -> None:
+    def __init__(self, model: Any, version: str = "0", *, index: str = "exact",
+                 max_kept: int | None = None) -> None:
         self.model = model
         self.version = version
-        self.index = TopKIndex(model)
+        self.index = TopKIndex(model, index, max_kept)
+        self.index.prepare()
         self.applied_seq = 0  # the last log entry folded into this model
         self.refused = 0  # logged rows this model could not take (moved to the quarantine)
         self._warming: concurrent.futures.Future | None = None
@@ -176,12 +183,13 @@ class ModelService:
         weakref.finalize(self, _released).atexit = False
 
     @classmethod
-    def from_file(cls, path: Any, sequence: int = 0) -> ModelService:
-        """Load ``path`` (never unpickles; see :func:`matfact.load`)."""
+    def from_file(cls, path: Any, sequence: int = 0, **options: Any) -> ModelService:
+        """Load ``path`` (never unpickles; see :func:`matfact.load`); ``options`` as
+        the constructor's."""
         from matfact.models.persistence import load_model
 
         path = Path(path)
-        return cls(load_model(path), f"{sequence}-{_file_digest(path)}")
+        return cls(load_model(path), f"{sequence}-{_file_digest(path)}", **options)
 
     # ------------------------------------------------------------------ ids
     def user_code(self, raw: Any) -> int:
@@ -288,7 +296,8 @@ class ModelService:
         code = self.item_code(item)
         if code < 0:
             raise UnknownIdError("item", [item])
-        ids, scores = self.model.similar_items(self.model.item_index_.ids[code:code + 1], n=n)
+        ids, scores = self.model.similar_items(self.model.item_index_.ids[code:code + 1], n=n,
+                                               approximate=self.index.approximate_similar)
         ids, scores = ids[0], scores[0]
         keep = ~np.isnan(scores)
         codes = self.model.item_index_.get_indexer(ids[keep])  # back to codes, for titles
@@ -322,7 +331,8 @@ class ModelService:
         # The model checks the history (values, scale) as its fold_in always does, and
         # answers a history with no known item by its fallback, as for an unknown user.
         answer = self.model.recommend_for_history(list(items), ratings, n,
-                                                  return_fallback=True, explain=explain)
+                                                  return_fallback=True, explain=explain,
+                                                  approximate=self.index.approximate)
         ids, scores, fallback = answer[:3]
         keep = ~np.isnan(scores)
         best = self.model.item_index_.get_indexer(ids[keep])
