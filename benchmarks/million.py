@@ -5,7 +5,8 @@ One process, one run, side by side:
 
 - **model**: ``ImplicitALS(n_factors=64)`` fitted on ``make_synthetic(1_000_000,
   1_000_000, 30_000_000, implicit=True, random_state=0)`` (a real fit, ~1 minute here;
-  cached as a model file under the system's temporary directory, keyed by the sizes);
+  cached as a model file under ``$MATFACT_BENCH_CACHE``, default ``/tmp/matfact-bench``,
+  keyed by the sizes);
 - **index**: ``model.build_index()`` with its defaults (recall target 0.95), its build
   time and memory, recall@10 against the exact top-10 (seen items excluded in both) over
   10,000 query users drawn with ``default_rng(0)``, and ``model.recommend([u], n=10,
@@ -85,9 +86,9 @@ PROTOCOL = f"""\
 
 
 def _cache_path(sizes: tuple[int, int, int]) -> Path:
-    folder = Path(tempfile.gettempdir()) / "matfact-bench"
-    folder.mkdir(exist_ok=True)
-    return folder / f"million-{sizes[0]}x{sizes[1]}-{sizes[2]}-k{FACTORS}.zip"
+    from benchmarks.million_batch import _cache_dir
+
+    return _cache_dir() / f"million-{sizes[0]}x{sizes[1]}-{sizes[2]}-k{FACTORS}.zip"
 
 
 def _model(quick: bool) -> tuple[Any, dict[str, Any]]:
