@@ -374,3 +374,31 @@ def test_items_added_after_the_build_are_always_proposed(tmp_path):
 def _reloaded(model, tmp_path):
     model.save(tmp_path / "fresh.zip")
     return matfact.load(tmp_path / "fresh.zip")
+
+
+def test_every_user_through_the_index_in_python_and_on_the_command_line(implicit_model,
+                                                                       tmp_path, capsys):
+    import pandas as pd
+
+    from matfact.cli import main
+
+    model = _copy(implicit_model)
+    model.build_index(n_lists=16, n_probe=2)
+    users = model.user_index_.ids[:300]
+    blocks = list(model.recommend_all(8, users=users, approximate=True, block_size=64))
+    ids = np.concatenate([block.ids for block in blocks])
+    np.testing.assert_array_equal(ids, model.recommend(users, n=8, approximate=True)[0])
+    model.save(tmp_path / "m.zip")
+    out = tmp_path / "recs.parquet"
+    assert main(["-q", "recommend", "--model", str(tmp_path / "m.zip"), "--all",
+                 "--approximate", "-n", "8", "--out", str(out)]) == 0
+    frame = pd.read_parquet(out)
+    first = frame[frame["user"] == users[0]].sort_values("rank")["item"].tolist()
+    assert first == ids[0].tolist()
+    capsys.readouterr()
+    assert main(["recommend", "--model", str(tmp_path / "m.zip"), "--user", str(users[1]),
+                 "-n", "8", "--approximate", "--json"]) == 0
+    import json
+
+    answer = json.loads(capsys.readouterr().out)
+    assert [row["item"] for row in answer[0]["items"]] == ids[1].tolist()

@@ -464,7 +464,8 @@ def _write_recommendations(args: argparse.Namespace, model: Any, out: Output) ->
     written = write_recommendations(
         model, Path(args.out).expanduser(), args.n, exclude_seen=not args.include_seen,
         users=users, unknown="raise" if args.strict else "fallback",
-        block_size=args.block_size, progress=out.progress)
+        block_size=args.block_size, progress=out.progress,
+        approximate=getattr(args, "approximate", False))
     seconds = time.perf_counter() - start
     seen = "seen items included" if args.include_seen else "seen items excluded"
     out.result(f"Wrote {written.n_rows:,} recommendations for {written.n_users:,} users "
@@ -495,7 +496,7 @@ def cmd_recommend(args: argparse.Namespace, out: Output) -> int:
     ids, scores, fallback, *why = model.recommend(
         users, n=args.n, exclude_seen=not args.include_seen,
         unknown="raise" if args.strict else "fallback", return_fallback=True,
-        explain=explain)
+        explain=explain, approximate=getattr(args, "approximate", False))
     titles = None if args.item_titles is None else item_titles_file(args.item_titles)
     report = []
     under: list[list[list[str]] | None] = []

@@ -234,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 "as many as keep the scores held at once bounded, see "
                                 "matfact.models.batch.BLOCK_BYTES)")
     recommend.add_argument("-n", type=int, default=10, help="list length (default: 10)")
+    recommend.add_argument("--approximate", action="store_true",
+                           help="search the model's approximate index (faiss; built first "
+                                "when the file has none: see 'matfact index') instead of "
+                                "scoring every item: for catalogues of millions")
     recommend.add_argument("--include-seen", action="store_true",
                            help="also recommend items the user interacted with in training")
     recommend.add_argument("--strict", action="store_true",

@@ -826,8 +826,8 @@ class Recommender(ModelUpdates, HasParams):
     # ------------------------------------------------------------------ batch scoring
     def recommend_all(self, n: int = 10, *, exclude_seen: bool = True, users: Any = None,
                       unknown: str = "fallback", block_size: int | None = None,
-                      n_threads: int | None = None,
-                      progress: bool | str | None = None) -> Any:
+                      n_threads: int | None = None, progress: bool | str | None = None,
+                      approximate: bool = False) -> Any:
         """Top-``n`` items for every user (or ``users``), yielded a block of users at a time.
 
         Each block's lists are what :meth:`recommend` gives for those users (ids, scores,
@@ -844,7 +844,8 @@ class Recommender(ModelUpdates, HasParams):
         from matfact.models.batch import recommend_all
 
         return recommend_all(self, n, exclude_seen=exclude_seen, users=users, unknown=unknown,
-                             block_size=block_size, n_threads=n_threads, progress=progress)
+                             block_size=block_size, n_threads=n_threads, progress=progress,
+                             approximate=approximate)
 
     # ------------------------------------------------------------------ explanations
     def explain(self, user: Any, item: Any, n: int = 5) -> Any:

@@ -129,8 +129,8 @@ def block_rows(n_items: int, block_size: int | None = None) -> int:
 
 def recommend_all(model: Any, n: int = 10, *, exclude_seen: bool = True, users: Any = None,
                   unknown: str = "fallback", block_size: int | None = None,
-                  n_threads: int | None = None,
-                  progress: bool | str | None = None) -> Iterator[RecommendationBlock]:
+                  n_threads: int | None = None, progress: bool | str | None = None,
+                  approximate: bool = False) -> Iterator[RecommendationBlock]:
     """Top-``n`` items for every user (or ``users``), yielded a block of users at a time.
 
     Each block is ``model.recommend(block_users, n, exclude_seen=exclude_seen,
@@ -165,6 +165,11 @@ def recommend_all(model: Any, n: int = 10, *, exclude_seen: bool = True, users: 
     progress : bool, "bar", "lines" or None, default=None
         Users ranked so far: None, a bar only when stderr is a terminal; True, a bar;
         ``"lines"``, plain lines; False, nothing (:func:`matfact._progress.progress_bar`).
+    approximate : bool, default=False
+        Each block as ``recommend(..., approximate=True)`` gives it (the model's
+        approximate index, built first if it has none): a catalogue of millions of
+        items, where scoring every item for every user is out of reach. The searches
+        run one user at a time on one thread (``n_threads`` is ignored).
 
     Yields
     ------
@@ -199,11 +204,18 @@ def recommend_all(model: Any, n: int = 10, *, exclude_seen: bool = True, users: 
         codes = model._indices(raw, model.user_index_, "user", unknown)
     if n_threads is not None:
         n_threads = check_n(n_threads, "n_threads")
-    return _blocks(model, codes, raw, n, bool(exclude_seen), rows, progress, n_threads)
+    if approximate:
+        from matfact.models.ann import model_index
+
+        model_index(model, "recommend")  # built (or checked) now, not in a worker
+        n_threads = 1  # the index serves one search at a time
+    return _blocks(model, codes, raw, n, bool(exclude_seen), rows, progress, n_threads,
+                   bool(approximate))
 
 
 def _blocks(model: Any, codes: np.ndarray, raw: np.ndarray | None, n: int, exclude_seen: bool,
-            rows: int, progress: Any, n_threads: int | None) -> Iterator[RecommendationBlock]:
+            rows: int, progress: Any, n_threads: int | None,
+            approximate: bool = False) -> Iterator[RecommendationBlock]:
     from matfact._threads import resolve_n_threads, single_thread
 
     workers = resolve_n_threads(n_threads, work=len(codes) * model.n_items_)
@@ -214,7 +226,8 @@ def _blocks(model: Any, codes: np.ndarray, raw: np.ndarray | None, n: int, exclu
         # spinning into each other's turn (numba's top-k took twice as long right after
         # a product, and the product twice as long right after the top-k, on 2 cores).
         with single_thread():
-            return model._ranked_codes(codes[start:start + rows], n, exclude_seen)
+            return model._ranked_codes(codes[start:start + rows], n, exclude_seen,
+                                       approximate=approximate)
 
     bar = progress_bar(progress=progress, desc=f"{type(model).__name__} recommend_all",
                        total=len(codes), unit="user")
@@ -262,8 +275,8 @@ def output_format(path: str | os.PathLike) -> str:
 def write_recommendations(model: Any, path: str | os.PathLike, n: int = 10, *,
                           exclude_seen: bool = True, users: Any = None,
                           unknown: str = "fallback", block_size: int | None = None,
-                          n_threads: int | None = None,
-                          progress: bool | str | None = None) -> WrittenRecommendations:
+                          n_threads: int | None = None, progress: bool | str | None = None,
+                          approximate: bool = False) -> WrittenRecommendations:
     """Write every user's top-``n`` (or ``users``') to a Parquet or CSV file, streamed.
 
     The lists of :func:`recommend_all` (so exactly those of ``recommend``), in long
@@ -294,7 +307,7 @@ def write_recommendations(model: Any, path: str | os.PathLike, n: int = 10, *,
     path : str or path-like
         The target file; its suffix, ``.parquet`` or ``.csv``, chooses the format. An
         existing file is replaced.
-    n, exclude_seen, users, unknown, block_size, n_threads, progress
+    n, exclude_seen, users, unknown, block_size, n_threads, progress, approximate
         As :func:`recommend_all`.
 
     Returns
@@ -318,7 +331,8 @@ def write_recommendations(model: Any, path: str | os.PathLike, n: int = 10, *,
     if not path.parent.is_dir():
         raise FileNotFoundError(2, "No such file or directory", str(path.parent))
     blocks = recommend_all(model, n, exclude_seen=exclude_seen, users=users, unknown=unknown,
-                           block_size=block_size, n_threads=n_threads, progress=progress)
+                           block_size=block_size, n_threads=n_threads, progress=progress,
+                           approximate=approximate)
     counts = [0, 0, 0]
 
     def tally(columns: dict[str, np.ndarray], block: RecommendationBlock) -> None:
