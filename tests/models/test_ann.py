@@ -44,8 +44,8 @@ def _recall(exact: np.ndarray, found: np.ndarray) -> float:
 def _copy(model):
     import copy
 
-    out = copy.deepcopy(model)
-    out.__dict__.pop("_ann_live", None)
+    out = copy.deepcopy(model)  # the live index is a cache: never copied
+    assert "_ann_live" not in vars(out)
     return out
 
 

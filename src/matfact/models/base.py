@@ -976,6 +976,15 @@ class Recommender(ModelUpdates, HasParams):
         """The ``n`` users most similar to each given user (cosine of user factors)."""
         raise NotImplementedError(f"{type(self).__name__} has no user vectors to compare")
 
+    def __deepcopy__(self, memo: dict) -> Recommender:
+        # The live approximate index (faiss, and a lock) is a cache of the kept arrays,
+        # rebuilt on demand: a copy gets the arrays, not the cache.
+        out = copy.copy(self)
+        memo[id(self)] = out
+        out.__dict__ = {key: copy.deepcopy(value, memo) for key, value in vars(self).items()
+                        if key != "_ann_live"}
+        return out
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: Any) -> None:
         """Write the fitted model to ``path`` (``.zip``, else a directory); see :func:`matfact.load`."""
