@@ -101,6 +101,12 @@ def _topk_rows(scores, exclude_indptr, exclude_indices, n):
                     continue
             for j in range(start, end):
                 s = row[j]
+                if size == n and not s > heap_val[0]:
+                    # Below the root (or tied with it: columns come in increasing order,
+                    # so the root's index is lower), or NaN: out, before the exclusion
+                    # lookup (most columns of a run that was not skipped; 11-15 % of a
+                    # 209 × 20,000 block).
+                    continue
                 if excluded[j] or np.isnan(s):
                     continue
                 if size < n:
@@ -116,7 +122,7 @@ def _topk_rows(scores, exclude_indptr, exclude_indices, n):
                             break
                     heap_val[pos] = s
                     heap_idx[pos] = j
-                elif _before(s, j, heap_val[0], heap_idx[0]):
+                else:  # s ranks before the root (checked above)
                     _sift_down(heap_val, heap_idx, size, s, j)
         # Pop worst-first into the tail of the output row.
         for slot in range(size - 1, -1, -1):
