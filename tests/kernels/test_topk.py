@@ -91,3 +91,28 @@ def test_long_rows_skip_runs_of_columns_exactly(n_rows, n_cols, n, levels, seed)
         idx, val = kernel(scores, indptr, indices, n)
         np.testing.assert_array_equal(idx, ref_idx)
         np.testing.assert_array_equal(val, ref_val)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 300), st.integers(1, 12), st.integers(0, 2**32 - 1))
+def test_columns_read_first_change_nothing_but_the_speed(n_rows, n_cols, n, seed):
+    # Any distinct columns read first, excluded or NaN or tied among them, give the
+    # lists of the plain scan (ties across the seed and the rest: lower index first).
+    from matfact._kernels.topk import topk_rows_serial
+
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 4, (n_rows, n_cols)).astype(np.float32)
+    scores[rng.random((n_rows, n_cols)) < 0.1] = np.nan
+    excluded = [np.sort(rng.choice(n_cols, rng.integers(0, n_cols + 1), replace=False))
+                for _ in range(n_rows)]
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum([len(e) for e in excluded])
+    indices = np.concatenate(excluded).astype(np.int32)
+    first = rng.choice(n_cols, rng.integers(1, n_cols + 1), replace=False).astype(np.int64)
+    ref_idx, ref_val = topk_rows_reference(scores, indptr, indices, n)
+    for kernel in (topk_rows, topk_rows_serial):
+        idx, val = kernel(scores, indptr, indices, n, first)
+        np.testing.assert_array_equal(idx, ref_idx)
+        np.testing.assert_array_equal(val, ref_val)
+    idx, val = top_n_rows(scores, n, indptr, indices, first=first)
+    np.testing.assert_array_equal(idx, ref_idx)

@@ -471,6 +471,26 @@ class Recommender(ModelUpdates, HasParams):
             kept = self._popularity_of = (self.seen_, counts)
         return kept[1]
 
+    #: How many of the most popular items the top-n reads first (see ``_first_columns``).
+    _FIRST_COLUMNS: ClassVar[int] = 32
+
+    def _first_columns(self) -> np.ndarray:
+        """The most popular items (codes, sorted), which the top-n of a batch reads first.
+
+        Most users rank some of them high, so the top-n's heap starts near its final
+        worst score and the scan skips almost every run of items (batch scoring of
+        ImplicitALS, 209 users × 20,000 items a block: 1.27 → 0.69 ms; the same lists).
+        Kept per ``seen_`` matrix, as the popularity is.
+        """
+        kept = getattr(self, "_first_of", None)
+        if kept is None or kept[0] is not self.seen_:
+            counts = self._popularity()
+            k = min(self._FIRST_COLUMNS, len(counts))
+            first = np.sort(np.argpartition(-counts, k - 1)[:k]) if k else \
+                np.zeros(0, np.int64)
+            kept = self._first_of = (self.seen_, first.astype(np.int64))
+        return kept[1]
+
     # ------------------------------------------------------------------ inference
     def predict(self, users: Any, items: Any, *, unknown: str = "fallback",
                 clip: bool = True) -> np.ndarray:
@@ -661,7 +681,8 @@ class Recommender(ModelUpdates, HasParams):
             indptr, indices = self._exclusions(batch, exclude_seen)
             if candidates is not None:
                 scores, indptr, indices = _restrict(scores, indptr, indices, candidates)
-            idx, val = top_n_rows(scores, width, indptr, indices)
+            idx, val = top_n_rows(scores, width, indptr, indices,
+                                  None if candidates is not None else self._first_columns())
             if candidates is not None:
                 idx = np.where(idx >= 0, candidates[np.maximum(idx, 0)], -1)
             if not unknown.all():

@@ -19,7 +19,8 @@ __all__ = ["top_n", "top_n_rows"]
 
 
 def top_n_rows(scores: np.ndarray, n: int, exclude_indptr: np.ndarray | None = None,
-               exclude_indices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               exclude_indices: np.ndarray | None = None,
+               first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The best ``n`` columns of each row, skipping each row's excluded columns.
 
     Parameters
@@ -31,6 +32,9 @@ def top_n_rows(scores: np.ndarray, n: int, exclude_indptr: np.ndarray | None = N
     exclude_indptr : ndarray of shape (n_rows + 1,), default=None
     exclude_indices : ndarray of shape (n_excluded,), default=None
         CSR-style lists of the columns to skip in each row (none when omitted).
+    first : ndarray of distinct column indices, default=None
+        Columns to read first, likely to rank high in most rows (the most popular
+        items): only faster, never a different result (see :mod:`matfact._kernels.topk`).
 
     Returns
     -------
@@ -51,7 +55,12 @@ def top_n_rows(scores: np.ndarray, n: int, exclude_indptr: np.ndarray | None = N
     # request, a worker of batch scoring): no parallel region, and the GIL released.
     serial = scores.shape[0] == 1 or numba.get_num_threads() == 1
     kernel = topk_rows_serial if serial else topk_rows
-    return kernel(scores, exclude_indptr, exclude_indices, int(n))
+    if first is None or len(first) == 0:
+        return kernel(scores, exclude_indptr, exclude_indices, int(n))
+    first = np.asarray(first, dtype=np.int64)
+    if first.min() < 0 or first.max() >= scores.shape[1]:
+        raise ValueError(f"first columns must lie in [0, {scores.shape[1]})")
+    return kernel(scores, exclude_indptr, exclude_indices, int(n), first)
 
 
 def top_n(scores: np.ndarray, n: int, exclude: Any = None) -> tuple[np.ndarray, np.ndarray]:
