@@ -124,7 +124,8 @@ class ItemVectorIndex:
     def __init__(self, centroids: np.ndarray, lists: np.ndarray, vectors: np.ndarray,
                  n_probe: int, max_norm: float) -> None:
         faiss = _faiss()
-        centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+        #: The lists' centroids, as given (what the model file keeps).
+        self.centroids = centroids = np.ascontiguousarray(centroids, dtype=np.float32)
         self.n_lists, self.dim = centroids.shape
         self.n_probe = int(n_probe)
         self.max_norm = float(max_norm)
@@ -294,12 +295,15 @@ def _kmeans_lists(vectors: np.ndarray, n_lists: int, random_state: int) -> np.nd
 
 def build_item_index(model: Any, kind: str = "recommend", *, n_lists: int | None = None,
                      n_probe: int | None = None, recall: float = 0.95, n: int = 10,
-                     random_state: int = 0) -> tuple[ItemVectorIndex, dict[str, Any]]:
+                     random_state: int = 0) -> tuple[ItemVectorIndex, np.ndarray,
+                                                     dict[str, Any]]:
     """Train an index over ``model``'s item vectors and calibrate its ``n_probe``.
 
     Returns
     -------
     index : ItemVectorIndex
+    lists : ndarray of shape (n_items,), int32
+        Each item's list (what the model file keeps, with ``index.centroids``).
     settings : dict
         ``n_lists``, ``n_probe``, the ``recall`` target, the ``measured_recall`` of
         the calibration (None when ``n_probe`` was given) and ``n`` it was measured at.
@@ -323,13 +327,13 @@ def build_item_index(model: Any, kind: str = "recommend", *, n_lists: int | None
     with _omp_threads(_faiss().omp_get_max_threads()):
         centroids = _kmeans_lists(augment(vectors, max_norm), int(n_lists), random_state)
         index = ItemVectorIndex(centroids, np.zeros(0, np.int32), vectors[:0], 1, max_norm)
-        index.insert(vectors)
+        lists = index.insert(vectors)
     measured = None
     if n_probe is None:
         n_probe, measured = _calibrate(model, index, kind, recall, n, random_state)
     index.n_probe = int(min(n_probe, index.n_lists))
     index.built_items = index.n_indexed
-    return index, {"n_lists": int(index.n_lists), "n_probe": index.n_probe,
+    return index, lists, {"n_lists": int(index.n_lists), "n_probe": index.n_probe,
                    "built_items": index.n_indexed,
                    "max_norm": max_norm, "recall": float(recall),
                    "measured_recall": measured, "n": int(n)}
@@ -453,34 +457,15 @@ def _settings_for_build(settings: dict[str, Any] | None) -> dict[str, Any]:
 
 def build_model_index(model: Any, kind: str = "recommend", **settings: Any) -> ItemVectorIndex:
     """Build ``model``'s index of ``kind`` and keep it in the model (see ``build_index``)."""
-    centroids_attr, lists_attr, settings_attr = _ATTRS[kind] if kind in _ATTRS else (None,) * 3
-    if centroids_attr is None:
-        raise ParameterError(f"kind must be one of {KINDS}, got {kind!r}")
-    index, chosen = build_item_index(model, kind, **settings)
+    index, lists, chosen = build_item_index(model, kind, **settings)  # checks kind
+    centroids_attr, lists_attr, settings_attr = _ATTRS[kind]
     chosen["fixed_lists"] = settings.get("n_lists") is not None
     chosen["fixed_probe"] = settings.get("n_probe") is not None
-    lists = np.zeros(index.n_indexed, np.int32)
-    for number in range(index.n_lists):  # read back the lists faiss filled
-        ids = _list_ids(index, number)
-        lists[ids] = number
-    setattr(model, centroids_attr, _centroids(index))
+    setattr(model, centroids_attr, index.centroids)
     setattr(model, lists_attr, lists)
     setattr(model, settings_attr, chosen)
     model.__dict__.setdefault(_LIVE, {})[kind] = index
     return index
-
-
-def _list_ids(index: ItemVectorIndex, number: int) -> np.ndarray:
-    faiss = _faiss()
-    invlists = index._index.invlists
-    size = invlists.list_size(number)
-    if size == 0:
-        return np.zeros(0, np.int64)
-    return faiss.rev_swig_ptr(invlists.get_ids(number), size).copy()
-
-
-def _centroids(index: ItemVectorIndex) -> np.ndarray:
-    return index._quantizer.reconstruct_n(0, index.n_lists).astype(np.float32)
 
 
 def forget_model_index(model: Any) -> None:
